@@ -1,0 +1,1 @@
+//! host: built in the foundation issue.

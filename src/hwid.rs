@@ -1,0 +1,1 @@
+//! hwid: built in the foundation issue.

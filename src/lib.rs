@@ -1,0 +1,11 @@
+//! wispanel-license: keeps a WisPanel panel host licensed.
+//!
+//! The crate is a library with thin binaries on top (`src/bin/`). See
+//! `ARCHITECTURE.md` for how the modules fit together.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod host;
+pub mod hwid;
+pub mod key;
+pub mod timestamp;
