@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod core;
 pub mod host;
 pub mod hwid;
 pub mod key;
