@@ -647,7 +647,8 @@ mod tests {
     fn non_verdicts_never_unlicense() {
         let s = sched();
         let i = inputs();
-        let bodies: [(u16, &str, &[(&str, &str)]); 8] = [
+        type Case<'a> = (u16, &'a str, &'a [(&'a str, &'a str)]);
+        let bodies: [Case; 8] = [
             (500, "", &[]),
             (503, r#"{"code": "EXPIRED"}"#, &[]),
             (429, "", &[("Retry-After", "60")]),
