@@ -10,3 +10,4 @@ pub mod host;
 pub mod hwid;
 pub mod key;
 pub mod timestamp;
+pub mod portal;
