@@ -9,5 +9,6 @@ pub mod core;
 pub mod host;
 pub mod hwid;
 pub mod key;
-pub mod timestamp;
 pub mod portal;
+pub mod store;
+pub mod timestamp;

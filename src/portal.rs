@@ -111,12 +111,11 @@ impl PortalClient {
                 path: path.to_path_buf(),
                 source,
             })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                SetupError::CaParse {
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| SetupError::CaParse {
                     path: path.to_path_buf(),
                     message: e.to_string(),
-                }
-            })?;
+                })?;
             if certs.is_empty() {
                 return Err(SetupError::CaParse {
                     path: path.to_path_buf(),
@@ -261,9 +260,11 @@ fn is_tls(e: &(dyn std::error::Error + 'static)) -> bool {
             return true;
         }
         if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && io
-                .get_ref()
-                .is_some_and(|inner| inner.downcast_ref::<tokio_rustls::rustls::Error>().is_some())
+            && io.get_ref().is_some_and(|inner| {
+                inner
+                    .downcast_ref::<tokio_rustls::rustls::Error>()
+                    .is_some()
+            })
         {
             return true;
         }
