@@ -99,6 +99,10 @@ fn machine_id_only() {
     assert_eq!(rep.sources[0].digest.len(), 12);
     assert_eq!(outcome_of(&rep, "etc/machine-id"), "used");
     assert_eq!(outcome_of(&rep, "sys/class/dmi/id/product_uuid"), "missing");
+    // Another machine, another id.
+    let other = Root::new();
+    other.write("etc/machine-id", MID2);
+    assert_eq!(other.id(), ID_MID2);
     // The D-Bus copy is not read when etc/machine-id is good.
     assert!(
         !rep.tried
