@@ -8,4 +8,5 @@ pub mod config;
 pub mod host;
 pub mod hwid;
 pub mod key;
+pub mod sim;
 pub mod timestamp;
