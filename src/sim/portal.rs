@@ -330,8 +330,8 @@ impl Portal {
         let status = plan.status();
         tracing::info!(
             endpoint = %endpoint,
-            key = key_masked.as_deref().unwrap_or("-"),
-            status = status.map_or_else(|| "none".to_string(), |s| s.to_string()),
+            key = %key_masked.as_deref().unwrap_or("-"),
+            status = %status.map_or_else(|| "none".to_string(), |s| s.to_string()),
             "{} {}",
             req.method,
             req.path
