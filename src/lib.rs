@@ -16,4 +16,5 @@ pub mod portal;
 pub mod socket;
 pub mod store;
 pub mod systemd;
+pub mod sim;
 pub mod timestamp;
