@@ -116,7 +116,7 @@ impl StatusDocument {
             _ => None,
         };
         let configured = si.inputs.key_fingerprint.is_some();
-        StatusDocument {
+        let doc = StatusDocument {
             schema_version: SCHEMA_VERSION,
             daemon: si.daemon.clone(),
             hardware_id: si.hardware_id.map(str::to_string),
@@ -158,7 +158,38 @@ impl StatusDocument {
                 rate_limited_until: core.gate_closed_until(now),
                 clock_skew_seconds: core.portal.clock_skew_seconds,
             },
+        };
+        doc.whole_seconds()
+    }
+
+    /// The same document with every time rounded down to the second, as SPEC's
+    /// examples show them (`state.json` keeps milliseconds).
+    fn whole_seconds(mut self) -> StatusDocument {
+        fn t(x: &mut Option<Timestamp>) {
+            *x = x.map(Timestamp::whole_seconds);
         }
+        self.daemon.started_at = self.daemon.started_at.whole_seconds();
+        let l = &mut self.license;
+        for x in [
+            &mut l.expires_at,
+            &mut l.valid_until,
+            &mut l.checked_at,
+            &mut l.grace_until,
+        ] {
+            t(x);
+        }
+        t(&mut self.update.checked_at);
+        let p = &mut self.portal;
+        for x in [
+            &mut p.last_attempt_at,
+            &mut p.last_success_at,
+            &mut p.next_validate_at,
+            &mut p.next_update_check_at,
+            &mut p.rate_limited_until,
+        ] {
+            t(x);
+        }
+        self
     }
 }
 

@@ -35,6 +35,11 @@ impl Timestamp {
         self.0.div_euclid(1000)
     }
 
+    /// Rounded down to the whole second (the status document's precision).
+    pub fn whole_seconds(self) -> Timestamp {
+        Timestamp(self.0 - self.0.rem_euclid(1000))
+    }
+
     pub fn millis(self) -> i64 {
         self.0
     }
