@@ -4,7 +4,9 @@
 //! `ARCHITECTURE.md` for how the modules fit together.
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod host;
 pub mod hwid;
 pub mod key;
