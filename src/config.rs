@@ -1561,6 +1561,19 @@ mod tests {
     }
 
     #[test]
+    fn the_flag_wins_over_the_environment() {
+        // The variable and the default are covered through the binaries.
+        assert_eq!(
+            resolve_config_path(Some(PathBuf::from("/srv/license.toml"))),
+            PathBuf::from("/srv/license.toml")
+        );
+        let keys = known_keys();
+        assert_eq!(keys.len(), 21);
+        assert!(keys.contains(&"schedule.splay".to_string()));
+        assert!(keys.contains(&"hardware.id_file".to_string()));
+    }
+
+    #[test]
     fn edit_distance_guesses() {
         assert_eq!(edit_distance("splay", "splay"), 0);
         assert_eq!(edit_distance("spaly", "splay"), 2);
