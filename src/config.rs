@@ -199,7 +199,7 @@ pub enum ConfigErrorKind {
     Syntax(String),
     #[error("unknown key{suggestion}; the keys allowed here are: {allowed}")]
     UnknownKey { suggestion: String, allowed: String },
-    #[error("wrong type: {message}{hint}")]
+    #[error("{message}{hint}")]
     WrongType { message: String, hint: String },
     #[error("{value:?} is not a duration ({reason}); {DURATION_FORMS}")]
     BadDuration {
@@ -374,6 +374,18 @@ pub fn resolve_config_path(cli: Option<PathBuf>) -> PathBuf {
         Some(v) if !v.is_empty() => PathBuf::from(v),
         _ => PathBuf::from(DEFAULT_CONFIG_PATH),
     }
+}
+
+/// Every key the configuration accepts, dotted (`schedule.splay`), in the
+/// order of the SPEC.
+pub fn known_keys() -> Vec<String> {
+    let top = TOP_KEYS
+        .iter()
+        .filter(|k| !matches!(**k, "schedule" | "hardware"))
+        .map(|k| k.to_string());
+    let schedule = SCHEDULE_KEYS.iter().map(|k| format!("schedule.{k}"));
+    let hardware = HARDWARE_KEYS.iter().map(|k| format!("hardware.{k}"));
+    top.chain(schedule).chain(hardware).collect()
 }
 
 /// `$CREDENTIALS_DIRECTORY` when systemd set it.
@@ -556,6 +568,18 @@ fn flatten(table: &toml::de::DeTable<'_>, prefix: &str, out: &mut Vec<Entry>) {
 
 /// The allowed key closest to a typo, when it is close enough to be a guess.
 fn closest<'a>(word: &str, allowed: &[&'a str]) -> Option<&'a str> {
+    // "retry_maximum" for "retry_max", "id" for "id_file".
+    let prefix = allowed.iter().find(|a| {
+        let (short, long) = if a.len() < word.len() {
+            (**a, word)
+        } else {
+            (word, **a)
+        };
+        short.len() >= 2 && long.starts_with(short)
+    });
+    if let Some(a) = prefix {
+        return Some(a);
+    }
     allowed
         .iter()
         .map(|a| (edit_distance(word, a), *a))
@@ -1304,7 +1328,7 @@ mod tests {
         );
         let msg = e.to_string();
         assert!(
-            msg.contains("wrong type") && msg.contains("\"15m\""),
+            msg.contains("invalid type") && msg.contains("\"15m\""),
             "{msg}"
         );
 
@@ -1537,10 +1561,25 @@ mod tests {
     }
 
     #[test]
+    fn the_flag_wins_over_the_environment() {
+        // The variable and the default are covered through the binaries.
+        assert_eq!(
+            resolve_config_path(Some(PathBuf::from("/srv/license.toml"))),
+            PathBuf::from("/srv/license.toml")
+        );
+        let keys = known_keys();
+        assert_eq!(keys.len(), 21);
+        assert!(keys.contains(&"schedule.splay".to_string()));
+        assert!(keys.contains(&"hardware.id_file".to_string()));
+    }
+
+    #[test]
     fn edit_distance_guesses() {
         assert_eq!(edit_distance("splay", "splay"), 0);
         assert_eq!(edit_distance("spaly", "splay"), 2);
         assert_eq!(closest("licence_key", TOP_KEYS), Some("license_key"));
-        assert_eq!(closest("portal", TOP_KEYS), None);
+        assert_eq!(closest("retry_maximum", SCHEDULE_KEYS), Some("retry_max"));
+        assert_eq!(closest("id", HARDWARE_KEYS), Some("id_file"));
+        assert_eq!(closest("zzz", TOP_KEYS), None);
     }
 }

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod core;
 pub mod daemon;
@@ -13,8 +14,8 @@ pub mod hwid;
 pub mod key;
 pub mod logging;
 pub mod portal;
+pub mod sim;
 pub mod socket;
 pub mod store;
 pub mod systemd;
-pub mod sim;
 pub mod timestamp;
