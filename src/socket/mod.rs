@@ -5,6 +5,7 @@
 //! timeout, a body cap, and no browsers (`Origin`/`Referer` refused).
 
 mod bind;
+pub mod client;
 mod metrics;
 mod routes;
 
