@@ -281,8 +281,10 @@ pub fn transport_error(e: &reqwest::Error) -> (ErrorKind, String) {
     } else if is_tls(e) {
         ErrorKind::Tls
     } else {
+        // A close after the handshake ("without sending TLS close_notify") is a
+        // close before the status line: `connect`, not `tls`.
         let lower = msg.to_ascii_lowercase();
-        if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+        if lower.contains("certificate") || lower.contains("handshake") {
             ErrorKind::Tls
         } else {
             ErrorKind::Connect
