@@ -66,6 +66,9 @@ pub struct Licence {
     /// Fingerprint of a configured key released by `deactivate`: ignored until
     /// the configured key changes.
     pub deactivated_key: Option<String>,
+    /// The key and hardware_id last taken in, to notice a change.
+    #[serde(default)]
+    pub seen: Option<Binding>,
 }
 
 /// What the daemon knows about updates.
@@ -187,28 +190,40 @@ impl Core {
     }
 
     /// Takes in the key and hardware_id in force (at start, on reload, after
-    /// `activate`). A changed key forgets the old key's verdict; a changed key
-    /// or hardware_id makes the next licence request due at once.
+    /// `activate`, before each request). Only a *change* counts: a changed key
+    /// forgets the old key's verdict, and a changed key or hardware_id makes
+    /// the next licence request due at once. Seeing the same inputs again
+    /// changes nothing, so a retry schedule is never cut short.
     pub fn apply_inputs(&mut self, inputs: &Inputs) {
         let Some(fp) = &inputs.key_fingerprint else {
             self.plan.next_validate_at = None;
+            self.licence.seen = None;
             return;
         };
-        let bound_to_key = self
+        let now = Binding {
+            key_fingerprint: fp.clone(),
+            hardware_id: inputs.hardware_id.clone(),
+        };
+        if self.licence.seen.as_ref() == Some(&now) {
+            return;
+        }
+        let before = self.licence.seen.replace(now.clone());
+        let verdict_key = self
             .licence
             .verdict_binding
             .as_ref()
             .map(|b| &b.key_fingerprint);
-        if self.licence.verdict.is_some() && bound_to_key != Some(fp) {
+        if self.licence.verdict.is_some() && verdict_key != Some(fp) {
             self.licence.verdict = None;
             self.licence.failing = false;
             self.licence.verdict_binding = None;
-            self.plan.next_validate_at = None;
         }
-        if self.hardware_changed(inputs) {
-            self.plan.next_validate_at = None;
-        }
-        if self.licence.verdict.is_none() {
+        let changed = match &before {
+            Some(b) => *b != now,
+            // First sight (a fresh state): compare with the last verdict's inputs.
+            None => self.licence.verdict_binding.as_ref() != Some(&now),
+        };
+        if changed {
             self.plan.next_validate_at = None;
         }
     }
@@ -828,6 +843,42 @@ mod tests {
         c.apply_inputs(&k2);
         assert_eq!(c.license_state(&k2, &s, T0), LicenseState::Unknown);
         assert_eq!(c.due(&k2, T0).unwrap().at, T0);
+    }
+
+    #[test]
+    fn seeing_the_same_inputs_again_keeps_the_retry_schedule() {
+        let s = sched();
+        let i = inputs();
+        let mut c = Core::default();
+        c.apply_inputs(&i);
+        c.record_licence(Endpoint::Activate, &valid(T0), &i, &s, T0, &mut j());
+        let mut hw = i.clone();
+        hw.hardware_id = "b".repeat(64);
+        c.apply_inputs(&hw);
+        assert_eq!(
+            c.due(&hw, T0).unwrap().at,
+            T0,
+            "a changed hardware_id checks at once"
+        );
+        // The portal is down: the retry must not be cut short by the still
+        // changed hardware_id, however often the inputs are applied.
+        c.record_licence(Endpoint::Activate, &failure(T0), &hw, &s, T0, &mut j());
+        for _ in 0..3 {
+            c.apply_inputs(&hw);
+        }
+        assert_eq!(c.due(&hw, T0).unwrap().at, T0.add(Duration::from_secs(15)));
+        assert!(c.hardware_changed(&hw));
+        // Unknown (no verdict) after a failure: a restart keeps the retry too.
+        let mut fresh = Core::default();
+        fresh.apply_inputs(&i);
+        fresh.record_licence(Endpoint::Activate, &failure(T0), &i, &s, T0, &mut j());
+        let text = serde_json::to_string(&fresh).unwrap();
+        let mut back: Core = serde_json::from_str(&text).unwrap();
+        back.apply_inputs(&i);
+        assert_eq!(
+            back.due(&i, T0).unwrap().at,
+            T0.add(Duration::from_secs(15))
+        );
     }
 
     #[test]
