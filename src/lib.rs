@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod core;
 pub mod daemon;
+pub mod doctor;
 pub mod host;
 pub mod hwid;
 pub mod key;

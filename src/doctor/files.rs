@@ -1,0 +1,611 @@
+//! The state directory, `state.json`, the status socket and the daemon
+//! behind it: existence, owner and modes (state_dir 0700, state.json 0600, the
+//! socket as `socket_mode`), whether the state parses, the clock against the
+//! last success, and the daemon's own view when it answers.
+
+use super::Check;
+use crate::store::{STATE_FILE, Store};
+use crate::timestamp::Timestamp;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// What a path is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Node {
+    Missing,
+    Unreadable(String),
+    Dir { mode: u32, uid: u32, gid: u32 },
+    File { mode: u32, uid: u32, gid: u32 },
+    Socket { mode: u32, uid: u32, gid: u32 },
+    Other,
+}
+
+impl Node {
+    pub fn of(p: &Path) -> Node {
+        match std::fs::symlink_metadata(p) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Node::Missing,
+            Err(e) => Node::Unreadable(e.to_string()),
+            Ok(m) => {
+                let (mode, uid, gid) = (m.mode() & 0o7777, m.uid(), m.gid());
+                let t = m.file_type();
+                if t.is_dir() {
+                    Node::Dir { mode, uid, gid }
+                } else if t.is_file() {
+                    Node::File { mode, uid, gid }
+                } else if t.is_socket() {
+                    Node::Socket { mode, uid, gid }
+                } else {
+                    Node::Other
+                }
+            }
+        }
+    }
+}
+
+/// What `state.json` held.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StateContent {
+    Missing,
+    Unreadable(String),
+    Bad(String),
+    Good { last_success_at: Option<Timestamp> },
+}
+
+/// The facts about `state_dir`.
+#[derive(Clone, Debug)]
+pub struct StateFacts {
+    pub dir: PathBuf,
+    pub dir_node: Node,
+    pub file: PathBuf,
+    pub file_node: Node,
+    pub content: StateContent,
+    /// The hardware_id the last verdict was given for.
+    pub verdict_hardware_id: Option<String>,
+}
+
+pub fn gather_state(dir: &Path) -> StateFacts {
+    let file = dir.join(STATE_FILE);
+    let file_node = Node::of(&file);
+    let mut verdict_hardware_id = None;
+    let content = match std::fs::read(&file) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateContent::Missing,
+        Err(e) => StateContent::Unreadable(e.to_string()),
+        Ok(bytes) => match std::str::from_utf8(&bytes) {
+            Err(_) => StateContent::Bad("not UTF-8 text".into()),
+            Ok(text) => match Store::parse(text, &file) {
+                Err(e) => StateContent::Bad(e.to_string()),
+                Ok(core) => {
+                    verdict_hardware_id = core.licence.verdict_binding.map(|b| b.hardware_id);
+                    StateContent::Good {
+                        last_success_at: core.portal.last_success_at,
+                    }
+                }
+            },
+        },
+    };
+    StateFacts {
+        dir: dir.to_path_buf(),
+        dir_node: Node::of(dir),
+        file,
+        file_node,
+        content,
+        verdict_hardware_id,
+    }
+}
+
+/// `uid 0 (root)`, from /etc/passwd when it names the uid.
+fn owner(uid: u32) -> String {
+    let name = std::fs::read_to_string("/etc/passwd").ok().and_then(|t| {
+        t.lines().find_map(|l| {
+            let mut f = l.split(':');
+            let n = f.next()?;
+            let _pw = f.next()?;
+            (f.next()?.parse::<u32>().ok()? == uid).then(|| n.to_string())
+        })
+    });
+    match name {
+        Some(n) => format!("owner {n}"),
+        None => format!("owner uid {uid}"),
+    }
+}
+
+/// The state directory and file checks, with the clock against the last success.
+pub fn state_checks(f: &StateFacts, now: Timestamp) -> Vec<Check> {
+    let mut out = Vec::new();
+    let name = "state_dir";
+    let d = f.dir.display();
+    out.push(match &f.dir_node {
+        Node::Missing => Check::warn(
+            name,
+            format!("{d} does not exist"),
+            "the daemon creates it at start; has wispanel-licensed ever run here?",
+        ),
+        Node::Unreadable(e) => Check::warn(name, format!("{d}: {e}"), "run doctor as root"),
+        Node::Dir { mode, uid, .. } if mode & 0o077 != 0 => Check::warn(
+            name,
+            format!("{d} is {mode:04o}, {}", owner(*uid)),
+            format!("it holds the licence state and the activated key: run `chmod 700 {d}`"),
+        ),
+        Node::Dir { mode, uid, .. } => {
+            Check::ok(name, format!("{d} is {mode:04o}, {}", owner(*uid)))
+        }
+        _ => Check::fail(
+            name,
+            format!("{d} is not a directory"),
+            "the daemon cannot start; move it away or set state_dir",
+        ),
+    });
+    if !matches!(f.dir_node, Node::Dir { .. }) {
+        return out;
+    }
+
+    let name = "state.json";
+    let p = f.file.display();
+    let mode_check = match &f.file_node {
+        Node::File { mode, uid, .. } if mode & 0o077 != 0 => Some(Check::warn(
+            name,
+            format!("{p} is {mode:04o}, {}", owner(*uid)),
+            format!("run `chmod 600 {p}`"),
+        )),
+        Node::File { mode, uid, .. } => Some(Check::ok(
+            name,
+            format!("{p} is {mode:04o}, {}", owner(*uid)),
+        )),
+        Node::Missing | Node::Unreadable(_) => None,
+        _ => Some(Check::fail(
+            name,
+            format!("{p} is not a regular file"),
+            "remove it; the daemon writes a new one",
+        )),
+    };
+    match &f.content {
+        StateContent::Missing => out.push(Check::warn(
+            name,
+            format!("{p} does not exist: no state saved yet"),
+            "the daemon writes it after its first start; start wispanel-licensed",
+        )),
+        StateContent::Unreadable(e) => out.push(Check::warn(
+            name,
+            format!("cannot read {p}: {e}"),
+            "run doctor as root",
+        )),
+        StateContent::Bad(problem) => out.push(Check::fail(
+            name,
+            format!("does not parse: {problem}"),
+            "the daemon moves it aside (state.json.corrupt-<time>) at start and starts afresh, losing the last verdict; restart wispanel-licensed",
+        )),
+        StateContent::Good { last_success_at } => {
+            if let Some(c) = mode_check {
+                out.push(c);
+            }
+            if let Some(last) = last_success_at {
+                out.push(clock_vs_last_success(now, *last));
+            }
+        }
+    }
+    out
+}
+
+/// The local clock must not be behind the last successful portal answer.
+pub fn clock_vs_last_success(now: Timestamp, last: Timestamp) -> Check {
+    let name = "clock vs last success";
+    if now.millis() + 1000 < last.millis() {
+        let behind = (last.millis() - now.millis()) / 1000;
+        Check::fail(
+            name,
+            format!(
+                "the local clock ({}) is {behind} s behind the last successful portal answer ({})",
+                now.whole_seconds().to_rfc3339(),
+                last.to_rfc3339()
+            ),
+            "the clock went backwards: enable time synchronisation (`timedatectl set-ntp true`) and check the RTC",
+        )
+    } else {
+        Check::ok(
+            name,
+            format!("last successful portal answer at {}", last.to_rfc3339()),
+        )
+    }
+}
+
+/// The facts about the socket path.
+pub fn gather_socket(p: &Path) -> (PathBuf, Node) {
+    (p.to_path_buf(), Node::of(p))
+}
+
+fn group_name(gid: u32) -> String {
+    std::fs::read_to_string("/etc/group")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                let mut f = l.split(':');
+                let n = f.next()?;
+                let _pw = f.next()?;
+                (f.next()?.parse::<u32>().ok()? == gid).then(|| n.to_string())
+            })
+        })
+        .unwrap_or_else(|| gid.to_string())
+}
+
+/// The socket: exists, is a socket, has `socket_mode` and `socket_group`.
+pub fn socket_checks(
+    s: &(PathBuf, Node),
+    socket_mode: Option<u32>,
+    socket_group: Option<&str>,
+) -> Vec<Check> {
+    let (path, node) = s;
+    let name = "socket";
+    let p = path.display();
+    vec![match node {
+        Node::Missing => Check::warn(
+            name,
+            format!("{p} does not exist"),
+            "the daemon is not running (or uses another socket_path); start wispanel-licensed",
+        ),
+        Node::Unreadable(e) => Check::warn(name, format!("{p}: {e}"), "run doctor as root"),
+        Node::Socket { mode, uid, gid } => {
+            let found = format!(
+                "{p} is {mode:04o}, {}, group {}",
+                owner(*uid),
+                group_name(*gid)
+            );
+            let group_differs = socket_group
+                .is_some_and(|g| g != group_name(*gid) && g.parse::<u32>().ok() != Some(*gid));
+            match socket_mode {
+                Some(want) if want != *mode => Check::warn(
+                    name,
+                    found,
+                    format!(
+                        "socket_mode is {want:04o}; restart wispanel-licensed to recreate the socket"
+                    ),
+                ),
+                _ if group_differs => Check::warn(
+                    name,
+                    found,
+                    format!(
+                        "socket_group is {}; restart wispanel-licensed to recreate the socket",
+                        socket_group.unwrap_or_default()
+                    ),
+                ),
+                _ => Check::ok(name, found),
+            }
+        }
+        _ => Check::fail(
+            name,
+            format!("{p} exists and is not a socket"),
+            format!(
+                "the daemon will not start while it is there (it never deletes such a file): remove {p}"
+            ),
+        ),
+    }]
+}
+
+/// What the daemon said on its socket.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DaemonFacts {
+    /// Nothing listens (or the path is not a socket).
+    Unreachable(String),
+    TimedOut,
+    /// It answered something other than a status document.
+    BadAnswer(String),
+    Status(serde_json::Value),
+}
+
+/// `GET /v1/status` over the Unix socket, within `limit`.
+pub async fn ask_daemon(path: &Path, limit: Duration) -> DaemonFacts {
+    match tokio::time::timeout(limit, get_status(path)).await {
+        Err(_) => DaemonFacts::TimedOut,
+        Ok(f) => f,
+    }
+}
+
+/// Status documents are small; read at most this much.
+const MAX_ANSWER: u64 = 1024 * 1024;
+
+async fn get_status(path: &Path) -> DaemonFacts {
+    let mut s = match tokio::net::UnixStream::connect(path).await {
+        Ok(s) => s,
+        Err(e) => return DaemonFacts::Unreachable(e.to_string()),
+    };
+    let req = b"GET /v1/status HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\nConnection: close\r\n\r\n";
+    if let Err(e) = s.write_all(req).await {
+        return DaemonFacts::Unreachable(e.to_string());
+    }
+    let mut bytes = Vec::new();
+    if let Err(e) = (&mut s).take(MAX_ANSWER).read_to_end(&mut bytes).await {
+        return DaemonFacts::BadAnswer(e.to_string());
+    }
+    parse_answer(&bytes)
+}
+
+/// Parses an HTTP/1.1 answer holding the status document.
+pub fn parse_answer(bytes: &[u8]) -> DaemonFacts {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut resp = httparse::Response::new(&mut headers);
+    let head_len = match resp.parse(bytes) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return DaemonFacts::BadAnswer("a cut answer".into()),
+        Err(e) => return DaemonFacts::BadAnswer(format!("not HTTP: {e}")),
+    };
+    let status = resp.code.unwrap_or(0);
+    let chunked = resp.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("transfer-encoding")
+            && String::from_utf8_lossy(h.value)
+                .to_ascii_lowercase()
+                .contains("chunked")
+    });
+    let raw = &bytes[head_len..];
+    let body = if chunked {
+        match dechunk(raw) {
+            Some(b) => b,
+            None => return DaemonFacts::BadAnswer("a bad chunked body".into()),
+        }
+    } else {
+        raw.to_vec()
+    };
+    if status != 200 {
+        return DaemonFacts::BadAnswer(format!("HTTP {status}"));
+    }
+    match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(v) if v.get("license").is_some() => DaemonFacts::Status(v),
+        Ok(_) => DaemonFacts::BadAnswer("JSON that is not a status document".into()),
+        Err(e) => DaemonFacts::BadAnswer(format!("not JSON: {e}")),
+    }
+}
+
+fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let eol = raw.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&raw[..eol]).ok()?;
+        let size_text = size_text.split(';').next()?.trim();
+        let size = usize::from_str_radix(size_text, 16).ok()?;
+        raw = &raw[eol + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        if raw.len() < size + 2 {
+            return None;
+        }
+        out.extend_from_slice(&raw[..size]);
+        raw = &raw[size + 2..];
+    }
+}
+
+/// The daemon's answer and its licence state.
+pub fn daemon_checks(path: &Path, f: &DaemonFacts) -> Vec<Check> {
+    let p = path.display();
+    match f {
+        DaemonFacts::Unreachable(e) => vec![Check::warn(
+            "daemon",
+            format!("not answering on {p}: {e}"),
+            "start it: `systemctl start wispanel-licensed`; meanwhile nothing keeps the licence validated",
+        )],
+        DaemonFacts::TimedOut => vec![Check::fail(
+            "daemon",
+            format!("no answer on {p} within the time limit"),
+            "the daemon is hung; restart it: `systemctl restart wispanel-licensed`",
+        )],
+        DaemonFacts::BadAnswer(e) => vec![Check::fail(
+            "daemon",
+            format!("{p} answered {e}"),
+            "is this wispanel-licensed's socket? check socket_path and the daemon's version",
+        )],
+        DaemonFacts::Status(v) => {
+            let version = v["daemon"]["version"].as_str().unwrap_or("?");
+            let pid = v["daemon"]["pid"].as_u64().unwrap_or(0);
+            let mut out = vec![Check::ok(
+                "daemon",
+                format!("answering on {p} (version {version}, pid {pid})"),
+            )];
+            out.push(licence_check(v));
+            out
+        }
+    }
+}
+
+fn licence_check(v: &serde_json::Value) -> Check {
+    let name = "licence state";
+    let state = v["license"]["state"].as_str().unwrap_or("?");
+    let mut found = format!("{state} (daemon)");
+    let err = &v["portal"]["last_error"];
+    let last_error = (!err.is_null()).then(|| {
+        let kind = err["kind"].as_str().unwrap_or("?");
+        let msg = err["message"].as_str().unwrap_or("");
+        match err["http_status"].as_u64() {
+            Some(s) => format!("{kind}, HTTP {s}: {msg}"),
+            None => format!("{kind}: {msg}"),
+        }
+    });
+    if let Some(e) = &last_error {
+        found.push_str(&format!("; last portal error: {e}"));
+    }
+    if let Some(code) = v["license"]["reason"]["code"].as_str() {
+        found.push_str(&format!("; portal said {code}"));
+    }
+    match state {
+        "active" => match last_error {
+            None => Check::ok(name, found),
+            Some(_) => Check::warn(
+                name,
+                found,
+                "the last portal request failed; see the portal checks above",
+            ),
+        },
+        "grace" => Check::warn(
+            name,
+            found,
+            "licensed for now, but the portal is unreachable; see the portal checks above",
+        ),
+        "unknown" => Check::warn(name, found, "no verdict yet; see the portal checks above"),
+        "unconfigured" => Check::fail(
+            name,
+            found,
+            "no licence key: set license_key_file, or run `wispanel-license activate`",
+        ),
+        "lapsed" => Check::fail(
+            name,
+            found,
+            "the grace period ran out without reaching the portal; fix the failing portal checks above",
+        ),
+        "hardware_mismatch" => Check::fail(
+            name,
+            found,
+            "the licence is bound to another hardware_id; see the hardware_id checks above and contact support",
+        ),
+        _ => Check::fail(
+            name,
+            found,
+            "the portal refused this licence; contact WisPanel support",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doctor::Status;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn chmod(p: &Path, mode: u32) {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    const NOW: Timestamp = Timestamp(1_800_000_000_000);
+
+    #[test]
+    fn state_dir_missing_and_modes() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("state");
+        let cs = state_checks(&gather_state(&dir), NOW);
+        assert_eq!(cs.len(), 1);
+        assert_eq!(cs[0].status, Status::Warn);
+
+        std::fs::create_dir(&dir).unwrap();
+        chmod(&dir, 0o755);
+        let cs = state_checks(&gather_state(&dir), NOW);
+        assert_eq!(cs[0].status, Status::Warn, "{cs:?}");
+        assert!(cs[0].found.contains("0755"));
+        assert_eq!(cs[1].name, "state.json");
+        assert_eq!(cs[1].status, Status::Warn, "missing state.json: {cs:?}");
+
+        chmod(&dir, 0o700);
+        let store = Store::open(&dir).unwrap();
+        let mut core = crate::core::machine::Core::default();
+        core.portal.last_success_at = Some(NOW.sub(Duration::from_secs(60)));
+        store.save(&core, NOW).unwrap();
+        let cs = state_checks(&gather_state(&dir), NOW);
+        assert!(cs.iter().all(|c| c.status == Status::Ok), "{cs:?}");
+        assert!(cs[1].found.contains("0600"));
+
+        chmod(&dir.join("state.json"), 0o644);
+        let cs = state_checks(&gather_state(&dir), NOW);
+        assert_eq!(cs[1].status, Status::Warn);
+    }
+
+    #[test]
+    fn state_dir_that_is_a_file_fails() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("state");
+        std::fs::write(&p, "x").unwrap();
+        let cs = state_checks(&gather_state(&p), NOW);
+        assert_eq!(cs[0].status, Status::Fail);
+    }
+
+    #[test]
+    fn clock_behind_last_success_fails() {
+        let c = clock_vs_last_success(NOW, NOW.add(Duration::from_secs(3600)));
+        assert_eq!(c.status, Status::Fail);
+        assert!(c.found.contains("3600 s behind"), "{c:?}");
+        let c = clock_vs_last_success(NOW, NOW.sub(Duration::from_secs(5)));
+        assert_eq!(c.status, Status::Ok);
+    }
+
+    #[test]
+    fn sockets() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("status.sock");
+        let c = &socket_checks(&gather_socket(&p), Some(0o660), None)[0];
+        assert_eq!(c.status, Status::Warn);
+        std::fs::write(&p, "x").unwrap();
+        let c = &socket_checks(&gather_socket(&p), Some(0o660), None)[0];
+        assert_eq!(c.status, Status::Fail);
+        assert!(c.found.contains("not a socket"));
+        std::fs::remove_file(&p).unwrap();
+        let _l = std::os::unix::net::UnixListener::bind(&p).unwrap();
+        chmod(&p, 0o660);
+        let c = &socket_checks(&gather_socket(&p), Some(0o660), None)[0];
+        assert_eq!(c.status, Status::Ok, "{c:?}");
+        let c = &socket_checks(&gather_socket(&p), Some(0o600), None)[0];
+        assert_eq!(c.status, Status::Warn);
+        let c = &socket_checks(&gather_socket(&p), Some(0o660), Some("no-such-group-x"))[0];
+        assert_eq!(c.status, Status::Warn);
+    }
+
+    #[test]
+    fn answers() {
+        let doc = r#"{"daemon":{"version":"0.1.0","pid":7},"license":{"state":"grace"},"portal":{"last_error":{"kind":"timeout","http_status":null,"message":"slow"}}}"#;
+        let plain = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{doc}",
+            doc.len()
+        );
+        let f = parse_answer(plain.as_bytes());
+        let cs = daemon_checks(Path::new("/s"), &f);
+        assert_eq!(cs[0].status, Status::Ok);
+        assert!(cs[0].found.contains("pid 7"));
+        assert_eq!(cs[1].status, Status::Warn);
+        assert!(cs[1].found.contains("grace"));
+        assert!(cs[1].found.contains("timeout: slow"), "{:?}", cs[1]);
+
+        let chunked = format!(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{doc}\r\n0\r\n\r\n",
+            doc.len()
+        );
+        assert_eq!(parse_answer(chunked.as_bytes()), f);
+        assert!(matches!(
+            parse_answer(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n"),
+            DaemonFacts::BadAnswer(_)
+        ));
+        assert!(matches!(
+            parse_answer(b"garbage"),
+            DaemonFacts::BadAnswer(_)
+        ));
+        let cs = daemon_checks(Path::new("/s"), &DaemonFacts::Unreachable("refused".into()));
+        assert_eq!(cs[0].status, Status::Warn);
+    }
+
+    #[test]
+    fn licence_states() {
+        let st = |s: &str| {
+            let v = serde_json::json!({"license": {"state": s}, "portal": {"last_error": null}});
+            licence_check(&v).status
+        };
+        assert_eq!(st("active"), Status::Ok);
+        assert_eq!(st("grace"), Status::Warn);
+        assert_eq!(st("unknown"), Status::Warn);
+        assert_eq!(st("lapsed"), Status::Fail);
+        assert_eq!(st("revoked"), Status::Fail);
+    }
+
+    #[tokio::test]
+    async fn regular_file_at_socket_path_is_unreachable() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("status.sock");
+        std::fs::write(&p, "x").unwrap();
+        let f = ask_daemon(&p, Duration::from_secs(2)).await;
+        assert!(matches!(f, DaemonFacts::Unreachable(_)), "{f:?}");
+    }
+
+    #[tokio::test]
+    async fn silent_socket_times_out() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("status.sock");
+        let _l = tokio::net::UnixListener::bind(&p).unwrap();
+        let t = std::time::Instant::now();
+        let f = ask_daemon(&p, Duration::from_millis(300)).await;
+        assert_eq!(f, DaemonFacts::TimedOut);
+        assert!(t.elapsed() < Duration::from_secs(2));
+    }
+}

@@ -1,0 +1,397 @@
+//! Configuration and licence key checks: the file loads, a key is there and
+//! well-formed (shown masked only), and the files that hold it are private.
+
+use super::Check;
+use crate::config::{Config, ConfigError, KeySource};
+use crate::key::LicenseKey;
+use crate::store::KEY_FILE;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// A file's mode and owner, or why they are unknown.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FileMode {
+    Missing,
+    Unreadable(String),
+    Present { mode: u32, uid: u32 },
+}
+
+impl FileMode {
+    pub fn of(path: &Path) -> FileMode {
+        match std::fs::metadata(path) {
+            Ok(m) => FileMode::Present {
+                mode: m.mode() & 0o7777,
+                uid: m.uid(),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileMode::Missing,
+            Err(e) => FileMode::Unreadable(e.to_string()),
+        }
+    }
+}
+
+/// The key saved by `activate` in `state_dir`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ActivatedKey {
+    None,
+    /// Masked form.
+    Present {
+        masked: String,
+        path: PathBuf,
+        mode: FileMode,
+    },
+    Bad {
+        path: PathBuf,
+        problem: String,
+    },
+}
+
+/// What loading found.
+#[derive(Debug)]
+pub struct Loaded {
+    pub path: PathBuf,
+    pub config: Option<Config>,
+    pub error: Option<String>,
+    /// The configuration file's own mode (an inline key is only as private as it).
+    pub config_mode: FileMode,
+    /// The key file's mode (`license_key_file`), or the credential's.
+    pub key_file_mode: Option<(PathBuf, FileMode)>,
+    pub activated: ActivatedKey,
+}
+
+/// Loads the configuration and looks at the files that hold the key.
+pub fn load(path: &Path, credentials_dir: Option<&Path>) -> Loaded {
+    let result: Result<Config, ConfigError> = match std::fs::read_to_string(path) {
+        Ok(text) => Config::from_toml_str_with(&text, path, credentials_dir),
+        // Config::load gives the same messages for a missing or unreadable file.
+        Err(_) => Config::load(path),
+    };
+    let config_mode = FileMode::of(path);
+    let (config, error) = match result {
+        Ok(c) => (Some(c), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let key_file_mode = config.as_ref().and_then(|c| match &c.key_source {
+        Some(KeySource::File(p)) | Some(KeySource::Credential(p)) => {
+            Some((p.clone(), FileMode::of(p)))
+        }
+        _ => None,
+    });
+    let activated = match &config {
+        Some(c) => activated_key(&c.state_dir.join(KEY_FILE)),
+        None => ActivatedKey::None,
+    };
+    Loaded {
+        path: path.to_path_buf(),
+        config,
+        error,
+        config_mode,
+        key_file_mode,
+        activated,
+    }
+}
+
+fn activated_key(path: &Path) -> ActivatedKey {
+    match std::fs::read_to_string(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => ActivatedKey::None,
+        Err(e) => ActivatedKey::Bad {
+            path: path.to_path_buf(),
+            problem: format!("cannot read: {e}"),
+        },
+        Ok(text) => match LicenseKey::parse(&text) {
+            Ok(k) => ActivatedKey::Present {
+                masked: k.masked(),
+                path: path.to_path_buf(),
+                mode: FileMode::of(path),
+            },
+            Err(e) => ActivatedKey::Bad {
+                path: path.to_path_buf(),
+                problem: e.to_string(),
+            },
+        },
+    }
+}
+
+/// "readable by its group and others", for the bits in 0o077.
+fn exposure(mode: u32) -> Option<&'static str> {
+    match (mode & 0o040 != 0, mode & 0o004 != 0) {
+        (true, true) => Some("readable by its group and by others"),
+        (true, false) => Some("readable by its group"),
+        (false, true) => Some("readable by others"),
+        (false, false) => None,
+    }
+}
+
+/// `warn` when a file holding the key can be read by more than its owner.
+pub fn key_file_check(what: &str, path: &Path, mode: &FileMode) -> Check {
+    let name = "key file mode";
+    match mode {
+        FileMode::Missing => Check::fail(
+            name,
+            format!("{what} {} has disappeared", path.display()),
+            "restore the file or run `wispanel-license activate`",
+        ),
+        FileMode::Unreadable(e) => Check::warn(
+            name,
+            format!("cannot stat {what} {}: {e}", path.display()),
+            "run doctor as root",
+        ),
+        FileMode::Present { mode, .. } => match exposure(*mode) {
+            None => Check::ok(name, format!("{what} {} is {mode:04o}", path.display())),
+            Some(who) => Check::warn(
+                name,
+                format!("{what} {} is {mode:04o}, {who}", path.display()),
+                format!("run `chmod 600 {}`", path.display()),
+            ),
+        },
+    }
+}
+
+/// The configuration, key and key-file checks.
+pub fn checks(l: &Loaded) -> Vec<Check> {
+    let mut out = Vec::new();
+    let Some(c) = &l.config else {
+        out.push(Check::fail(
+            "configuration",
+            l.error.clone().unwrap_or_else(|| "does not load".into()),
+            format!(
+                "the daemon refuses to start with this configuration (exit 78); fix it and check with `wispanel-licensed --check-config --config {}`",
+                l.path.display()
+            ),
+        ));
+        return out;
+    };
+    out.push(Check::ok(
+        "configuration",
+        format!("{} loads; portal {}", l.path.display(), c.portal_url),
+    ));
+
+    // The key in force: configured, else the activated one.
+    let key = match (&c.license_key, &c.key_source) {
+        (Some(k), Some(source)) => {
+            let from = match source {
+                KeySource::Inline => format!("license_key in {}", l.path.display()),
+                KeySource::File(p) => format!("license_key_file {}", p.display()),
+                KeySource::Credential(p) => format!("systemd credential {}", p.display()),
+            };
+            Check::ok("licence key", format!("{} from {from}", k.masked()))
+        }
+        _ => match &l.activated {
+            ActivatedKey::Present { masked, path, .. } => Check::ok(
+                "licence key",
+                format!("{masked} saved by `activate` in {}", path.display()),
+            ),
+            ActivatedKey::Bad { path, problem } => Check::fail(
+                "licence key",
+                format!(
+                    "the activated key {} is unusable: {problem}",
+                    path.display()
+                ),
+                "run `wispanel-license activate` again",
+            ),
+            ActivatedKey::None => Check::fail(
+                "licence key",
+                "none configured and none activated",
+                "set license_key_file in the configuration, or run `wispanel-license activate`",
+            ),
+        },
+    };
+    out.push(key);
+
+    match (&c.key_source, &l.key_file_mode) {
+        (Some(KeySource::File(_)), Some((p, m))) => {
+            out.push(key_file_check("license_key_file", p, m))
+        }
+        (Some(KeySource::Credential(p)), _) => out.push(Check::ok(
+            "key file mode",
+            format!(
+                "systemd credential {} (its directory is private to the service)",
+                p.display()
+            ),
+        )),
+        (Some(KeySource::Inline), _) => {
+            let check = match &l.config_mode {
+                FileMode::Present { mode, .. } => match exposure(*mode) {
+                    Some(who) => Check::warn(
+                        "key file mode",
+                        format!(
+                            "the key is inline in {}, which is {mode:04o}, {who}",
+                            l.path.display()
+                        ),
+                        format!(
+                            "run `chmod 600 {}`, or move the key to license_key_file (mode 0600)",
+                            l.path.display()
+                        ),
+                    ),
+                    None => Check::ok(
+                        "key file mode",
+                        format!("the key is inline in {} ({mode:04o})", l.path.display()),
+                    ),
+                },
+                other => key_file_check("configuration", &l.path, other),
+            };
+            out.push(check);
+        }
+        _ => {}
+    }
+    if let ActivatedKey::Present { path, mode, .. } = &l.activated {
+        out.push(key_file_check("activated key", path, mode));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    const KEY: &str = "WISP-AB12-CD34-SA6T";
+
+    fn write(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p
+    }
+
+    fn conf(dir: &Path, extra: &str, mode: u32) -> PathBuf {
+        let text = format!(
+            "product_version = \"1.4.2\"\nstate_dir = \"{}\"\n{extra}",
+            dir.join("state").display()
+        );
+        write(dir, "license.toml", &text, mode)
+    }
+
+    #[test]
+    fn bad_configuration_fails_with_the_loader_message() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(d.path(), "license.toml", "licence_key = \"x\"\n", 0o600);
+        let cs = checks(&load(&p, None));
+        assert_eq!(cs.len(), 1);
+        assert_eq!(cs[0].status, super::super::Status::Fail);
+        assert!(cs[0].found.contains("unknown key"), "{:?}", cs[0]);
+        assert!(cs[0].found.contains("license.toml:1"), "{:?}", cs[0]);
+    }
+
+    #[test]
+    fn missing_configuration_fails() {
+        let d = tempfile::tempdir().unwrap();
+        let cs = checks(&load(&d.path().join("nope.toml"), None));
+        assert_eq!(cs[0].status, super::super::Status::Fail);
+        assert!(cs[0].found.contains("does not exist"), "{:?}", cs[0]);
+    }
+
+    #[test]
+    fn inline_key_is_masked_and_config_mode_checked() {
+        let d = tempfile::tempdir().unwrap();
+        let p = conf(d.path(), &format!("license_key = \"{KEY}\"\n"), 0o644);
+        let cs = checks(&load(&p, None));
+        let all = format!("{cs:?}");
+        assert!(!all.contains("AB12-CD34"), "{all}");
+        assert_eq!(cs[1].found.split(' ').next(), Some("WISP-****SA6T"));
+        assert_eq!(cs[2].name, "key file mode");
+        assert_eq!(cs[2].status, super::super::Status::Warn);
+        assert!(cs[2].found.contains("readable by"), "{:?}", cs[2]);
+
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let cs = checks(&load(&p, None));
+        assert_eq!(cs[2].status, super::super::Status::Ok, "{:?}", cs[2]);
+    }
+
+    #[test]
+    fn key_file_ok_and_loader_refuses_an_open_one() {
+        let d = tempfile::tempdir().unwrap();
+        let k = write(d.path(), "license.key", KEY, 0o600);
+        let p = conf(
+            d.path(),
+            &format!("license_key_file = \"{}\"\n", k.display()),
+            0o644,
+        );
+        let cs = checks(&load(&p, None));
+        assert_eq!(cs[2].status, super::super::Status::Ok, "{cs:?}");
+        assert!(cs[2].found.contains("0600"), "{:?}", cs[2]);
+        std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let cs = checks(&load(&p, None));
+        assert_eq!(cs[0].status, super::super::Status::Fail);
+        assert!(cs[0].found.contains("chmod 600"), "{:?}", cs[0]);
+    }
+
+    #[test]
+    fn key_file_check_warns_on_group_or_other() {
+        let p = Path::new("/k");
+        let c = key_file_check(
+            "x",
+            p,
+            &FileMode::Present {
+                mode: 0o640,
+                uid: 0,
+            },
+        );
+        assert_eq!(c.status, super::super::Status::Warn);
+        assert!(c.found.contains("readable by its group"));
+        let c = key_file_check(
+            "x",
+            p,
+            &FileMode::Present {
+                mode: 0o604,
+                uid: 0,
+            },
+        );
+        assert!(c.found.contains("readable by others"));
+        let c = key_file_check(
+            "x",
+            p,
+            &FileMode::Present {
+                mode: 0o600,
+                uid: 0,
+            },
+        );
+        assert_eq!(c.status, super::super::Status::Ok);
+        let c = key_file_check(
+            "x",
+            p,
+            &FileMode::Present {
+                mode: 0o620,
+                uid: 0,
+            },
+        );
+        assert_eq!(
+            c.status,
+            super::super::Status::Ok,
+            "write-only is not a leak"
+        );
+    }
+
+    #[test]
+    fn no_key_fails_and_activated_key_counts() {
+        let d = tempfile::tempdir().unwrap();
+        let p = conf(d.path(), "", 0o600);
+        let cs = checks(&load(&p, None));
+        assert_eq!(cs[1].name, "licence key");
+        assert_eq!(cs[1].status, super::super::Status::Fail);
+
+        std::fs::create_dir(d.path().join("state")).unwrap();
+        write(&d.path().join("state"), "license.key", KEY, 0o644);
+        let cs = checks(&load(&p, None));
+        assert_eq!(cs[1].status, super::super::Status::Ok, "{cs:?}");
+        assert!(cs[1].found.starts_with("WISP-****SA6T"));
+        let last = cs.last().unwrap();
+        assert_eq!(last.status, super::super::Status::Warn, "{last:?}");
+
+        write(&d.path().join("state"), "license.key", "garbage", 0o600);
+        let cs = checks(&load(&p, None));
+        assert_eq!(cs[1].status, super::super::Status::Fail, "{cs:?}");
+    }
+
+    #[test]
+    fn credential_key() {
+        let d = tempfile::tempdir().unwrap();
+        let creds = d.path().join("creds");
+        std::fs::create_dir(&creds).unwrap();
+        write(&creds, "license.key", KEY, 0o644);
+        let p = conf(d.path(), "", 0o600);
+        let cs = checks(&load(&p, Some(&creds)));
+        assert_eq!(cs[1].status, super::super::Status::Ok);
+        assert!(cs[1].found.contains("systemd credential"));
+        assert_eq!(cs[2].status, super::super::Status::Ok);
+    }
+}
