@@ -405,7 +405,6 @@ pub fn update_download(_cli: &Cli, _args: &DownloadArgs) -> ExitCode {
     ExitCode::from(EXIT_REFUSED)
 }
 
-pub fn doctor(_cli: &Cli) -> ExitCode {
-    eprintln!("wispanel-license: doctor: not built in this revision");
-    ExitCode::from(EXIT_REFUSED)
+pub fn doctor(cli: &Cli) -> ExitCode {
+    crate::doctor::run(cli)
 }
