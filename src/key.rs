@@ -27,9 +27,7 @@ pub enum KeyError {
     Prefix,
     #[error("the licence key is {0} characters long; expected {MIN_LEN} to {MAX_LEN}")]
     Length(usize),
-    #[error(
-        "the licence key holds a character other than A-Z, a-z, 0-9 and '-' at position {0}"
-    )]
+    #[error("the licence key holds a character other than A-Z, a-z, 0-9 and '-' at position {0}")]
     Character(usize),
 }
 
@@ -130,7 +128,9 @@ mod tests {
 
     #[test]
     fn errors_never_echo_the_key() {
-        let e = LicenseKey::parse("WISP-SECRET$KEY").unwrap_err().to_string();
+        let e = LicenseKey::parse("WISP-SECRET$KEY")
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains("SECRET"), "{e}");
     }
 
@@ -139,7 +139,10 @@ mod tests {
         let a = LicenseKey::parse(KEY).unwrap();
         let b = LicenseKey::parse("WISP-AB12-CD34-SA6U").unwrap();
         assert_eq!(a.fingerprint().len(), 16);
-        assert_eq!(a.fingerprint(), LicenseKey::parse(KEY).unwrap().fingerprint());
+        assert_eq!(
+            a.fingerprint(),
+            LicenseKey::parse(KEY).unwrap().fingerprint()
+        );
         assert_ne!(a.fingerprint(), b.fingerprint());
     }
 }

@@ -4,8 +4,18 @@
 //! `ARCHITECTURE.md` for how the modules fit together.
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod cli;
 pub mod config;
+pub mod core;
+pub mod daemon;
 pub mod host;
 pub mod hwid;
 pub mod key;
+pub mod logging;
+pub mod portal;
+pub mod sim;
+pub mod socket;
+pub mod store;
+pub mod systemd;
 pub mod timestamp;

@@ -35,18 +35,31 @@ impl Timestamp {
         self.0.div_euclid(1000)
     }
 
+    /// Rounded down to the whole second (the status document's precision).
+    pub fn whole_seconds(self) -> Timestamp {
+        Timestamp(self.0 - self.0.rem_euclid(1000))
+    }
+
     pub fn millis(self) -> i64 {
         self.0
     }
 
     /// `self + d`, saturating instead of overflowing.
+    #[allow(clippy::should_implement_trait)]
     pub fn add(self, d: Duration) -> Timestamp {
-        Timestamp(self.0.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+        Timestamp(
+            self.0
+                .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        )
     }
 
     /// `self - d`, saturating instead of overflowing.
+    #[allow(clippy::should_implement_trait)]
     pub fn sub(self, d: Duration) -> Timestamp {
-        Timestamp(self.0.saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+        Timestamp(
+            self.0
+                .saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        )
     }
 
     /// The time from `earlier` to `self`; zero when `earlier` is later.
@@ -139,7 +152,10 @@ mod tests {
         let back: Timestamp = serde_json::from_str(&s).unwrap();
         assert_eq!(back, t);
         let whole = Timestamp(1_800_000_000_000);
-        assert_eq!(serde_json::to_string(&whole).unwrap(), "\"2027-01-15T08:00:00Z\"");
+        assert_eq!(
+            serde_json::to_string(&whole).unwrap(),
+            "\"2027-01-15T08:00:00Z\""
+        );
     }
 
     #[test]

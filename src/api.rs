@@ -1,0 +1,230 @@
+//! The status socket's request and response types, shared by the server
+//! (`socket`) and the command-line client (`cli`).
+//!
+//! [`StatusDocument`] is SPEC's status document field for field; absent values
+//! serialise as `null`, times as RFC 3339 UTC.
+
+use crate::config::Config;
+use crate::core::machine::{Core, Inputs, Verdict};
+use crate::core::{LicenseState, PortalError, Reason, UpdateState};
+use crate::timestamp::Timestamp;
+use serde::{Deserialize, Serialize};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatusDocument {
+    pub schema_version: u32,
+    pub daemon: DaemonInfo,
+    pub hardware_id: Option<String>,
+    pub hardware_changed: bool,
+    pub license: LicenseView,
+    pub update: UpdateView,
+    pub portal: PortalView,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    pub version: String,
+    pub pid: u32,
+    pub started_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub max_users: Option<i64>,
+    pub max_domains: Option<i64>,
+    pub max_databases: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LicenseView {
+    pub state: LicenseState,
+    pub licensed: bool,
+    pub key: Option<String>,
+    pub tier: Option<String>,
+    pub expires_at: Option<Timestamp>,
+    pub valid_until: Option<Timestamp>,
+    pub limits: Option<Limits>,
+    pub reason: Option<Reason>,
+    pub checked_at: Option<Timestamp>,
+    pub grace_until: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UpdateView {
+    pub state: UpdateState,
+    pub current_version: Option<String>,
+    pub latest_version: Option<String>,
+    pub changelog: Option<String>,
+    pub checked_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PortalView {
+    pub last_attempt_at: Option<Timestamp>,
+    pub last_success_at: Option<Timestamp>,
+    pub last_error: Option<PortalError>,
+    pub consecutive_failures: u32,
+    pub next_validate_at: Option<Timestamp>,
+    pub next_update_check_at: Option<Timestamp>,
+    pub rate_limited_until: Option<Timestamp>,
+    pub clock_skew_seconds: Option<i64>,
+}
+
+/// What the status document is built from besides the core.
+pub struct StatusInputs<'a> {
+    pub daemon: &'a DaemonInfo,
+    pub config: &'a Config,
+    pub inputs: &'a Inputs,
+    /// The masked key in use.
+    pub masked_key: Option<String>,
+    /// `None` when the hardware_id cannot be computed now.
+    pub hardware_id: Option<&'a str>,
+    /// The version the daemon runs against (for `update.current_version`
+    /// before the first update check).
+    pub product_version: Option<String>,
+}
+
+impl StatusDocument {
+    /// Builds the document from the core at `now`.
+    pub fn build(core: &Core, si: &StatusInputs<'_>, now: Timestamp) -> StatusDocument {
+        let s = &si.config.schedule;
+        let state = core.license_state(si.inputs, s, now);
+        let (details, reason, checked_at) = match &core.licence.verdict {
+            Some(Verdict::Valid { at, details, .. }) if state != LicenseState::Unconfigured => {
+                (Some(details), None, Some(*at))
+            }
+            Some(Verdict::Refused { at, reason, .. }) if state != LicenseState::Unconfigured => {
+                (None, Some(reason.clone()), Some(*at))
+            }
+            _ => (None, None, None),
+        };
+        let limits = details.and_then(|d| {
+            (d.max_users.is_some() || d.max_domains.is_some() || d.max_databases.is_some()).then(
+                || Limits {
+                    max_users: d.max_users,
+                    max_domains: d.max_domains,
+                    max_databases: d.max_databases,
+                },
+            )
+        });
+        let grace_until = match state {
+            LicenseState::Active | LicenseState::Grace | LicenseState::Lapsed => {
+                core.grace_until(s)
+            }
+            _ => None,
+        };
+        let configured = si.inputs.key_fingerprint.is_some();
+        let doc = StatusDocument {
+            schema_version: SCHEMA_VERSION,
+            daemon: si.daemon.clone(),
+            hardware_id: si.hardware_id.map(str::to_string),
+            hardware_changed: si.hardware_id.is_some() && core.hardware_changed(si.inputs),
+            license: LicenseView {
+                state,
+                licensed: state.licensed(),
+                key: si.masked_key.clone(),
+                tier: details.and_then(|d| d.tier.clone()),
+                expires_at: details.and_then(|d| d.expires_at),
+                valid_until: details.and_then(|d| d.valid_until),
+                limits,
+                reason,
+                checked_at,
+                grace_until,
+            },
+            update: UpdateView {
+                state: core.update.state,
+                current_version: core
+                    .update
+                    .current_version
+                    .clone()
+                    .or(si.product_version.clone()),
+                latest_version: core.update.latest_version.clone(),
+                changelog: core.update.changelog.clone(),
+                checked_at: core.update.checked_at,
+            },
+            portal: PortalView {
+                last_attempt_at: core.portal.last_attempt_at,
+                last_success_at: core.portal.last_success_at,
+                last_error: core.portal.last_error.clone(),
+                consecutive_failures: core.portal.consecutive_failures,
+                next_validate_at: if configured {
+                    core.due(si.inputs, now).map(|d| d.at)
+                } else {
+                    None
+                },
+                next_update_check_at: core.update_due(now),
+                rate_limited_until: core.gate_closed_until(now),
+                clock_skew_seconds: core.portal.clock_skew_seconds,
+            },
+        };
+        doc.whole_seconds()
+    }
+
+    /// The same document with every time rounded down to the second, as SPEC's
+    /// examples show them (`state.json` keeps milliseconds).
+    fn whole_seconds(mut self) -> StatusDocument {
+        fn t(x: &mut Option<Timestamp>) {
+            *x = x.map(Timestamp::whole_seconds);
+        }
+        self.daemon.started_at = self.daemon.started_at.whole_seconds();
+        let l = &mut self.license;
+        for x in [
+            &mut l.expires_at,
+            &mut l.valid_until,
+            &mut l.checked_at,
+            &mut l.grace_until,
+        ] {
+            t(x);
+        }
+        t(&mut self.update.checked_at);
+        let p = &mut self.portal;
+        for x in [
+            &mut p.last_attempt_at,
+            &mut p.last_success_at,
+            &mut p.next_validate_at,
+            &mut p.next_update_check_at,
+            &mut p.rate_limited_until,
+        ] {
+            t(x);
+        }
+        self
+    }
+}
+
+/// The panel API's error envelope.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorEnvelope {
+    pub success: bool,
+    pub code: String,
+    pub error: String,
+    pub message: String,
+    pub status: u16,
+}
+
+impl ErrorEnvelope {
+    pub fn new(status: u16, code: &str, message: impl Into<String>) -> ErrorEnvelope {
+        let message = message.into();
+        ErrorEnvelope {
+            success: false,
+            code: code.to_string(),
+            error: message.clone(),
+            message,
+            status,
+        }
+    }
+}
+
+/// Body of `POST /v1/activate`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivateRequest {
+    pub license_key: String,
+}
+
+/// `GET /v1/health`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Health {
+    pub ok: bool,
+}

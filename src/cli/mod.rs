@@ -1,0 +1,48 @@
+//! `wispanel-license`, the command-line client: argument types ([`args`]),
+//! dispatch, and the subcommands. `hardware-id` works without the daemon; the
+//! others live in [`commands`].
+
+pub mod args;
+pub mod commands;
+mod hardware_id;
+
+pub use args::{
+    ActivateArgs, Cli, Command, DaemonCli, DownloadArgs, HardwareIdArgs, UpdateCommand,
+};
+pub use hardware_id::run_hardware_id;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+/// Exit status for a usage error (bad flag, missing subcommand).
+pub const EXIT_USAGE: u8 = 2;
+
+/// Parses the command line and runs the subcommand.
+pub fn main() -> ExitCode {
+    match Cli::try_parse() {
+        Ok(cli) => run(&cli),
+        Err(e) => {
+            // --help and --version are "errors" too, printed to stdout.
+            let _ = e.print();
+            if e.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+    }
+}
+
+/// Runs an already parsed command line.
+pub fn run(cli: &Cli) -> ExitCode {
+    match &cli.command {
+        Command::Status => commands::status(cli),
+        Command::Check => commands::check(cli),
+        Command::Activate(a) => commands::activate(cli, a),
+        Command::Deactivate => commands::deactivate(cli),
+        Command::Update(UpdateCommand::Check) => commands::update_check(cli),
+        Command::Update(UpdateCommand::Download(a)) => commands::update_download(cli, a),
+        Command::HardwareId(a) => run_hardware_id(cli, a),
+        Command::Doctor => commands::doctor(cli),
+    }
+}

@@ -1,0 +1,959 @@
+//! The licence state machine: what the daemon knows, and how each portal
+//! answer, each change of key or hardware_id, and the passing of time change it.
+//!
+//! [`Core`] is the whole saved state (`state.json` serialises it). Its methods
+//! take `now` and a [`Jitter`] and never do I/O; the displayed licence state is
+//! derived from the saved facts and `now` by [`Core::license_state`], so
+//! `grace` turns into `lapsed` at the exact instant without a write.
+
+use super::classify::{Classified, LicenseDetails, Outcome, UpdateAnswer};
+use super::gate::GateClose;
+use super::schedule::{self, Jitter};
+use super::{Endpoint, ErrorKind, LicenseState, PortalError, Reason, UpdateState};
+use crate::config::Schedule;
+use crate::timestamp::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// A clock skew this large (in seconds) is corrected for when the portal's
+/// `valid_until` is turned into a local grace deadline, so that a host whose
+/// clock runs days ahead is not locked out by its own clock.
+pub const SKEW_CORRECTION_THRESHOLD_SECS: i64 = 60;
+
+/// The portal's last decision about the licence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Verdict {
+    Valid {
+        at: Timestamp,
+        details: LicenseDetails,
+        /// Local clock minus the portal's `Date` when the verdict came, if known.
+        #[serde(default)]
+        skew_secs: Option<i64>,
+    },
+    Refused {
+        at: Timestamp,
+        state: LicenseState,
+        reason: Reason,
+    },
+}
+
+impl Verdict {
+    pub fn at(&self) -> Timestamp {
+        match self {
+            Verdict::Valid { at, .. } | Verdict::Refused { at, .. } => *at,
+        }
+    }
+}
+
+/// A key (by fingerprint) bound to a hardware_id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    pub key_fingerprint: String,
+    pub hardware_id: String,
+}
+
+/// What the daemon knows about the licence.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Licence {
+    pub verdict: Option<Verdict>,
+    /// A non-verdict came after the last valid verdict (the host is in grace).
+    #[serde(default)]
+    pub failing: bool,
+    /// The key and hardware_id the last verdict was given for.
+    pub verdict_binding: Option<Binding>,
+    /// The key and hardware_id known to be activated at the portal.
+    pub activated: Option<Binding>,
+    /// Fingerprint of a configured key released by `deactivate`: ignored until
+    /// the configured key changes.
+    pub deactivated_key: Option<String>,
+}
+
+/// What the daemon knows about updates.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Update {
+    pub state: UpdateState,
+    pub current_version: Option<String>,
+    pub latest_version: Option<String>,
+    pub changelog: Option<String>,
+    pub checked_at: Option<Timestamp>,
+    pub reason: Option<Reason>,
+}
+
+/// The portal connection's health, the gate and the back-off step.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Portal {
+    pub last_attempt_at: Option<Timestamp>,
+    pub last_success_at: Option<Timestamp>,
+    pub last_error: Option<PortalError>,
+    pub consecutive_failures: u32,
+    pub rate_limited_until: Option<Timestamp>,
+    pub clock_skew_seconds: Option<i64>,
+}
+
+/// When the loops run next.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// `None` with a key means "at once".
+    pub next_validate_at: Option<Timestamp>,
+    /// `None` until the first valid verdict.
+    pub next_update_check_at: Option<Timestamp>,
+}
+
+/// The inputs the core does not own: the effective key and the hardware_id now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inputs {
+    /// Fingerprint of the key in use (`LicenseKey::fingerprint`), if any.
+    pub key_fingerprint: Option<String>,
+    pub hardware_id: String,
+}
+
+/// The whole saved state of the daemon.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Core {
+    pub licence: Licence,
+    pub update: Update,
+    pub portal: Portal,
+    pub plan: Plan,
+}
+
+/// What a licence request should be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Due {
+    pub endpoint: Endpoint,
+    pub at: Timestamp,
+}
+
+impl Core {
+    /// The licence state at `now` for a daemon with `inputs`.
+    pub fn license_state(&self, inputs: &Inputs, s: &Schedule, now: Timestamp) -> LicenseState {
+        if inputs.key_fingerprint.is_none() {
+            return LicenseState::Unconfigured;
+        }
+        match &self.licence.verdict {
+            None => LicenseState::Unknown,
+            Some(Verdict::Refused { state, .. }) => *state,
+            Some(Verdict::Valid { .. }) => {
+                let until = self.grace_until(s).unwrap_or(now);
+                if now >= until {
+                    LicenseState::Lapsed
+                } else if self.licence.failing {
+                    LicenseState::Grace
+                } else {
+                    LicenseState::Active
+                }
+            }
+        }
+    }
+
+    /// The end of grace while the last verdict is valid: the portal's
+    /// `valid_until` (corrected for a large clock skew), else the verdict's
+    /// time plus `offline_grace`.
+    pub fn grace_until(&self, s: &Schedule) -> Option<Timestamp> {
+        match &self.licence.verdict {
+            Some(Verdict::Valid {
+                at,
+                details,
+                skew_secs,
+            }) => Some(match details.valid_until {
+                Some(v) => match skew_secs {
+                    Some(k) if k.abs() >= SKEW_CORRECTION_THRESHOLD_SECS => {
+                        Timestamp(v.0.saturating_add(k.saturating_mul(1000)))
+                    }
+                    _ => v,
+                },
+                None => at.add(s.offline_grace),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The next instant at which the derived state changes by itself (grace
+    /// or active turning into lapsed), so the daemon can wake and announce it.
+    pub fn next_lapse(&self, inputs: &Inputs, s: &Schedule, now: Timestamp) -> Option<Timestamp> {
+        match self.license_state(inputs, s, now) {
+            LicenseState::Active | LicenseState::Grace => self.grace_until(s),
+            _ => None,
+        }
+    }
+
+    /// Whether the hardware_id differs from the one sent with the last verdict.
+    pub fn hardware_changed(&self, inputs: &Inputs) -> bool {
+        matches!(&self.licence.verdict_binding, Some(b) if b.hardware_id != inputs.hardware_id)
+    }
+
+    /// The gate, if closed at `now`.
+    pub fn gate_closed_until(&self, now: Timestamp) -> Option<Timestamp> {
+        self.portal.rate_limited_until.filter(|t| *t > now)
+    }
+
+    /// Takes in the key and hardware_id in force (at start, on reload, after
+    /// `activate`). A changed key forgets the old key's verdict; a changed key
+    /// or hardware_id makes the next licence request due at once.
+    pub fn apply_inputs(&mut self, inputs: &Inputs) {
+        let Some(fp) = &inputs.key_fingerprint else {
+            self.plan.next_validate_at = None;
+            return;
+        };
+        let bound_to_key = self
+            .licence
+            .verdict_binding
+            .as_ref()
+            .map(|b| &b.key_fingerprint);
+        if self.licence.verdict.is_some() && bound_to_key != Some(fp) {
+            self.licence.verdict = None;
+            self.licence.failing = false;
+            self.licence.verdict_binding = None;
+            self.plan.next_validate_at = None;
+        }
+        if self.hardware_changed(inputs) {
+            self.plan.next_validate_at = None;
+        }
+        if self.licence.verdict.is_none() {
+            self.plan.next_validate_at = None;
+        }
+    }
+
+    /// The licence request to make next, and when; `None` without a key.
+    /// The time is never before the gate opens.
+    pub fn due(&self, inputs: &Inputs, now: Timestamp) -> Option<Due> {
+        let fp = inputs.key_fingerprint.as_ref()?;
+        let binding = Binding {
+            key_fingerprint: fp.clone(),
+            hardware_id: inputs.hardware_id.clone(),
+        };
+        let endpoint = if self.licence.activated.as_ref() == Some(&binding) {
+            Endpoint::Validate
+        } else {
+            Endpoint::Activate
+        };
+        let at = self.plan.next_validate_at.unwrap_or(now);
+        let at = self.gate_closed_until(now).map_or(at, |g| at.max(g));
+        Some(Due { endpoint, at })
+    }
+
+    /// When the update check is due (never before the gate opens).
+    pub fn update_due(&self, now: Timestamp) -> Option<Timestamp> {
+        let at = self.plan.next_update_check_at?;
+        Some(self.gate_closed_until(now).map_or(at, |g| at.max(g)))
+    }
+
+    /// Common bookkeeping of any exchange: attempt and success times, failure
+    /// count, last error, clock skew and the gate.
+    fn note_exchange(&mut self, c: &Classified, s: &Schedule, now: Timestamp, j: &mut dyn Jitter) {
+        self.portal.last_attempt_at = Some(now);
+        if let Some(date) = c.portal_date {
+            self.portal.clock_skew_seconds = Some((now.0 - date.0).div_euclid(1000));
+        }
+        match &c.outcome {
+            Outcome::Failed(e) => {
+                self.portal.consecutive_failures =
+                    self.portal.consecutive_failures.saturating_add(1);
+                self.portal.last_error = Some(e.clone());
+            }
+            _ => {
+                self.portal.consecutive_failures = 0;
+                self.portal.last_error = None;
+                self.portal.last_success_at = Some(now);
+            }
+        }
+        if let Some(g) = c.gate {
+            let until = match g {
+                GateClose::Until(t) => t,
+                GateClose::Backoff => now.add(schedule::backoff_delay(s, self.failure_step(), j)),
+            };
+            let until = self
+                .gate_closed_until(now)
+                .map_or(until, |old| old.max(until));
+            self.portal.rate_limited_until = Some(until);
+        }
+    }
+
+    /// n of SPEC: 0 after the first consecutive failure.
+    fn failure_step(&self) -> u32 {
+        self.portal.consecutive_failures.saturating_sub(1)
+    }
+
+    /// Records a request that the closed gate refused locally.
+    pub fn note_gate_refusal(&mut self, now: Timestamp) {
+        if let Some(until) = self.gate_closed_until(now) {
+            self.portal.last_error = Some(PortalError {
+                kind: ErrorKind::RateLimited,
+                http_status: None,
+                code: Some("RATE_LIMITED".into()),
+                message: format!("the portal asked us to wait until {until}; no request was sent"),
+            });
+        }
+    }
+
+    /// Applies the answer to a scheduled or manual licence request made with
+    /// `inputs`.
+    pub fn record_licence(
+        &mut self,
+        endpoint: Endpoint,
+        c: &Classified,
+        inputs: &Inputs,
+        s: &Schedule,
+        now: Timestamp,
+        j: &mut dyn Jitter,
+    ) {
+        self.note_exchange(c, s, now, j);
+        let binding = inputs.key_fingerprint.as_ref().map(|fp| Binding {
+            key_fingerprint: fp.clone(),
+            hardware_id: inputs.hardware_id.clone(),
+        });
+        match &c.outcome {
+            Outcome::Valid(details) => {
+                self.licence.verdict = Some(Verdict::Valid {
+                    at: now,
+                    details: details.clone(),
+                    skew_secs: self
+                        .portal
+                        .clock_skew_seconds
+                        .filter(|_| c.portal_date.is_some()),
+                });
+                self.licence.failing = false;
+                self.licence.verdict_binding = binding.clone();
+                if matches!(endpoint, Endpoint::Activate | Endpoint::Validate) {
+                    self.licence.activated = binding;
+                }
+                self.plan.next_validate_at =
+                    Some(schedule::next_regular(now, s.validate_interval, s, j));
+                if self.plan.next_update_check_at.is_none() {
+                    self.plan.next_update_check_at = Some(now);
+                }
+            }
+            Outcome::Refused { state, reason } => {
+                self.licence.verdict = Some(Verdict::Refused {
+                    at: now,
+                    state: *state,
+                    reason: reason.clone(),
+                });
+                self.licence.failing = false;
+                self.licence.verdict_binding = binding;
+                if matches!(
+                    state,
+                    LicenseState::HardwareMismatch | LicenseState::InvalidKey
+                ) {
+                    // Validate again next time through activate: a re-bind may help.
+                    self.licence.activated = None;
+                }
+                self.plan.next_validate_at =
+                    Some(schedule::next_regular(now, s.validate_interval, s, j));
+            }
+            Outcome::Failed(_) => {
+                if matches!(self.licence.verdict, Some(Verdict::Valid { .. })) {
+                    self.licence.failing = true;
+                }
+                let grace = match self.license_state(inputs, s, now) {
+                    LicenseState::Grace => self.grace_until(s),
+                    _ => None,
+                };
+                self.plan.next_validate_at = Some(schedule::next_licence_retry(
+                    now,
+                    self.failure_step(),
+                    grace,
+                    s,
+                    j,
+                ));
+            }
+            // Not a licence endpoint's answer: count it, change nothing else.
+            Outcome::Deactivated
+            | Outcome::Update(_)
+            | Outcome::Token(_)
+            | Outcome::UpdateRefused { .. } => {}
+        }
+    }
+
+    /// Applies the answer to an `activate` with a new key that is not in force
+    /// yet. Only a valid verdict changes the licence (the caller then adopts the
+    /// key); a refusal or a failure leaves the current licence as it is.
+    pub fn record_candidate_activation(
+        &mut self,
+        c: &Classified,
+        candidate: &Inputs,
+        s: &Schedule,
+        now: Timestamp,
+        j: &mut dyn Jitter,
+    ) {
+        if matches!(c.outcome, Outcome::Valid(_)) {
+            self.licence.deactivated_key = None;
+            self.record_licence(Endpoint::Activate, c, candidate, s, now, j);
+        } else {
+            self.note_exchange(c, s, now, j);
+        }
+    }
+
+    /// Applies the answer to `deactivate`. On success the licence is released:
+    /// no verdict, no activation, and `released_key` (the configured key's
+    /// fingerprint) is ignored until the configuration names another key.
+    pub fn record_deactivation(
+        &mut self,
+        c: &Classified,
+        released_key: Option<String>,
+        s: &Schedule,
+        now: Timestamp,
+        j: &mut dyn Jitter,
+    ) {
+        self.note_exchange(c, s, now, j);
+        if matches!(c.outcome, Outcome::Deactivated) {
+            self.licence = Licence {
+                deactivated_key: released_key,
+                ..Licence::default()
+            };
+            self.plan.next_validate_at = None;
+        }
+    }
+
+    /// Applies the answer to an update check made with `current_version`.
+    pub fn record_update(
+        &mut self,
+        c: &Classified,
+        current_version: &str,
+        s: &Schedule,
+        now: Timestamp,
+        j: &mut dyn Jitter,
+    ) {
+        self.note_exchange(c, s, now, j);
+        match &c.outcome {
+            Outcome::Update(UpdateAnswer {
+                update_available,
+                latest_version,
+                changelog,
+                ..
+            }) => {
+                self.update = Update {
+                    state: if *update_available {
+                        UpdateState::Available
+                    } else {
+                        UpdateState::UpToDate
+                    },
+                    current_version: Some(current_version.to_string()),
+                    latest_version: latest_version.clone(),
+                    changelog: changelog.clone(),
+                    checked_at: Some(now),
+                    reason: None,
+                };
+            }
+            Outcome::UpdateRefused { state, reason } => {
+                self.update.state = *state;
+                self.update.current_version = Some(current_version.to_string());
+                self.update.checked_at = Some(now);
+                self.update.reason = Some(reason.clone());
+            }
+            _ => {}
+        }
+        self.plan.next_update_check_at = Some(if c.outcome.is_answer() {
+            schedule::next_regular(now, s.update_check_interval, s, j)
+        } else {
+            now.add(schedule::backoff_delay(s, self.failure_step(), j))
+        });
+    }
+
+    /// Applies the answer to a `download/token` request (bookkeeping and the
+    /// update state on a refusal; a token itself changes nothing).
+    pub fn record_token(
+        &mut self,
+        c: &Classified,
+        s: &Schedule,
+        now: Timestamp,
+        j: &mut dyn Jitter,
+    ) {
+        self.note_exchange(c, s, now, j);
+        if let Outcome::UpdateRefused { state, reason } = &c.outcome {
+            self.update.state = *state;
+            self.update.reason = Some(reason.clone());
+        }
+    }
+
+    /// Makes the next licence check due at once (a manual check, a changed
+    /// hardware_id).
+    pub fn check_now(&mut self) {
+        self.plan.next_validate_at = None;
+    }
+
+    /// Clears a gate that has opened, so `state.json` and the status say null.
+    pub fn expire_gate(&mut self, now: Timestamp) -> bool {
+        if self.portal.rate_limited_until.is_some_and(|t| t <= now) {
+            self.portal.rate_limited_until = None;
+            return true;
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::classify::{Exchange, classify};
+    use crate::core::schedule::FixedJitter;
+    use std::time::Duration;
+
+    const T0: Timestamp = Timestamp(1_800_000_000_000);
+    const HOUR: Duration = Duration::from_secs(3600);
+    const DAY: Duration = Duration::from_secs(86400);
+
+    fn inputs() -> Inputs {
+        Inputs {
+            key_fingerprint: Some("k1".into()),
+            hardware_id: "a".repeat(64),
+        }
+    }
+
+    fn sched() -> Schedule {
+        Schedule {
+            splay: Duration::ZERO,
+            ..Schedule::default()
+        }
+    }
+
+    fn answer(
+        endpoint: Endpoint,
+        status: u16,
+        body: &str,
+        headers: &[(&str, &str)],
+        now: Timestamp,
+    ) -> Classified {
+        let hs: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+            .collect();
+        let h = move |n: &str| hs.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        classify(
+            endpoint,
+            &Exchange::Answer {
+                status,
+                header: &h,
+                body: body.as_bytes(),
+                body_problem: None,
+            },
+            now,
+        )
+    }
+
+    fn valid(now: Timestamp) -> Classified {
+        answer(
+            Endpoint::Validate,
+            200,
+            r#"{"valid": true, "license": {"tier": "free"}}"#,
+            &[],
+            now,
+        )
+    }
+
+    fn failure(now: Timestamp) -> Classified {
+        answer(Endpoint::Validate, 500, "oops", &[], now)
+    }
+
+    fn j() -> FixedJitter {
+        FixedJitter(0.0)
+    }
+
+    #[test]
+    fn first_start_activates_at_once_then_validates() {
+        let mut c = Core::default();
+        let i = inputs();
+        c.apply_inputs(&i);
+        assert_eq!(c.license_state(&i, &sched(), T0), LicenseState::Unknown);
+        assert_eq!(
+            c.due(&i, T0),
+            Some(Due {
+                endpoint: Endpoint::Activate,
+                at: T0
+            })
+        );
+        c.record_licence(Endpoint::Activate, &valid(T0), &i, &sched(), T0, &mut j());
+        assert_eq!(c.license_state(&i, &sched(), T0), LicenseState::Active);
+        let due = c.due(&i, T0).unwrap();
+        assert_eq!(due.endpoint, Endpoint::Validate);
+        assert_eq!(due.at, T0.add(6 * HOUR));
+        // The first update check follows the first valid verdict.
+        assert_eq!(c.update_due(T0), Some(T0));
+    }
+
+    #[test]
+    fn no_key_is_unconfigured_and_nothing_is_due() {
+        let c = Core::default();
+        let i = Inputs {
+            key_fingerprint: None,
+            hardware_id: "a".repeat(64),
+        };
+        assert_eq!(
+            c.license_state(&i, &sched(), T0),
+            LicenseState::Unconfigured
+        );
+        assert_eq!(c.due(&i, T0), None);
+    }
+
+    #[test]
+    fn active_grace_lapsed_at_the_right_instant() {
+        let s = sched();
+        let mut c = Core::default();
+        let i = inputs();
+        c.record_licence(Endpoint::Validate, &valid(T0), &i, &s, T0, &mut j());
+        let until = T0.add(s.offline_grace);
+        assert_eq!(c.grace_until(&s), Some(until));
+        let t1 = T0.add(6 * HOUR);
+        c.record_licence(Endpoint::Validate, &failure(t1), &i, &s, t1, &mut j());
+        assert_eq!(c.license_state(&i, &s, t1), LicenseState::Grace);
+        assert!(c.license_state(&i, &s, t1).licensed());
+        assert_eq!(
+            c.license_state(&i, &s, until.sub(Duration::from_millis(1))),
+            LicenseState::Grace
+        );
+        assert_eq!(c.license_state(&i, &s, until), LicenseState::Lapsed);
+        assert_eq!(c.next_lapse(&i, &s, t1), Some(until));
+        // A newer valid verdict ends the grace.
+        let t2 = until.add(HOUR);
+        c.record_licence(Endpoint::Validate, &valid(t2), &i, &s, t2, &mut j());
+        assert_eq!(c.license_state(&i, &s, t2), LicenseState::Active);
+    }
+
+    #[test]
+    fn valid_until_sets_the_grace_and_lapse_needs_no_failure() {
+        let s = sched();
+        let mut c = Core::default();
+        let i = inputs();
+        let vu = T0.add(2 * DAY);
+        let body = format!(r#"{{"valid": true, "license": {{"valid_until": "{vu}"}}}}"#);
+        c.record_licence(
+            Endpoint::Validate,
+            &answer(Endpoint::Validate, 200, &body, &[], T0),
+            &i,
+            &s,
+            T0,
+            &mut j(),
+        );
+        assert_eq!(c.grace_until(&s), Some(vu));
+        assert_eq!(c.license_state(&i, &s, vu), LicenseState::Lapsed);
+    }
+
+    #[test]
+    fn a_clock_days_ahead_does_not_lapse_a_fresh_verdict() {
+        let s = sched();
+        let mut c = Core::default();
+        let i = inputs();
+        let portal_now = T0.sub(10 * DAY); // our clock is 10 days ahead
+        let vu = portal_now.add(7 * DAY);
+        let body = format!(r#"{{"valid": true, "license": {{"valid_until": "{vu}"}}}}"#);
+        let date = portal_now.to_http_date();
+        let a = answer(Endpoint::Validate, 200, &body, &[("Date", &date)], T0);
+        c.record_licence(Endpoint::Validate, &a, &i, &s, T0, &mut j());
+        assert_eq!(c.portal.clock_skew_seconds, Some(10 * 86400));
+        assert_eq!(c.license_state(&i, &s, T0), LicenseState::Active);
+        assert_eq!(c.grace_until(&s), Some(T0.add(7 * DAY)));
+    }
+
+    #[test]
+    fn non_verdicts_never_unlicense() {
+        let s = sched();
+        let i = inputs();
+        type Case<'a> = (u16, &'a str, &'a [(&'a str, &'a str)]);
+        let bodies: [Case; 8] = [
+            (500, "", &[]),
+            (503, r#"{"code": "EXPIRED"}"#, &[]),
+            (429, "", &[("Retry-After", "60")]),
+            (302, "", &[("Location", "https://evil")]),
+            (200, "garbage", &[]),
+            (200, r#"{"valid": false}"#, &[]),
+            (403, r#"{"code": "FORBIDDEN"}"#, &[]),
+            (400, r#"{"code": "SOMETHING_NEW"}"#, &[]),
+        ];
+        for (status, body, hs) in bodies {
+            let mut c = Core::default();
+            c.record_licence(Endpoint::Validate, &valid(T0), &i, &s, T0, &mut j());
+            let t = T0.add(HOUR);
+            c.record_licence(
+                Endpoint::Validate,
+                &answer(Endpoint::Validate, status, body, hs, t),
+                &i,
+                &s,
+                t,
+                &mut j(),
+            );
+            assert_eq!(
+                c.license_state(&i, &s, t),
+                LicenseState::Grace,
+                "{status} {body}"
+            );
+            assert!(c.portal.last_error.is_some());
+            assert_eq!(c.portal.consecutive_failures, 1);
+        }
+    }
+
+    #[test]
+    fn refusals_wait_the_normal_interval() {
+        let s = sched();
+        let i = inputs();
+        for code in [
+            "REVOKED",
+            "HARDWARE_MISMATCH",
+            "MAX_ACTIVATIONS",
+            "INVALID_KEY",
+            "EXPIRED",
+            "SUSPENDED",
+        ] {
+            let mut c = Core::default();
+            let a = answer(
+                Endpoint::Validate,
+                403,
+                &format!(r#"{{"code": "{code}", "error": "no"}}"#),
+                &[],
+                T0,
+            );
+            c.record_licence(Endpoint::Validate, &a, &i, &s, T0, &mut j());
+            let st = c.license_state(&i, &s, T0);
+            assert!(!st.licensed());
+            assert_eq!(
+                c.due(&i, T0).unwrap().at,
+                T0.add(s.validate_interval),
+                "{code}"
+            );
+            assert_eq!(c.portal.consecutive_failures, 0);
+            assert_eq!(c.grace_until(&s), None);
+        }
+    }
+
+    #[test]
+    fn suspended_can_be_reinstated() {
+        let s = sched();
+        let i = inputs();
+        let mut c = Core::default();
+        let a = answer(Endpoint::Validate, 403, r#"{"code": "SUSPENDED"}"#, &[], T0);
+        c.record_licence(Endpoint::Validate, &a, &i, &s, T0, &mut j());
+        assert_eq!(c.license_state(&i, &s, T0), LicenseState::Suspended);
+        let t = T0.add(6 * HOUR);
+        c.record_licence(Endpoint::Validate, &valid(t), &i, &s, t, &mut j());
+        assert_eq!(c.license_state(&i, &s, t), LicenseState::Active);
+    }
+
+    #[test]
+    fn failures_back_off_then_grace_paces() {
+        let s = sched();
+        let i = inputs();
+        let mut c = Core::default();
+        c.record_licence(Endpoint::Validate, &valid(T0), &i, &s, T0, &mut j());
+        let mut t = T0.add(6 * HOUR);
+        let mut waits = vec![];
+        for _ in 0..5 {
+            c.record_licence(Endpoint::Validate, &failure(t), &i, &s, t, &mut j());
+            let next = c.due(&i, t).unwrap().at;
+            waits.push(next.since(t).as_secs());
+            t = next;
+        }
+        // 15 s, 30 s (jitter 0 gives d/2), then the normal 6 h interval.
+        assert_eq!(waits, vec![15, 30, 6 * 3600, 6 * 3600, 6 * 3600]);
+        // A success resets n.
+        c.record_licence(Endpoint::Validate, &valid(t), &i, &s, t, &mut j());
+        assert_eq!(c.portal.consecutive_failures, 0);
+        c.record_licence(Endpoint::Validate, &failure(t), &i, &s, t, &mut j());
+        assert_eq!(c.due(&i, t).unwrap().at, t.add(Duration::from_secs(15)));
+    }
+
+    #[test]
+    fn unknown_state_keeps_backing_off() {
+        let s = sched();
+        let i = inputs();
+        let mut c = Core::default();
+        let mut t = T0;
+        let mut waits = vec![];
+        for _ in 0..9 {
+            c.record_licence(Endpoint::Activate, &failure(t), &i, &s, t, &mut j());
+            let next = c.due(&i, t).unwrap().at;
+            waits.push(next.since(t).as_secs());
+            t = next;
+        }
+        assert_eq!(waits, vec![15, 30, 60, 120, 240, 480, 960, 1800, 1800]);
+        assert_eq!(c.license_state(&i, &s, t), LicenseState::Unknown);
+    }
+
+    #[test]
+    fn the_gate_blocks_every_endpoint() {
+        let s = sched();
+        let i = inputs();
+        let mut c = Core::default();
+        c.record_licence(Endpoint::Validate, &valid(T0), &i, &s, T0, &mut j());
+        let t = T0.add(Duration::from_secs(1));
+        let rl = answer(Endpoint::CheckUpdate, 429, "", &[("Retry-After", "120")], t);
+        c.record_update(&rl, "1.4.2", &s, t, &mut j());
+        let open = t.add(Duration::from_secs(120));
+        assert_eq!(c.gate_closed_until(t), Some(open));
+        c.check_now();
+        assert_eq!(c.due(&i, t).unwrap().at, open);
+        assert!(c.update_due(t).unwrap() >= open);
+        assert_eq!(c.gate_closed_until(open), None);
+        assert!(c.expire_gate(open));
+        assert_eq!(c.portal.rate_limited_until, None);
+        // The licence state is untouched by a download endpoint's 429.
+        assert_eq!(c.license_state(&i, &s, t), LicenseState::Active);
+        c.note_gate_refusal(t);
+    }
+
+    #[test]
+    fn a_429_without_times_closes_the_gate_for_the_backoff() {
+        let s = sched();
+        let i = inputs();
+        let mut c = Core::default();
+        let a = answer(Endpoint::Validate, 429, "", &[], T0);
+        c.record_licence(Endpoint::Activate, &a, &i, &s, T0, &mut FixedJitter(0.0));
+        assert_eq!(
+            c.gate_closed_until(T0),
+            Some(T0.add(Duration::from_secs(15)))
+        );
+        assert_eq!(
+            c.portal.last_error.as_ref().unwrap().kind,
+            ErrorKind::RateLimited
+        );
+    }
+
+    #[test]
+    fn changed_key_forgets_the_verdict_changed_hardware_checks_at_once() {
+        let s = sched();
+        let i = inputs();
+        let mut c = Core::default();
+        c.record_licence(Endpoint::Activate, &valid(T0), &i, &s, T0, &mut j());
+        let mut hw = i.clone();
+        hw.hardware_id = "b".repeat(64);
+        assert!(c.hardware_changed(&hw));
+        c.apply_inputs(&hw);
+        assert_eq!(c.license_state(&hw, &s, T0), LicenseState::Active);
+        assert_eq!(
+            c.due(&hw, T0),
+            Some(Due {
+                endpoint: Endpoint::Activate,
+                at: T0
+            })
+        );
+        let mut k2 = i.clone();
+        k2.key_fingerprint = Some("k2".into());
+        c.apply_inputs(&k2);
+        assert_eq!(c.license_state(&k2, &s, T0), LicenseState::Unknown);
+        assert_eq!(c.due(&k2, T0).unwrap().at, T0);
+    }
+
+    #[test]
+    fn deactivation_releases_everything() {
+        let s = sched();
+        let i = inputs();
+        let mut c = Core::default();
+        c.record_licence(Endpoint::Activate, &valid(T0), &i, &s, T0, &mut j());
+        let ok = answer(
+            Endpoint::Deactivate,
+            200,
+            r#"{"valid": false, "deactivated": true}"#,
+            &[],
+            T0,
+        );
+        c.record_deactivation(&ok, Some("k1".into()), &s, T0, &mut j());
+        assert_eq!(c.licence.verdict, None);
+        assert_eq!(c.licence.activated, None);
+        assert_eq!(c.licence.deactivated_key.as_deref(), Some("k1"));
+        let none = Inputs {
+            key_fingerprint: None,
+            hardware_id: i.hardware_id.clone(),
+        };
+        assert_eq!(c.license_state(&none, &s, T0), LicenseState::Unconfigured);
+        // A refused deactivation changes nothing.
+        let mut c2 = Core::default();
+        c2.record_licence(Endpoint::Activate, &valid(T0), &i, &s, T0, &mut j());
+        let no = answer(
+            Endpoint::Deactivate,
+            404,
+            r#"{"code": "NOT_FOUND"}"#,
+            &[],
+            T0,
+        );
+        c2.record_deactivation(&no, Some("k1".into()), &s, T0, &mut j());
+        assert_eq!(c2.license_state(&i, &s, T0), LicenseState::Active);
+    }
+
+    #[test]
+    fn a_refused_candidate_key_leaves_the_licence_alone() {
+        let s = sched();
+        let i = inputs();
+        let mut c = Core::default();
+        c.record_licence(Endpoint::Activate, &valid(T0), &i, &s, T0, &mut j());
+        let cand = Inputs {
+            key_fingerprint: Some("k9".into()),
+            hardware_id: i.hardware_id.clone(),
+        };
+        let no = answer(
+            Endpoint::Activate,
+            409,
+            r#"{"code": "MAX_ACTIVATIONS"}"#,
+            &[],
+            T0,
+        );
+        c.record_candidate_activation(&no, &cand, &s, T0, &mut j());
+        assert_eq!(c.license_state(&i, &s, T0), LicenseState::Active);
+        c.record_candidate_activation(&valid(T0), &cand, &s, T0, &mut j());
+        assert_eq!(c.license_state(&cand, &s, T0), LicenseState::Active);
+        assert_eq!(c.due(&cand, T0).unwrap().endpoint, Endpoint::Validate);
+    }
+
+    #[test]
+    fn download_refusals_change_the_update_state_only() {
+        let s = sched();
+        let i = inputs();
+        for (status, body, want) in [
+            (
+                403,
+                r#"{"code": "UPDATES_EXPIRED"}"#,
+                UpdateState::UpdatesExpired,
+            ),
+            (
+                403,
+                r#"{"code": "VERSION_TOO_LOW"}"#,
+                UpdateState::VersionTooLow,
+            ),
+            (
+                401,
+                r#"{"error": "Invalid license"}"#,
+                UpdateState::NotEntitled,
+            ),
+        ] {
+            let mut c = Core::default();
+            c.record_licence(Endpoint::Validate, &valid(T0), &i, &s, T0, &mut j());
+            c.record_update(
+                &answer(Endpoint::CheckUpdate, status, body, &[], T0),
+                "1.4.2",
+                &s,
+                T0,
+                &mut j(),
+            );
+            assert_eq!(c.update.state, want);
+            assert_eq!(c.license_state(&i, &s, T0), LicenseState::Active);
+            c.record_token(
+                &answer(Endpoint::Token, status, body, &[], T0),
+                &s,
+                T0,
+                &mut j(),
+            );
+            assert_eq!(c.license_state(&i, &s, T0), LicenseState::Active);
+            assert_eq!(c.update_due(T0), Some(T0.add(s.update_check_interval)));
+        }
+        let mut c = Core::default();
+        let up = answer(
+            Endpoint::CheckUpdate,
+            200,
+            r#"{"update_available": true, "latest_version": "1.5.0", "changelog": "x"}"#,
+            &[],
+            T0,
+        );
+        c.record_update(&up, "1.4.2", &s, T0, &mut j());
+        assert_eq!(c.update.state, UpdateState::Available);
+        assert_eq!(c.update.latest_version.as_deref(), Some("1.5.0"));
+        assert_eq!(c.update.current_version.as_deref(), Some("1.4.2"));
+    }
+
+    #[test]
+    fn saved_state_round_trips() {
+        let s = sched();
+        let i = inputs();
+        let mut c = Core::default();
+        c.record_licence(Endpoint::Activate, &valid(T0), &i, &s, T0, &mut j());
+        c.record_licence(Endpoint::Validate, &failure(T0), &i, &s, T0, &mut j());
+        let text = serde_json::to_string_pretty(&c).unwrap();
+        let back: Core = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, c);
+    }
+}

@@ -1,0 +1,1359 @@
+//! The simulated portal's decisions, without I/O: given a parsed request, the
+//! portal state and "now", what to answer and how to misbehave. The server
+//! (`server.rs`) only moves bytes.
+
+use super::scenario::{
+    Endpoint, LicenseBehaviour, LicenseTerms, Outage, Scenario, Script, ScriptedAnswer,
+    builtin_licenses,
+};
+use crate::key::LicenseKey;
+use crate::timestamp::Timestamp;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+/// How long a download token stays usable.
+const TOKEN_LIFETIME: Duration = Duration::from_secs(15 * 60);
+/// Below this `current_version`, `check-update` answers `VERSION_TOO_LOW`.
+const MINIMUM_VERSION: [u64; 3] = [1, 0, 0];
+
+/// A request as the portal logic sees it.
+pub(crate) struct Incoming<'a> {
+    pub method: &'a str,
+    /// Without the query.
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub authorization: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+/// One request the sim received (control requests under `/_sim/` excluded).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RecordedRequest {
+    pub endpoint: Endpoint,
+    pub method: String,
+    /// Without the query (a download token is not kept).
+    pub path: String,
+    pub time: Timestamp,
+    /// The JSON body with `license_key` masked; `None` when empty or not JSON.
+    pub body: Option<Value>,
+    /// `WISP-****SA6T`, or `(malformed key)`; `None` without a key.
+    pub key_masked: Option<String>,
+    pub key_last4: Option<String>,
+    /// The status answered; `None` for a dropped or stalled request.
+    pub status: Option<u16>,
+}
+
+/// What to do with a request.
+#[derive(Debug)]
+pub(crate) enum Plan {
+    Reply(Reply),
+    /// Close without a status line, after `delay`.
+    Drop {
+        delay: Duration,
+    },
+    /// Never answer; close once the client goes away.
+    Stall {
+        delay: Duration,
+    },
+}
+
+impl Plan {
+    fn status(&self) -> Option<u16> {
+        match self {
+            Plan::Reply(r) => Some(r.status),
+            Plan::Drop { .. } | Plan::Stall { .. } => None,
+        }
+    }
+}
+
+/// An HTTP answer, possibly delivered badly.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub status: u16,
+    /// Sent after the defaults; one named like a default replaces it.
+    pub headers: Vec<(String, String)>,
+    pub body: ReplyBody,
+    pub delivery: Delivery,
+    /// Wait before writing anything.
+    pub delay: Duration,
+    /// Added to the clock for the `Date` header.
+    pub date_skew_secs: i64,
+}
+
+#[derive(Debug)]
+pub(crate) enum ReplyBody {
+    Bytes(Vec<u8>),
+    /// `unit` repeated up to `len` bytes.
+    Repeat {
+        unit: Vec<u8>,
+        len: u64,
+    },
+    /// The first `len` bytes of a release file (one byte flipped if `corrupt`).
+    Release {
+        seed: u64,
+        len: u64,
+        corrupt: bool,
+    },
+}
+
+/// How much of the body to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    Complete,
+    /// Send this many bytes of the body, then close.
+    TruncateAt(u64),
+    /// Send this many bytes of the body, then stall.
+    StallAfter(u64),
+}
+
+impl Reply {
+    pub(crate) fn json(status: u16, v: Value) -> Reply {
+        Reply::bytes(status, v.to_string().into_bytes())
+    }
+
+    pub(crate) fn bytes(status: u16, body: Vec<u8>) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: ReplyBody::Bytes(body),
+            delivery: Delivery::Complete,
+            delay: Duration::ZERO,
+            date_skew_secs: 0,
+        }
+    }
+
+    /// Sets a header, replacing one of the same name (any case).
+    pub(crate) fn set_header(&mut self, name: &str, value: &str) {
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self.headers.push((name.to_string(), value.to_string()));
+    }
+
+    fn with_header(mut self, name: &str, value: &str) -> Reply {
+        self.set_header(name, value);
+        self
+    }
+
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl ReplyBody {
+    pub(crate) fn len(&self) -> u64 {
+        match self {
+            ReplyBody::Bytes(b) => b.len() as u64,
+            ReplyBody::Repeat { len, .. } | ReplyBody::Release { len, .. } => *len,
+        }
+    }
+
+    /// Fills `buf` with the body bytes from `offset`; returns how many.
+    pub(crate) fn fill(&self, offset: u64, buf: &mut [u8]) -> usize {
+        let n = usize::try_from(self.len().saturating_sub(offset))
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let buf = &mut buf[..n];
+        match self {
+            ReplyBody::Bytes(b) => {
+                // offset < len here whenever n > 0, so the cast fits.
+                let start = usize::try_from(offset).unwrap_or(b.len()).min(b.len());
+                buf.copy_from_slice(&b[start..start + n]);
+            }
+            ReplyBody::Repeat { unit, .. } => {
+                let unit: &[u8] = if unit.is_empty() { b" " } else { unit };
+                let mut at = (offset % unit.len() as u64) as usize;
+                for byte in buf.iter_mut() {
+                    *byte = unit[at];
+                    at = (at + 1) % unit.len();
+                }
+            }
+            ReplyBody::Release { seed, corrupt, .. } => {
+                fill_release(*seed, offset, buf);
+                if *corrupt && offset == 0 && !buf.is_empty() {
+                    buf[0] ^= 0xff;
+                }
+            }
+        }
+        n
+    }
+
+    /// The whole body in memory (for re-editing small JSON bodies).
+    fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            ReplyBody::Bytes(b) => Some(b),
+            _ => None,
+        }
+    }
+}
+
+struct IssuedToken {
+    version: String,
+    expires_at: Timestamp,
+}
+
+/// The portal's state. Owned by the server behind a mutex; never held across
+/// an await.
+pub(crate) struct Portal {
+    started_at: Timestamp,
+    /// `scheme://host:port` of this sim, for download URLs.
+    base_url: String,
+    date_skew_secs: i64,
+    release_size: u64,
+    latest_version: String,
+    changelog: String,
+    max_activations: usize,
+    terms: LicenseTerms,
+    licenses: BTreeMap<String, LicenseBehaviour>,
+    /// Key → hardware_ids it is activated on.
+    activations: HashMap<String, BTreeSet<String>>,
+    tokens: HashMap<String, IssuedToken>,
+    scripts: BTreeMap<Endpoint, Script>,
+    outage: Option<Outage>,
+    recorded: Vec<RecordedRequest>,
+    /// Version → SHA-256 hex of its release file.
+    sha_cache: HashMap<String, String>,
+}
+
+impl Portal {
+    pub(crate) fn new(mut scenario: Scenario, base_url: String, now: Timestamp) -> Portal {
+        let scripts = scenario.take_scripts();
+        let mut licenses = builtin_licenses();
+        licenses.extend(std::mem::take(&mut scenario.licenses));
+        Portal {
+            started_at: now,
+            base_url,
+            date_skew_secs: scenario.date_skew_secs,
+            release_size: scenario.release_size,
+            latest_version: scenario.latest_version,
+            changelog: scenario.changelog,
+            max_activations: scenario.max_activations,
+            terms: scenario.terms,
+            licenses,
+            activations: HashMap::new(),
+            tokens: HashMap::new(),
+            scripts,
+            outage: None,
+            recorded: Vec::new(),
+            sha_cache: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn requests(&self) -> &[RecordedRequest] {
+        &self.recorded
+    }
+
+    pub(crate) fn push_answers(&mut self, endpoint: Endpoint, answers: Vec<ScriptedAnswer>) {
+        self.scripts
+            .entry(endpoint)
+            .or_default()
+            .answers
+            .extend(answers);
+    }
+
+    pub(crate) fn set_repeat_last(&mut self, endpoint: Endpoint, repeat_last: bool) {
+        self.scripts.entry(endpoint).or_default().repeat_last = repeat_last;
+    }
+
+    pub(crate) fn set_outage(&mut self, outage: Option<Outage>) {
+        self.outage = outage;
+    }
+
+    pub(crate) fn set_license(&mut self, key: &str, behaviour: LicenseBehaviour) {
+        self.licenses.insert(key.to_string(), behaviour);
+    }
+
+    pub(crate) fn set_terms(&mut self, terms: LicenseTerms) {
+        self.terms = terms;
+    }
+
+    pub(crate) fn activations(&self, key: &str) -> Vec<String> {
+        self.activations
+            .get(key)
+            .map(|h| h.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Decides the answer to one request, records it and logs one line.
+    pub(crate) fn answer(&mut self, req: &Incoming<'_>, now: Timestamp) -> Plan {
+        let mut plan = match req.path.strip_prefix("/_sim/") {
+            Some(what) => {
+                let reply = self.control(what, req);
+                tracing::info!(status = reply.status, "control {} {}", req.method, req.path);
+                Plan::Reply(reply)
+            }
+            None => self.portal_answer(req, now),
+        };
+        if let Plan::Reply(r) = &mut plan {
+            r.date_skew_secs = self.date_skew_secs;
+        }
+        plan
+    }
+
+    fn portal_answer(&mut self, req: &Incoming<'_>, now: Timestamp) -> Plan {
+        let endpoint = Endpoint::route(req.method, req.path);
+        let body: Option<Value> = serde_json::from_slice(req.body).ok();
+        let plan = if let Some(outage) = &self.outage {
+            outage_plan(outage, now)
+        } else if let Some(answer) = self.next_scripted(endpoint) {
+            self.scripted(answer, endpoint, req, body.as_ref(), now)
+        } else {
+            Plan::Reply(self.normal(endpoint, req, body.as_ref(), now))
+        };
+
+        let raw_key = body
+            .as_ref()
+            .and_then(|b| b.get("license_key"))
+            .and_then(Value::as_str);
+        let (key_masked, key_last4) = match raw_key.map(LicenseKey::parse) {
+            Some(Ok(k)) => {
+                let chars: Vec<char> = k.expose().chars().collect();
+                let last4 = chars[chars.len().saturating_sub(4)..].iter().collect();
+                (Some(k.masked()), Some(last4))
+            }
+            Some(Err(_)) => (Some("(malformed key)".to_string()), None),
+            None => (None, None),
+        };
+        let masked_body = body.map(|mut b| {
+            if let (Some(obj), Some(m)) = (b.as_object_mut(), &key_masked)
+                && obj.contains_key("license_key")
+            {
+                obj.insert("license_key".into(), Value::String(m.clone()));
+            }
+            b
+        });
+        let status = plan.status();
+        tracing::info!(
+            endpoint = %endpoint,
+            key = %key_masked.as_deref().unwrap_or("-"),
+            status = %status.map_or_else(|| "none".to_string(), |s| s.to_string()),
+            "{} {}",
+            req.method,
+            req.path
+        );
+        self.recorded.push(RecordedRequest {
+            endpoint,
+            method: req.method.to_string(),
+            path: req.path.to_string(),
+            time: now,
+            body: masked_body,
+            key_masked,
+            key_last4,
+            status,
+        });
+        plan
+    }
+
+    fn next_scripted(&mut self, endpoint: Endpoint) -> Option<ScriptedAnswer> {
+        let script = self.scripts.get_mut(&endpoint)?;
+        match script.answers.len() {
+            0 => None,
+            1 if script.repeat_last => script.answers.first().cloned(),
+            _ => Some(script.answers.remove(0)),
+        }
+    }
+
+    fn scripted(
+        &mut self,
+        a: ScriptedAnswer,
+        endpoint: Endpoint,
+        req: &Incoming<'_>,
+        body: Option<&Value>,
+        now: Timestamp,
+    ) -> Plan {
+        let delay = Duration::from_millis(a.delay_ms);
+        if a.drop {
+            return Plan::Drop { delay };
+        }
+        if a.stall {
+            return Plan::Stall { delay };
+        }
+        let mut reply = if a.replaces_default() {
+            let status = a
+                .status
+                .unwrap_or(if a.redirect_to.is_some() { 302 } else { 200 });
+            Reply::bytes(
+                status,
+                a.body.as_ref().map(|b| b.to_bytes()).unwrap_or_default(),
+            )
+        } else {
+            self.normal(endpoint, req, body, now)
+        };
+        if let Some(location) = &a.redirect_to {
+            reply.set_header("Location", location);
+        }
+        for (name, value) in &a.headers {
+            reply.set_header(name, value);
+        }
+        if a.wrong_sha256 {
+            match &mut reply.body {
+                ReplyBody::Release { corrupt, .. } => *corrupt = true,
+                ReplyBody::Bytes(bytes) => {
+                    if let Ok(Value::Object(mut obj)) = serde_json::from_slice(bytes) {
+                        obj.insert(
+                            "sha256".into(),
+                            Value::String(hex(&Sha256::digest(b"wrong"))),
+                        );
+                        *bytes = Value::Object(obj).to_string().into_bytes();
+                    }
+                }
+                ReplyBody::Repeat { .. } => {}
+            }
+        }
+        if let (true, ReplyBody::Release { len, .. }) = (a.short_file, &mut reply.body) {
+            *len /= 2;
+        }
+        if let Some(len) = a.body_repeat {
+            let unit = reply.body.as_bytes().unwrap_or_default().to_vec();
+            reply.body = ReplyBody::Repeat { unit, len };
+        }
+        if a.stall_body {
+            reply.delivery = Delivery::StallAfter(reply.body.len() / 2);
+        }
+        if let Some(n) = a.truncate_at {
+            reply.delivery = Delivery::TruncateAt(n);
+        }
+        reply.delay = delay;
+        Plan::Reply(reply)
+    }
+
+    /// The healthy portal's answer.
+    fn normal(
+        &mut self,
+        endpoint: Endpoint,
+        req: &Incoming<'_>,
+        body: Option<&Value>,
+        now: Timestamp,
+    ) -> Reply {
+        let obj = body.and_then(Value::as_object);
+        let result = match (endpoint, obj) {
+            (Endpoint::Unknown, _) => Err(not_found("Not found")),
+            (Endpoint::Release, _) => self.release(req, now),
+            (_, None) => Err(Reply::json(
+                400,
+                with_valid(
+                    endpoint,
+                    json!({"error": "The request body is not a JSON object",
+                           "code": "VALIDATION_ERROR"}),
+                ),
+            )),
+            (Endpoint::CheckUpdate, Some(obj)) => self.check_update(obj),
+            (Endpoint::Token, Some(obj)) => self.token(obj, now),
+            (_, Some(obj)) => self.license(endpoint, obj, now),
+        };
+        result.unwrap_or_else(|refusal| refusal)
+    }
+
+    fn behaviour(&self, key: &str) -> LicenseBehaviour {
+        self.licenses
+            .get(key)
+            .copied()
+            .unwrap_or(LicenseBehaviour::InvalidKey)
+    }
+
+    fn license(
+        &mut self,
+        endpoint: Endpoint,
+        obj: &Map<String, Value>,
+        now: Timestamp,
+    ) -> Result<Reply, Reply> {
+        use LicenseBehaviour as B;
+        let (key, hwid) = required_fields(endpoint, obj)?;
+        let refuse = |status: u16, error: &str, code: &str| {
+            Reply::json(
+                status,
+                json!({"valid": false, "error": error, "code": code}),
+            )
+        };
+        let behaviour = self.behaviour(key);
+        match behaviour {
+            B::InvalidKey => return Err(refuse(404, "Invalid license key", "INVALID_KEY")),
+            B::Expired => return Err(refuse(403, "License expired", "EXPIRED")),
+            B::Suspended => return Err(refuse(403, "License suspended", "SUSPENDED")),
+            B::Revoked => return Err(refuse(403, "License revoked", "REVOKED")),
+            B::VersionTooLow => {
+                return Err(refuse(403, "Product version too low", "VERSION_TOO_LOW"));
+            }
+            B::HardwareMismatch => {}
+            B::Valid | B::MaxActivations | B::UpdatesExpired => {}
+        }
+        let max = self.max_activations;
+        let hosts = self.activations.entry(key.to_string()).or_default();
+        let known = hosts.contains(hwid) && behaviour != B::HardwareMismatch;
+        match endpoint {
+            Endpoint::Deactivate if behaviour != B::HardwareMismatch => {
+                // Idempotent: releasing a host that holds no activation succeeds.
+                hosts.remove(hwid);
+                return Ok(Reply::json(
+                    200,
+                    json!({"valid": false, "deactivated": true}),
+                ));
+            }
+            Endpoint::Activate if !known && behaviour != B::HardwareMismatch => {
+                if behaviour == B::MaxActivations || hosts.len() >= max {
+                    return Err(refuse(
+                        409,
+                        "Maximum number of activations reached",
+                        "MAX_ACTIVATIONS",
+                    ));
+                }
+                hosts.insert(hwid.to_string());
+            }
+            _ if !known => {
+                return Err(refuse(
+                    403,
+                    "License is not activated on this hardware",
+                    "HARDWARE_MISMATCH",
+                ));
+            }
+            _ => {}
+        }
+        Ok(Reply::json(200, self.valid_body(key, now)))
+    }
+
+    fn valid_body(&self, key: &str, now: Timestamp) -> Value {
+        let t = &self.terms;
+        let masked = LicenseKey::parse(key)
+            .map(|k| k.masked())
+            .unwrap_or_else(|_| "WISP-****".to_string());
+        json!({"valid": true, "license": {
+            "key": masked,
+            "tier": t.tier,
+            "expires_at": offset(self.started_at, t.expires_in_secs).to_rfc3339(),
+            "valid_until": offset(now, t.valid_for_secs).to_rfc3339(),
+            "max_users": t.max_users,
+            "max_domains": t.max_domains,
+            "max_databases": t.max_databases,
+        }})
+    }
+
+    /// Whether a download endpoint may serve this key on this host.
+    fn entitled(&self, key: &str, hwid: &str) -> Result<(), Reply> {
+        let activated = self.activations.get(key).is_some_and(|h| h.contains(hwid));
+        match self.behaviour(key) {
+            LicenseBehaviour::Valid | LicenseBehaviour::MaxActivations if activated => Ok(()),
+            LicenseBehaviour::UpdatesExpired if activated => Err(Reply::json(
+                403,
+                json!({"error": "Updates are no longer included in this license",
+                       "code": "UPDATES_EXPIRED"}),
+            )),
+            _ => Err(Reply::json(401, json!({"error": "Invalid license"}))),
+        }
+    }
+
+    fn check_update(&mut self, obj: &Map<String, Value>) -> Result<Reply, Reply> {
+        let (key, hwid) = required_fields(Endpoint::CheckUpdate, obj)?;
+        let current_raw = obj.get("current_version").and_then(Value::as_str);
+        let Some((current_raw, current)) =
+            current_raw.and_then(|s| parse_version(s).map(|v| (s, v)))
+        else {
+            let mut details = Map::new();
+            details.insert(
+                "current_version".into(),
+                json!(["The current version field must be a version like 1.4.2."]),
+            );
+            return Err(validation_error(Endpoint::CheckUpdate, details));
+        };
+        self.entitled(key, hwid)?;
+        if cmp_versions(&current, &MINIMUM_VERSION) == Ordering::Less {
+            return Err(Reply::json(
+                403,
+                json!({"error": "This version is too old to update automatically",
+                       "code": "VERSION_TOO_LOW", "minimum_version": "1.0.0"}),
+            ));
+        }
+        let latest = parse_version(&self.latest_version).unwrap_or_default();
+        Ok(Reply::json(
+            200,
+            json!({
+                "update_available": cmp_versions(&latest, &current) == Ordering::Greater,
+                "current_version": current_raw,
+                "latest_version": self.latest_version,
+                "changelog": self.changelog,
+            }),
+        ))
+    }
+
+    fn token(&mut self, obj: &Map<String, Value>, now: Timestamp) -> Result<Reply, Reply> {
+        let (key, hwid) = required_fields(Endpoint::Token, obj)?;
+        self.entitled(key, hwid)?;
+        let version = obj
+            .get("version")
+            .and_then(Value::as_str)
+            .unwrap_or(&self.latest_version)
+            .trim()
+            .to_string();
+        let latest = parse_version(&self.latest_version).unwrap_or_default();
+        match parse_version(&version) {
+            Some(v)
+                if cmp_versions(&v, &latest) != Ordering::Greater
+                    && cmp_versions(&v, &MINIMUM_VERSION) != Ordering::Less
+                    && version.bytes().all(|b| b.is_ascii_digit() || b == b'.') => {}
+            _ => return Err(not_found("Release not found")),
+        }
+        let token = hex(&rand::random::<[u8; 16]>());
+        let expires_at = now.add(TOKEN_LIFETIME);
+        self.tokens.retain(|_, t| t.expires_at > now);
+        self.tokens.insert(
+            token.clone(),
+            IssuedToken {
+                version: version.clone(),
+                expires_at,
+            },
+        );
+        let size = self.release_size;
+        let sha256 = self
+            .sha_cache
+            .entry(version.clone())
+            .or_insert_with(|| release_sha256(&version, size))
+            .clone();
+        Ok(Reply::json(
+            200,
+            json!({
+                "token": token,
+                "url": format!("{}/releases/{}?token={token}", self.base_url, release_file_name(&version)),
+                "expires_at": expires_at.to_rfc3339(),
+                "sha256": sha256,
+                "size": size,
+            }),
+        ))
+    }
+
+    fn release(&self, req: &Incoming<'_>, now: Timestamp) -> Result<Reply, Reply> {
+        let version = req
+            .path
+            .strip_prefix("/releases/wispanel-")
+            .and_then(|f| f.strip_suffix(".tar.gz"))
+            .filter(|v| parse_version(v).is_some())
+            .ok_or_else(|| not_found("Release not found"))?;
+        let from_query = req
+            .query
+            .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("token=")));
+        let from_header = req
+            .authorization
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .map(str::trim);
+        let token = from_query.or(from_header).and_then(|t| self.tokens.get(t));
+        match token {
+            Some(t) if t.version == version && t.expires_at > now => {
+                let mut reply = Reply {
+                    body: ReplyBody::Release {
+                        seed: release_seed(version),
+                        len: self.release_size,
+                        corrupt: false,
+                    },
+                    ..Reply::bytes(200, Vec::new())
+                };
+                reply.set_header("Content-Type", "application/gzip");
+                Ok(reply)
+            }
+            _ => Err(Reply::json(
+                403,
+                json!({"error": "Invalid or expired download token", "code": "FORBIDDEN"}),
+            )),
+        }
+    }
+
+    /// `/_sim/*`: runtime control for scripts.
+    fn control(&mut self, what: &str, req: &Incoming<'_>) -> Reply {
+        let bad = |msg: String| {
+            Reply::json(
+                400,
+                json!({"success": false, "error": msg, "code": "VALIDATION_ERROR"}),
+            )
+        };
+        if (req.method, what) == ("GET", "requests") {
+            return Reply::json(200, json!(self.recorded));
+        }
+        if req.method != "POST" {
+            return not_found("Not found");
+        }
+        let body: Value = match serde_json::from_slice(req.body) {
+            Ok(v) => v,
+            Err(e) => return bad(format!("the body is not JSON: {e}")),
+        };
+        let text = |name: &str| body.get(name).and_then(Value::as_str).map(str::to_string);
+        match what {
+            "license" => {
+                let (Some(key), Some(behaviour)) = (text("license_key"), text("behaviour")) else {
+                    return bad("expected {\"license_key\": ..., \"behaviour\": ...}".into());
+                };
+                match behaviour.parse::<LicenseBehaviour>() {
+                    Ok(b) => {
+                        self.set_license(&key, b);
+                        Reply::json(200, json!({"ok": true}))
+                    }
+                    Err(e) => bad(e),
+                }
+            }
+            "outage" => {
+                match Outage::from_mode(&text("mode").unwrap_or_default(), text("retry_after")) {
+                    Ok(o) => {
+                        self.set_outage(o);
+                        Reply::json(200, json!({"ok": true}))
+                    }
+                    Err(e) => bad(e),
+                }
+            }
+            "answers" => {
+                let endpoint = body
+                    .get("endpoint")
+                    .cloned()
+                    .map(serde_json::from_value::<Endpoint>);
+                let answers = body
+                    .get("answers")
+                    .cloned()
+                    .map(serde_json::from_value::<Vec<ScriptedAnswer>>);
+                match (endpoint, answers) {
+                    (Some(Ok(ep)), Some(Ok(list))) => {
+                        if let Some(r) = body.get("repeat_last").and_then(Value::as_bool) {
+                            self.set_repeat_last(ep, r);
+                        }
+                        self.push_answers(ep, list);
+                        Reply::json(200, json!({"ok": true}))
+                    }
+                    _ => bad("expected {\"endpoint\": \"validate\", \"answers\": [...]}".into()),
+                }
+            }
+            _ => not_found("Not found"),
+        }
+    }
+}
+
+fn not_found(error: &str) -> Reply {
+    Reply::json(
+        404,
+        json!({"success": false, "error": error, "code": "NOT_FOUND"}),
+    )
+}
+
+/// Licence endpoints put `"valid": false` in front of every refusal.
+fn with_valid(endpoint: Endpoint, v: Value) -> Value {
+    match (endpoint.is_license(), v) {
+        (true, Value::Object(obj)) => {
+            let mut out = Map::new();
+            out.insert("valid".into(), Value::Bool(false));
+            out.extend(obj);
+            Value::Object(out)
+        }
+        (_, v) => v,
+    }
+}
+
+fn validation_error(endpoint: Endpoint, details: Map<String, Value>) -> Reply {
+    Reply::json(
+        422,
+        with_valid(
+            endpoint,
+            json!({"error": "Invalid request data", "code": "VALIDATION_ERROR",
+                   "details": details}),
+        ),
+    )
+}
+
+/// `license_key` and a 64-character `hardware_id`, or the portal's 422.
+fn required_fields(endpoint: Endpoint, obj: &Map<String, Value>) -> Result<(&str, &str), Reply> {
+    let mut details = Map::new();
+    let key = obj
+        .get("license_key")
+        .and_then(Value::as_str)
+        .filter(|k| !k.trim().is_empty());
+    if key.is_none() {
+        details.insert(
+            "license_key".into(),
+            json!(["The license key field is required."]),
+        );
+    }
+    let hwid = match obj.get("hardware_id") {
+        None | Some(Value::Null) => Err("The hardware id field is required."),
+        Some(Value::String(h)) if h.chars().count() == 64 => Ok(h.as_str()),
+        Some(Value::String(_)) => Err("The hardware id field must be 64 characters."),
+        Some(_) => Err("The hardware id field must be a string."),
+    };
+    if let Err(msg) = hwid {
+        details.insert("hardware_id".into(), json!([msg]));
+    }
+    match (key, hwid) {
+        (Some(k), Ok(h)) => Ok((k, h)),
+        _ => Err(validation_error(endpoint, details)),
+    }
+}
+
+fn outage_plan(outage: &Outage, now: Timestamp) -> Plan {
+    let reply = match outage {
+        Outage::Drop => {
+            return Plan::Drop {
+                delay: Duration::ZERO,
+            };
+        }
+        Outage::Stall => {
+            return Plan::Stall {
+                delay: Duration::ZERO,
+            };
+        }
+        Outage::Status(s) => error_reply(*s),
+        Outage::Unavailable { retry_after } => {
+            error_reply(503).with_header("Retry-After", retry_after)
+        }
+        Outage::RateLimit { retry_after } => {
+            let wait = retry_after
+                .as_deref()
+                .and_then(|r| r.trim().parse::<i64>().ok())
+                .unwrap_or(60);
+            let reset = now.unix_secs().saturating_add(wait).to_string();
+            let mut r = error_reply(429)
+                .with_header("X-RateLimit-Limit", "20")
+                .with_header("X-RateLimit-Remaining", "0")
+                .with_header("X-RateLimit-Reset", &reset);
+            if let Some(ra) = retry_after {
+                r.set_header("Retry-After", ra);
+            }
+            r
+        }
+    };
+    Plan::Reply(reply)
+}
+
+/// A panel-style error body for a bare status.
+fn error_reply(status: u16) -> Reply {
+    let code = match status {
+        400 | 422 => Some("VALIDATION_ERROR"),
+        401 => Some("UNAUTHORIZED"),
+        403 => Some("FORBIDDEN"),
+        404 => Some("NOT_FOUND"),
+        409 => Some("CONFLICT"),
+        429 => Some("RATE_LIMITED"),
+        500..=599 => Some("INTERNAL_ERROR"),
+        _ => None,
+    };
+    let mut body = json!({"success": false, "error": reason(status)});
+    if let (Some(code), Some(obj)) = (code, body.as_object_mut()) {
+        obj.insert("code".into(), Value::String(code.into()));
+    }
+    Reply::json(status, body)
+}
+
+/// The reason phrase for a status line.
+pub(crate) fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        413 => "Payload Too Large",
+        422 => "Unprocessable Entity",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Unknown",
+    }
+}
+
+fn offset(t: Timestamp, secs: i64) -> Timestamp {
+    Timestamp(t.millis().saturating_add(secs.saturating_mul(1000)))
+}
+
+/// `1.4.2`, `v1.4`, `1.5.0-beta` (pre-release and build ignored) as numbers.
+pub(crate) fn parse_version(s: &str) -> Option<Vec<u64>> {
+    let s = s.trim();
+    let core = s.strip_prefix('v').unwrap_or(s).split(['-', '+']).next()?;
+    let parts = core
+        .split('.')
+        .map(|p| p.parse::<u64>().ok())
+        .collect::<Option<Vec<u64>>>()?;
+    (1..=4).contains(&parts.len()).then_some(parts)
+}
+
+/// Compares dotted versions, missing parts counting as 0 (`1.5` = `1.5.0`).
+pub(crate) fn cmp_versions(a: &[u64], b: &[u64]) -> Ordering {
+    let n = a.len().max(b.len());
+    let at = |v: &[u64], i: usize| v.get(i).copied().unwrap_or(0);
+    (0..n)
+        .map(|i| at(a, i).cmp(&at(b, i)))
+        .find(|o| o.is_ne())
+        .unwrap_or(Ordering::Equal)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The file name a release is served under.
+pub fn release_file_name(version: &str) -> String {
+    format!("wispanel-{version}.tar.gz")
+}
+
+fn release_seed(version: &str) -> u64 {
+    let digest = Sha256::digest(format!("wispanel-portal-sim release {version}").as_bytes());
+    let mut seed = [0u8; 8];
+    seed.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(seed)
+}
+
+/// Word `i` of the release stream: SplitMix64 of a counter, so any range of
+/// the file can be produced without the bytes before it.
+fn release_word(seed: u64, i: u64) -> u64 {
+    let mut z = seed.wrapping_add(i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn fill_release(seed: u64, offset: u64, buf: &mut [u8]) {
+    let mut pos = offset;
+    let mut out = buf;
+    while !out.is_empty() {
+        let word = release_word(seed, pos / 8).to_le_bytes();
+        let from = (pos % 8) as usize;
+        let n = (8 - from).min(out.len());
+        out[..n].copy_from_slice(&word[from..from + n]);
+        out = &mut out[n..];
+        pos += n as u64;
+    }
+}
+
+/// The release file for `version` (deterministic pseudo-random bytes).
+pub fn release_bytes(version: &str, size: u64) -> Vec<u8> {
+    let mut v = vec![0u8; usize::try_from(size).unwrap_or(0)];
+    fill_release(release_seed(version), 0, &mut v);
+    v
+}
+
+/// SHA-256 (lowercase hex) of the release file, computed in 64 KiB steps.
+pub fn release_sha256(version: &str, size: u64) -> String {
+    let seed = release_seed(version);
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut pos = 0;
+    while pos < size {
+        let n = usize::try_from(size - pos)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        fill_release(seed, pos, &mut buf[..n]);
+        hasher.update(&buf[..n]);
+        pos += n as u64;
+    }
+    hex(&hasher.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::scenario::keys;
+
+    const HW_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const HW_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    fn portal() -> Portal {
+        Portal::new(
+            Scenario::default(),
+            "https://127.0.0.1:1".into(),
+            Timestamp::from_unix_secs(1_800_000_000),
+        )
+    }
+
+    fn now() -> Timestamp {
+        Timestamp::from_unix_secs(1_800_000_100)
+    }
+
+    /// Sends a POST and returns the status and the JSON body.
+    fn post(p: &mut Portal, path: &str, body: Value) -> (u16, Value) {
+        let raw = body.to_string();
+        let plan = p.answer(
+            &Incoming {
+                method: "POST",
+                path,
+                query: None,
+                authorization: None,
+                body: raw.as_bytes(),
+            },
+            now(),
+        );
+        reply_json(plan)
+    }
+
+    fn reply_json(plan: Plan) -> (u16, Value) {
+        match plan {
+            Plan::Reply(r) => {
+                let bytes = r.body.as_bytes().unwrap_or_default();
+                (
+                    r.status,
+                    serde_json::from_slice(bytes).unwrap_or(Value::Null),
+                )
+            }
+            other => panic!("expected a reply, got {other:?}"),
+        }
+    }
+
+    fn lic(p: &mut Portal, ep: &str, key: &str, hw: &str) -> (u16, Value) {
+        post(
+            p,
+            &format!("/api/v1/license/{ep}"),
+            json!({"license_key": key, "hardware_id": hw, "product_version": "1.4.2"}),
+        )
+    }
+
+    #[test]
+    fn healthy_flow_and_activation_limit() {
+        let mut p = portal();
+        let (s, b) = lic(&mut p, "validate", keys::GOOD, HW_A);
+        assert_eq!((s, b["code"].as_str()), (403, Some("HARDWARE_MISMATCH")));
+        let (s, b) = lic(&mut p, "activate", keys::GOOD, HW_A);
+        assert_eq!(s, 200, "{b}");
+        assert_eq!(b["valid"], true);
+        assert_eq!(b["license"]["key"], "WISP-****SA6T");
+        assert_eq!(b["license"]["tier"], "pro");
+        assert_eq!(b["license"]["max_databases"], -1);
+        assert_eq!(
+            b["license"]["valid_until"],
+            offset(now(), 7 * 86_400).to_rfc3339()
+        );
+        assert_eq!(lic(&mut p, "validate", keys::GOOD, HW_A).0, 200);
+        let (s, b) = lic(&mut p, "deactivate", keys::GOOD, HW_A);
+        assert_eq!(
+            (s, &b),
+            (200, &json!({"valid": false, "deactivated": true}))
+        );
+        assert_eq!(lic(&mut p, "validate", keys::GOOD, HW_A).0, 403);
+
+        for i in 0..3 {
+            let hw = format!("{i}").repeat(64);
+            assert_eq!(lic(&mut p, "activate", keys::GOOD, &hw).0, 200);
+        }
+        let (s, b) = lic(&mut p, "activate", keys::GOOD, HW_B);
+        assert_eq!((s, b["code"].as_str()), (409, Some("MAX_ACTIVATIONS")));
+        assert_eq!(p.activations(keys::GOOD).len(), 3);
+    }
+
+    #[test]
+    fn every_builtin_key() {
+        let mut p = portal();
+        for (key, status, code) in [
+            (keys::EXPIRED, 403, "EXPIRED"),
+            (keys::SUSPENDED, 403, "SUSPENDED"),
+            (keys::REVOKED, 403, "REVOKED"),
+            ("WISP-NOPE-0000-0000", 404, "INVALID_KEY"),
+        ] {
+            for ep in ["activate", "validate"] {
+                let (s, b) = lic(&mut p, ep, key, HW_A);
+                assert_eq!((s, b["code"].as_str()), (status, Some(code)), "{key} {ep}");
+                assert_eq!(b["valid"], false);
+            }
+        }
+        let (s, b) = lic(&mut p, "activate", keys::MAX_ACTIVATIONS, HW_A);
+        assert_eq!((s, b["code"].as_str()), (409, Some("MAX_ACTIVATIONS")));
+        let (s, b) = lic(&mut p, "validate", keys::MAX_ACTIVATIONS, HW_A);
+        assert_eq!((s, b["code"].as_str()), (403, Some("HARDWARE_MISMATCH")));
+
+        assert_eq!(lic(&mut p, "activate", keys::NO_UPDATES, HW_A).0, 200);
+        let (s, b) = post(
+            &mut p,
+            "/api/v1/download/check-update",
+            json!({"license_key": keys::NO_UPDATES, "hardware_id": HW_A,
+                   "current_version": "1.4.2", "channel": "stable"}),
+        );
+        assert_eq!((s, b["code"].as_str()), (403, Some("UPDATES_EXPIRED")));
+    }
+
+    #[test]
+    fn validation_errors() {
+        let mut p = portal();
+        let (s, b) = lic(&mut p, "validate", keys::GOOD, "abc");
+        assert_eq!(s, 422);
+        assert_eq!(
+            b,
+            json!({"valid": false, "error": "Invalid request data", "code": "VALIDATION_ERROR",
+                   "details": {"hardware_id": ["The hardware id field must be 64 characters."]}})
+        );
+        let (s, b) = post(
+            &mut p,
+            "/api/v1/license/validate",
+            json!({"hardware_id": HW_A}),
+        );
+        assert_eq!(s, 422);
+        assert!(b["details"]["license_key"].is_array(), "{b}");
+        let plan = p.answer(
+            &Incoming {
+                method: "POST",
+                path: "/api/v1/license/validate",
+                query: None,
+                authorization: None,
+                body: b"not json",
+            },
+            now(),
+        );
+        assert_eq!(reply_json(plan).0, 400);
+    }
+
+    #[test]
+    fn check_update_and_token() {
+        let mut p = portal();
+        let upd = |p: &mut Portal, key: &str, v: &str| {
+            post(
+                p,
+                "/api/v1/download/check-update",
+                json!({"license_key": key, "hardware_id": HW_A,
+                       "current_version": v, "channel": "stable"}),
+            )
+        };
+        // Not activated yet: the bare 401.
+        assert_eq!(
+            upd(&mut p, keys::GOOD, "1.4.2"),
+            (401, json!({"error": "Invalid license"}))
+        );
+        assert_eq!(
+            upd(&mut p, "WISP-NOPE-0000-0000", "1.4.2"),
+            (401, json!({"error": "Invalid license"}))
+        );
+        lic(&mut p, "activate", keys::GOOD, HW_A);
+        let (s, b) = upd(&mut p, keys::GOOD, "1.4.2");
+        assert_eq!(s, 200);
+        assert_eq!(b["update_available"], true);
+        assert_eq!(b["latest_version"], "1.5.0");
+        assert_eq!(b["current_version"], "1.4.2");
+        assert!(b["changelog"].as_str().unwrap().starts_with("## 1.5.0"));
+        assert_eq!(upd(&mut p, keys::GOOD, "1.5").1["update_available"], false);
+        assert_eq!(
+            upd(&mut p, keys::GOOD, "2.0.0").1["update_available"],
+            false
+        );
+        let (s, b) = upd(&mut p, keys::GOOD, "0.0.1");
+        assert_eq!((s, b["code"].as_str()), (403, Some("VERSION_TOO_LOW")));
+        assert_eq!(upd(&mut p, keys::GOOD, "soon").0, 422);
+
+        let (s, b) = post(
+            &mut p,
+            "/api/v1/download/token",
+            json!({"license_key": keys::GOOD, "hardware_id": HW_A, "version": "1.5.0"}),
+        );
+        assert_eq!(s, 200, "{b}");
+        assert_eq!(b["size"], 256 * 1024);
+        assert_eq!(b["sha256"], release_sha256("1.5.0", 256 * 1024));
+        let url = b["url"].as_str().unwrap();
+        assert!(
+            url.starts_with("https://127.0.0.1:1/releases/wispanel-1.5.0.tar.gz?token="),
+            "{url}"
+        );
+        let token = b["token"].as_str().unwrap();
+        let get = |p: &mut Portal, path: &str, query: Option<&str>| {
+            p.answer(
+                &Incoming {
+                    method: "GET",
+                    path,
+                    query,
+                    authorization: None,
+                    body: b"",
+                },
+                now(),
+            )
+        };
+        let q = format!("token={token}");
+        match get(&mut p, "/releases/wispanel-1.5.0.tar.gz", Some(&q)) {
+            Plan::Reply(r) => {
+                assert_eq!(r.status, 200);
+                assert_eq!(r.body.len(), 256 * 1024);
+                assert_eq!(r.header("Content-Type"), Some("application/gzip"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let wrong = get(
+            &mut p,
+            "/releases/wispanel-1.5.0.tar.gz",
+            Some("token=nope"),
+        );
+        assert_eq!(reply_json(wrong).0, 403);
+        let other = get(&mut p, "/releases/wispanel-1.4.0.tar.gz", Some(&q));
+        assert_eq!(reply_json(other).0, 403, "a token is for one version");
+        let (s, _) = post(
+            &mut p,
+            "/api/v1/download/token",
+            json!({"license_key": keys::GOOD, "hardware_id": HW_A, "version": "9.9.9"}),
+        );
+        assert_eq!(s, 404);
+    }
+
+    #[test]
+    fn scripts_then_default_and_repeat_last() {
+        let mut p = portal();
+        lic(&mut p, "activate", keys::GOOD, HW_A);
+        p.push_answers(
+            Endpoint::Validate,
+            vec![
+                ScriptedAnswer::json(503, json!({"code": "INTERNAL_ERROR"})),
+                ScriptedAnswer::raw(200, "<html>"),
+            ],
+        );
+        assert_eq!(lic(&mut p, "validate", keys::GOOD, HW_A).0, 503);
+        assert_eq!(
+            lic(&mut p, "validate", keys::GOOD, HW_A),
+            (200, Value::Null),
+            "the raw body is not JSON"
+        );
+        assert_eq!(lic(&mut p, "validate", keys::GOOD, HW_A).1["valid"], true);
+
+        p.set_repeat_last(Endpoint::Validate, true);
+        p.push_answers(Endpoint::Validate, vec![ScriptedAnswer::status(500)]);
+        for _ in 0..3 {
+            assert_eq!(lic(&mut p, "validate", keys::GOOD, HW_A).0, 500);
+        }
+        // A scripted status leaves the state alone: no activation happened.
+        p.push_answers(Endpoint::Activate, vec![ScriptedAnswer::status(500)]);
+        assert_eq!(lic(&mut p, "activate", keys::GOOD, HW_B).0, 500);
+        assert_eq!(p.activations(keys::GOOD), vec![HW_A.to_string()]);
+    }
+
+    #[test]
+    fn outage_wins_and_records() {
+        let mut p = portal();
+        p.set_outage(Some(Outage::RateLimit {
+            retry_after: Some("2".into()),
+        }));
+        let plan = p.answer(
+            &Incoming {
+                method: "POST",
+                path: "/api/v1/license/validate",
+                query: None,
+                authorization: None,
+                body: json!({"license_key": keys::GOOD, "hardware_id": HW_A})
+                    .to_string()
+                    .as_bytes(),
+            },
+            now(),
+        );
+        match plan {
+            Plan::Reply(r) => {
+                assert_eq!(r.status, 429);
+                assert_eq!(r.header("Retry-After"), Some("2"));
+                assert_eq!(r.header("X-RateLimit-Remaining"), Some("0"));
+                assert_eq!(
+                    r.header("X-RateLimit-Reset"),
+                    Some((now().unix_secs() + 2).to_string().as_str())
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        p.set_outage(Some(Outage::Drop));
+        assert!(matches!(
+            p.answer(
+                &Incoming {
+                    method: "POST",
+                    path: "/x",
+                    query: None,
+                    authorization: None,
+                    body: b""
+                },
+                now()
+            ),
+            Plan::Drop { .. }
+        ));
+        let rec = p.requests();
+        assert_eq!(rec.len(), 2);
+        assert_eq!(rec[0].key_masked.as_deref(), Some("WISP-****SA6T"));
+        assert_eq!(rec[0].key_last4.as_deref(), Some("SA6T"));
+        assert_eq!(
+            rec[0].body.as_ref().unwrap()["license_key"],
+            "WISP-****SA6T"
+        );
+        assert_eq!(rec[0].status, Some(429));
+        assert_eq!(rec[1].endpoint, Endpoint::Unknown);
+        assert_eq!(rec[1].status, None);
+        let all = serde_json::to_string(rec).unwrap();
+        assert!(!all.contains(keys::GOOD), "{all}");
+    }
+
+    #[test]
+    fn control_endpoints() {
+        let mut p = portal();
+        let (s, _) = post(
+            &mut p,
+            "/_sim/license",
+            json!({"license_key": keys::GOOD, "behaviour": "expired"}),
+        );
+        assert_eq!(s, 200);
+        assert_eq!(
+            lic(&mut p, "validate", keys::GOOD, HW_A).1["code"],
+            "EXPIRED"
+        );
+        let (s, _) = post(
+            &mut p,
+            "/_sim/outage",
+            json!({"mode": "503", "retry_after": "7"}),
+        );
+        assert_eq!(s, 200);
+        assert_eq!(lic(&mut p, "validate", keys::GOOD, HW_A).0, 503);
+        assert_eq!(post(&mut p, "/_sim/outage", json!({"mode": "none"})).0, 200);
+        assert_eq!(
+            post(&mut p, "/_sim/outage", json!({"mode": "sometimes"})).0,
+            400
+        );
+        let (s, _) = post(
+            &mut p,
+            "/_sim/answers",
+            json!({"endpoint": "validate", "answers": [{"status": 418}]}),
+        );
+        assert_eq!(s, 200);
+        assert_eq!(lic(&mut p, "validate", keys::GOOD, HW_A).0, 418);
+        assert_eq!(p.requests().len(), 3, "control requests are not recorded");
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(parse_version("1.4.2"), Some(vec![1, 4, 2]));
+        assert_eq!(parse_version("v1.5.0-beta.1"), Some(vec![1, 5, 0]));
+        assert_eq!(parse_version("1..2"), None);
+        assert_eq!(parse_version(""), None);
+        assert_eq!(cmp_versions(&[1, 5], &[1, 5, 0]), Ordering::Equal);
+        assert_eq!(cmp_versions(&[1, 10, 0], &[1, 9, 9]), Ordering::Greater);
+    }
+
+    #[test]
+    fn release_bytes_are_deterministic_and_chunk_independent() {
+        let a = release_bytes("1.5.0", 1000);
+        assert_eq!(a, release_bytes("1.5.0", 1000));
+        assert_ne!(a, release_bytes("1.4.0", 1000));
+        let mut part = vec![0u8; 13];
+        fill_release(release_seed("1.5.0"), 501, &mut part);
+        assert_eq!(part, a[501..514]);
+        let body = ReplyBody::Release {
+            seed: release_seed("1.5.0"),
+            len: 1000,
+            corrupt: false,
+        };
+        let mut streamed = vec![0u8; 1000];
+        let mut at = 0;
+        while at < 1000 {
+            at += body.fill(at as u64, &mut streamed[at..(at + 77).min(1000)]);
+        }
+        assert_eq!(streamed, a);
+        assert_eq!(release_sha256("1.5.0", 1000), hex(&Sha256::digest(&a)));
+    }
+
+    #[test]
+    fn repeat_body_fills_cyclically() {
+        let body = ReplyBody::Repeat {
+            unit: b"abc".to_vec(),
+            len: 8,
+        };
+        let mut buf = [0u8; 16];
+        assert_eq!(body.fill(2, &mut buf), 6);
+        assert_eq!(&buf[..6], b"cabcab");
+    }
+}

@@ -1,0 +1,89 @@
+//! The status socket: HTTP/1.1 with JSON over a Unix socket (SPEC "Status
+//! socket"), served by axum on hyper with our own accept loop so that each
+//! connection carries its peer's uid (`SO_PEERCRED`) and the limits that keep
+//! the daemon safe from local clients: a connection cap, a header-read
+//! timeout, a body cap, and no browsers (`Origin`/`Referer` refused).
+
+mod bind;
+mod metrics;
+mod routes;
+
+pub use bind::{SocketError, bind};
+
+use crate::daemon::Daemon;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::UnixListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info_span, warn};
+
+/// Concurrent connections served; past this, new ones are closed at once.
+pub const MAX_CONNECTIONS: usize = 768;
+/// A request head must arrive within this time (also bounds idle keep-alive).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Request bodies larger than this get 413.
+pub const MAX_BODY: usize = 64 * 1024;
+/// A whole request body must arrive within this time.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The uid of the connected peer, from `SO_PEERCRED`.
+#[derive(Clone, Copy, Debug)]
+pub struct PeerUid(pub Option<u32>);
+
+/// Serves the socket until `shutdown`.
+pub async fn serve(listener: UnixListener, daemon: Arc<Daemon>, shutdown: CancellationToken) {
+    async {
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let conns = tokio_util::task::TaskTracker::new();
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = shutdown.cancelled() => break,
+            };
+            let stream = match accepted {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // EMFILE and friends: back off a little instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                debug!("too many connections; closing a new one");
+                drop(stream);
+                continue;
+            };
+            let uid = PeerUid(stream.peer_cred().ok().map(|c| c.uid()));
+            let app = routes::router(daemon.clone(), uid);
+            let shutdown = shutdown.clone();
+            conns.spawn(async move {
+                let service = TowerToHyperService::new(app);
+                let mut builder = hyper::server::conn::http1::Builder::new();
+                builder
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .max_buf_size(MAX_BODY.max(8192) * 2);
+                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                tokio::pin!(conn);
+                tokio::select! {
+                    r = conn.as_mut() => {
+                        if let Err(e) = r { debug!(error = %e, "connection ended"); }
+                    }
+                    _ = shutdown.cancelled() => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
+                    }
+                }
+                drop(permit);
+            });
+        }
+        conns.close();
+        let _ = tokio::time::timeout(Duration::from_secs(2), conns.wait()).await;
+    }
+    .instrument(info_span!("socket"))
+    .await
+}

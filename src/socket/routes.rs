@@ -1,0 +1,278 @@
+//! The endpoints of the status socket and their error envelopes.
+
+use super::{BODY_READ_TIMEOUT, MAX_BODY, PeerUid, metrics};
+use crate::api::{ActivateRequest, ErrorEnvelope, Health};
+use crate::daemon::{ActionError, Daemon, Snapshot};
+use crate::key::LicenseKey;
+use crate::timestamp::Timestamp;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::stream::{self, Stream};
+use std::convert::Infallible;
+use std::sync::Arc;
+
+#[derive(Clone)]
+struct App {
+    daemon: Arc<Daemon>,
+    peer: PeerUid,
+}
+
+/// The router for one connection (it carries the peer's uid).
+pub fn router(daemon: Arc<Daemon>, peer: PeerUid) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/health", get(health))
+        .route("/v1/check", post(check))
+        .route("/v1/update/check", post(update_check))
+        .route("/v1/activate", post(activate))
+        .route("/v1/deactivate", post(deactivate))
+        .route("/v1/events", get(events))
+        .route("/metrics", get(metrics_handler))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(guard))
+        .with_state(App { daemon, peer })
+}
+
+/// An error in the panel's envelope.
+pub fn envelope(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    let body = ErrorEnvelope::new(status.as_u16(), code, message);
+    (status, axum::Json(body)).into_response()
+}
+
+fn json_doc(snap: &Snapshot) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        snap.json.clone(),
+    )
+        .into_response()
+}
+
+/// Refuses browsers and oversized bodies before any handler runs.
+async fn guard(req: Request, next: Next) -> Response {
+    if req.headers().contains_key(header::ORIGIN) || req.headers().contains_key(header::REFERER) {
+        return envelope(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            "requests from web browsers (with Origin or Referer) are refused",
+        );
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return too_large();
+    }
+    next.run(req).await
+}
+
+fn too_large() -> Response {
+    envelope(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "VALIDATION_ERROR",
+        format!("request body larger than {MAX_BODY} bytes"),
+    )
+}
+
+async fn not_found(req: Request) -> Response {
+    envelope(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        format!("no such endpoint: {}", req.uri().path()),
+    )
+}
+
+async fn method_not_allowed(req: Request) -> Response {
+    envelope(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "VALIDATION_ERROR",
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
+}
+
+async fn status(State(app): State<App>) -> Response {
+    json_doc(&app.daemon.snapshot())
+}
+
+async fn health(State(app): State<App>) -> Response {
+    use std::sync::atomic::Ordering;
+    let all = crate::daemon::LOOPS_ALL;
+    let ok =
+        app.daemon.loops_alive.load(Ordering::SeqCst) == all && !app.daemon.shutdown.is_cancelled();
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, axum::Json(Health { ok })).into_response()
+}
+
+fn action_error(e: ActionError) -> Response {
+    match e {
+        ActionError::NoKey => envelope(
+            StatusCode::CONFLICT,
+            "CONFLICT",
+            "no licence key is configured; run `wispanel-license activate`",
+        ),
+        ActionError::Gate(until) => {
+            let secs = until.since(Timestamp::now()).as_secs_f64().ceil().max(1.0) as u64;
+            let mut r = envelope(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMITED",
+                format!("the portal asked us to wait; the next request may go at {until}"),
+            );
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            r
+        }
+        ActionError::Refused(reason) => envelope(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &reason.code,
+            reason.message,
+        ),
+        ActionError::Unreachable(msg) => envelope(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "PORTAL_UNREACHABLE",
+            format!("no answer from the portal: {msg}"),
+        ),
+        ActionError::NoHardwareId(msg) => envelope(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            format!("cannot compute the hardware_id: {msg}"),
+        ),
+    }
+}
+
+async fn check(State(app): State<App>) -> Response {
+    match app.daemon.manual_check().await {
+        Ok(s) => json_doc(&s),
+        Err(e) => action_error(e),
+    }
+}
+
+async fn update_check(State(app): State<App>) -> Response {
+    match app.daemon.manual_update_check().await {
+        Ok(s) => json_doc(&s),
+        Err(e) => action_error(e),
+    }
+}
+
+fn require_root(peer: PeerUid) -> Result<(), Response> {
+    match peer.0 {
+        Some(0) => Ok(()),
+        Some(uid) => Err(envelope(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            format!("only root may do this (you are uid {uid})"),
+        )),
+        None => Err(envelope(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            "cannot tell who is calling (no peer credentials)",
+        )),
+    }
+}
+
+async fn read_body(body: Body) -> Result<Bytes, Response> {
+    match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await {
+        Err(_) => Err(envelope(
+            StatusCode::REQUEST_TIMEOUT,
+            "VALIDATION_ERROR",
+            "the request body did not arrive in time",
+        )),
+        Ok(Err(_)) => Err(too_large()),
+        Ok(Ok(b)) => Ok(b),
+    }
+}
+
+async fn activate(State(app): State<App>, req: Request) -> Response {
+    if let Err(r) = require_root(app.peer) {
+        return r;
+    }
+    let body = match read_body(req.into_body()).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let parsed: ActivateRequest = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            return envelope(
+                StatusCode::BAD_REQUEST,
+                "VALIDATION_ERROR",
+                format!("the body must be {{\"license_key\": \"WISP-...\"}}: {e}"),
+            );
+        }
+    };
+    let key = match LicenseKey::parse(&parsed.license_key) {
+        Ok(k) => k,
+        Err(e) => return envelope(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", e.to_string()),
+    };
+    match app.daemon.activate(key).await {
+        Ok(s) => json_doc(&s),
+        Err(e) => action_error(e),
+    }
+}
+
+async fn deactivate(State(app): State<App>) -> Response {
+    if let Err(r) = require_root(app.peer) {
+        return r;
+    }
+    match app.daemon.deactivate().await {
+        Ok(s) => json_doc(&s),
+        Err(e) => action_error(e),
+    }
+}
+
+async fn metrics_handler(State(app): State<App>) -> Response {
+    let snap = app.daemon.snapshot();
+    let text = metrics::render(&snap.doc, &app.daemon.counters.snapshot());
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// One `status` event now, then one on every change of the licence or update
+/// state. The watch channel holds only the newest document, so a client that
+/// reads slowly never makes the daemon buffer.
+async fn events(State(app): State<App>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let rx = app.daemon.subscribe();
+    let shutdown = app.daemon.shutdown.clone();
+    let stream = stream::unfold(
+        (rx, None, shutdown),
+        |(mut rx, last, shutdown)| async move {
+            loop {
+                let snap = rx.borrow_and_update().clone();
+                let states = (snap.doc.license.state, snap.doc.update.state);
+                if last != Some(states) {
+                    let data = String::from_utf8_lossy(&snap.json).into_owned();
+                    let ev = Event::default().event("status").data(data);
+                    return Some((Ok(ev), (rx, Some(states), shutdown)));
+                }
+                tokio::select! {
+                    r = rx.changed() => if r.is_err() { return None },
+                    _ = shutdown.cancelled() => return None,
+                }
+            }
+        },
+    );
+    Sse::new(stream)
+}
