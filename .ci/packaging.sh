@@ -96,7 +96,7 @@ gid=$(awk -F: '$1 == "wispanel" { print $3 }' "$root/etc/group")
 echo "user $uid, group $gid, state directory 0700"
 
 step "build (release)"
-cargo build --release --locked --bins
+cargo build --release --locked --bin wispanel-licensed --bin wispanel-license
 
 step "man pages and completions"
 rm -rf "$ASSETS"
