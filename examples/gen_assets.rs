@@ -57,13 +57,13 @@ fn client_pages(dir: &Path) -> Result<()> {
         .bin_name(CLIENT)
         .disable_help_subcommand(true);
     cmd.build();
-    write_page(dir, Man::new(cmd.clone()).manual("WisPanel"), CLIENT_EXTRA)?;
+    write_page(dir, man(cmd.clone()), CLIENT_EXTRA)?;
     subcommand_pages(dir, &cmd)
 }
 
 fn subcommand_pages(dir: &Path, parent: &clap::Command) -> Result<()> {
     for sub in parent.get_subcommands().filter(|s| !s.is_hide_set()) {
-        write_page(dir, Man::new(sub.clone()).manual("WisPanel"), SEE_CLIENT)?;
+        write_page(dir, man(sub.clone()), SEE_CLIENT)?;
         subcommand_pages(dir, sub)?;
     }
     Ok(())
@@ -71,11 +71,15 @@ fn subcommand_pages(dir: &Path, parent: &clap::Command) -> Result<()> {
 
 fn daemon_page(dir: &Path) -> Result<()> {
     let cmd = DaemonCli::command().name(DAEMON).bin_name(DAEMON);
-    write_page(
-        dir,
-        Man::new(cmd).section("8").manual("WisPanel"),
-        DAEMON_EXTRA,
-    )
+    write_page(dir, man(cmd).section("8"), DAEMON_EXTRA)
+}
+
+/// A page whose footer names the package and its version (clap would put the
+/// bare subcommand name there).
+fn man(cmd: clap::Command) -> Man {
+    Man::new(cmd)
+        .source(format!("{CLIENT} {}", env!("CARGO_PKG_VERSION")))
+        .manual("WisPanel")
 }
 
 fn write_page(dir: &Path, man: Man, extra: &str) -> Result<()> {
