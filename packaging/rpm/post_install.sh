@@ -1,0 +1,6 @@
+# %post: the state directory, then %systemd_post (preset on first install;
+# on RPM distributions the preset policy decides whether the unit is enabled).
+systemd-tmpfiles --create /usr/lib/tmpfiles.d/wispanel-license.conf >/dev/null 2>&1 || :
+if [ "$1" -eq 1 ]; then
+    systemctl --no-reload preset wispanel-licensed.service >/dev/null 2>&1 || :
+fi

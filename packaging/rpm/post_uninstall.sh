@@ -1,0 +1,7 @@
+# %systemd_postun_with_restart: reload unit files; on an upgrade ($1 >= 1)
+# restart the daemon if it runs. RPM has no purge: the configuration
+# (%config(noreplace)) and /var/lib/wispanel-license stay after removal.
+systemctl daemon-reload >/dev/null 2>&1 || :
+if [ "$1" -ge 1 ]; then
+    systemctl try-restart wispanel-licensed.service >/dev/null 2>&1 || :
+fi
