@@ -19,3 +19,4 @@ pub mod socket;
 pub mod store;
 pub mod systemd;
 pub mod timestamp;
+pub mod update;
