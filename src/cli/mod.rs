@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod commands;
+pub mod download;
 mod hardware_id;
 
 pub use args::{
