@@ -20,3 +20,4 @@ pub mod socket;
 pub mod store;
 pub mod systemd;
 pub mod timestamp;
+pub mod update;

@@ -228,7 +228,6 @@ fn other_commands_are_placeholders_for_now() {
         &["activate", "-"],
         &["deactivate"],
         &["update", "check"],
-        &["update", "download", "--version", "1.5.0", "--dir", "/tmp"],
         &["doctor"],
     ] {
         let out = h.run(args);

@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod commands;
+pub mod download;
 mod hardware_id;
 
 pub use args::{
@@ -41,7 +42,7 @@ pub fn run(cli: &Cli) -> ExitCode {
         Command::Activate(a) => commands::activate(cli, a),
         Command::Deactivate => commands::deactivate(cli),
         Command::Update(UpdateCommand::Check) => commands::update_check(cli),
-        Command::Update(UpdateCommand::Download(a)) => commands::update_download(cli, a),
+        Command::Update(UpdateCommand::Download(a)) => download::update_download(cli, a),
         Command::HardwareId(a) => run_hardware_id(cli, a),
         Command::Doctor => commands::doctor(cli),
     }

@@ -420,6 +420,8 @@ impl Core {
     }
 
     /// Applies the answer to an update check made with `current_version`.
+    /// `available` is `latest_version > current_version` when both parse as
+    /// versions ([`crate::update::Version`]), else the portal's `update_available`.
     pub fn record_update(
         &mut self,
         c: &Classified,
@@ -436,8 +438,14 @@ impl Core {
                 changelog,
                 ..
             }) => {
+                // Our own comparison when both versions parse; the portal's
+                // flag only when one does not.
+                let available = latest_version
+                    .as_deref()
+                    .and_then(|latest| crate::update::version::is_newer(latest, current_version))
+                    .unwrap_or(*update_available);
                 self.update = Update {
-                    state: if *update_available {
+                    state: if available {
                         UpdateState::Available
                     } else {
                         UpdateState::UpToDate
@@ -1006,5 +1014,43 @@ mod tests {
         let text = serde_json::to_string_pretty(&c).unwrap();
         let back: Core = serde_json::from_str(&text).unwrap();
         assert_eq!(back, c);
+    }
+
+    #[test]
+    fn update_availability_compares_versions_when_both_parse() {
+        let s = sched();
+        // (portal flag, latest, current, expected state)
+        let cases: [(bool, Option<&str>, &str, UpdateState); 9] = [
+            // Our comparison overrides a wrong flag either way.
+            (false, Some("1.10.0"), "1.9.2", UpdateState::Available),
+            (true, Some("1.4.2"), "1.4.2", UpdateState::UpToDate),
+            (true, Some("1.4.1"), "1.4.2", UpdateState::UpToDate),
+            (true, Some("1.0.0-rc.1"), "1.0.0", UpdateState::UpToDate),
+            (false, Some("v1.5"), "1.4.2", UpdateState::Available),
+            (true, Some("1.5"), "1.5.0", UpdateState::UpToDate),
+            // Either side unparsable: the portal's flag decides.
+            (true, Some("latest"), "1.4.2", UpdateState::Available),
+            (false, Some("1.5.0"), "dev-build", UpdateState::UpToDate),
+            (true, None, "1.4.2", UpdateState::Available),
+        ];
+        for (flag, latest, current, want) in cases {
+            let body = serde_json::json!({
+                "update_available": flag,
+                "latest_version": latest,
+                "current_version": current,
+            })
+            .to_string();
+            let mut c = Core::default();
+            c.record_update(
+                &answer(Endpoint::CheckUpdate, 200, &body, &[], T0),
+                current,
+                &s,
+                T0,
+                &mut j(),
+            );
+            assert_eq!(c.update.state, want, "{flag} {latest:?} {current}");
+            assert_eq!(c.update.latest_version.as_deref(), latest);
+            assert_eq!(c.update.current_version.as_deref(), Some(current));
+        }
     }
 }

@@ -1,0 +1,9 @@
+//! Panel updates: release versions ([`Version`]: parse and compare) and
+//! fetching a release from the portal ([`download()`]: token, streamed GET,
+//! size and SHA-256 checks, atomic placement).
+
+pub mod download;
+pub mod version;
+
+pub use download::{DownloadError, Downloaded, Progress, download};
+pub use version::{Version, VersionError};
