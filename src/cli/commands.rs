@@ -7,7 +7,7 @@
 //! convention (0 active, 1 grace, 2 not licensed, 3 unknown or unreachable);
 //! the others exit 0 on success, 1 refused, 2 usage, 3 daemon unreachable.
 
-use super::{ActivateArgs, Cli, DownloadArgs};
+use super::{ActivateArgs, Cli};
 use crate::api::{ErrorEnvelope, StatusDocument};
 use crate::config::{Config, resolve_config_path};
 use crate::core::{LicenseState, UpdateState};
@@ -398,11 +398,6 @@ pub fn update_check(cli: &Cli) -> ExitCode {
         Ok(a) => action(cli, "update check", &a),
         Err(code) => code,
     }
-}
-
-pub fn update_download(_cli: &Cli, _args: &DownloadArgs) -> ExitCode {
-    eprintln!("wispanel-license: update download: not built in this revision");
-    ExitCode::from(EXIT_REFUSED)
 }
 
 pub fn doctor(cli: &Cli) -> ExitCode {
