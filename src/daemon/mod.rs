@@ -716,6 +716,10 @@ pub async fn run(config: Config, control: Control) -> Result<(), StartError> {
     });
     let client = PortalClient::new(&config)?;
     let listener = socket::bind(&config)?;
+    // The socket is ours, so no other daemon writes in state_dir.
+    for p in store.remove_stale_temp_files() {
+        info!(path = %p.display(), "removed a temporary file left by a crash");
+    }
     let (status_tx, _) = watch::channel(Arc::new(Snapshot {
         doc: placeholder_doc(started),
         json: bytes::Bytes::new(),
