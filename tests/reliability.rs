@@ -204,7 +204,7 @@ fn unavailable_with_retry_after() {
         "rate_limited",
         Some(503),
     )
-    .gate(3000, 3500));
+    .gate(3000, 5000));
 }
 
 fn too_many() -> ScriptedAnswer {
@@ -215,7 +215,7 @@ fn too_many() -> ScriptedAnswer {
 #[ignore = "bug in src/core/machine.rs: a back-off gate (429 without a usable Retry-After) is not clamped to at least 1 s"]
 fn retry_after_missing_uses_backoff() {
     // retry_initial = 1s: the wait is clamped to at least 1 s.
-    run(Case::new(too_many(), "rate_limited", Some(429)).gate(1000, 2500));
+    run(Case::new(too_many(), "rate_limited", Some(429)).gate(1000, 4000));
 }
 
 #[test]
@@ -225,7 +225,7 @@ fn retry_after_zero_is_clamped_to_one_second() {
         "rate_limited",
         Some(429),
     )
-    .gate(1000, 1500));
+    .gate(1000, 3000));
 }
 
 #[test]
@@ -236,7 +236,7 @@ fn retry_after_garbage_uses_backoff() {
         "rate_limited",
         Some(429),
     )
-    .gate(1000, 2500));
+    .gate(1000, 4000));
 }
 
 #[test]
@@ -261,7 +261,7 @@ fn retry_after_http_date() {
         "rate_limited",
         Some(429),
     )
-    .gate(2000, 4500));
+    .gate(2000, 6000));
 }
 
 #[test]
@@ -272,7 +272,7 @@ fn rate_limit_reset_without_retry_after() {
         "rate_limited",
         Some(429),
     )
-    .gate(2000, 4500));
+    .gate(2000, 6000));
 }
 
 /// Rate-limit headers on a good answer close nothing.
