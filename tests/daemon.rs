@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 use wispanel_license::core::machine::Verdict;
@@ -300,6 +301,17 @@ fn sigterm_during_stalled_request_exits_quickly() {
     poll_until(WAIT, "the stalled request", || {
         (sim.count() > n).then_some(())
     });
+    // Clients that would hold a naive shutdown: an events stream, a request
+    // head that never ends, an idle connection.
+    let mut events = std::os::unix::net::UnixStream::connect(&env.socket).unwrap();
+    events
+        .write_all(b"GET /v1/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut half = std::os::unix::net::UnixStream::connect(&env.socket).unwrap();
+    half.write_all(b"GET /v1/status HTTP/1.1\r\nHost: loc")
+        .unwrap();
+    let _idle = std::os::unix::net::UnixStream::connect(&env.socket).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
     let start = std::time::Instant::now();
     d.sigterm();
     let status = d.wait_exit(Duration::from_secs(5));
@@ -311,6 +323,17 @@ fn sigterm_during_stalled_request_exits_quickly() {
     assert_eq!(status.unwrap().code(), Some(0), "log:\n{}", d.log());
     assert!(start.elapsed() < Duration::from_secs(5));
     t.join().unwrap();
+    env.saved_core();
+}
+
+/// SIGINT is a clean shutdown too.
+#[test]
+fn sigint_exits_zero() {
+    let (_sim, env, mut d) = active_daemon(|_| {});
+    d.signal(2);
+    let status = d.wait_exit(Duration::from_secs(5));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "log:\n{}", d.log());
+    assert!(!env.socket.exists());
     env.saved_core();
 }
 

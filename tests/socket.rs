@@ -423,6 +423,18 @@ fn curl_and_peer_credentials() {
     assert!(out.status.success(), "{out:?}");
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["license"]["state"], "active");
+    // Two requests on one kept-alive connection.
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "-w", "\n", "--unix-socket"])
+        .arg(&env.socket)
+        .args(["http://localhost/v1/health", "http://localhost/v1/health"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "{\"ok\":true}\n{\"ok\":true}\n"
+    );
 
     if !is_root() {
         eprintln!("SKIP peer credentials: not root");
