@@ -101,13 +101,12 @@ impl StatusDocument {
             _ => (None, None, None),
         };
         let limits = details.and_then(|d| {
-            (d.max_users.is_some() || d.max_domains.is_some() || d.max_databases.is_some()).then(
-                || Limits {
+            (d.max_users.is_some() || d.max_domains.is_some() || d.max_databases.is_some())
+                .then_some(Limits {
                     max_users: d.max_users,
                     max_domains: d.max_domains,
                     max_databases: d.max_databases,
-                },
-            )
+                })
         });
         let grace_until = match state {
             LicenseState::Active | LicenseState::Grace | LicenseState::Lapsed => {

@@ -185,6 +185,27 @@ impl Store {
         result
     }
 
+    /// Removes temporary files that a killed daemon left behind
+    /// (`.state.json.tmp-<pid>`, `.license.key.tmp-<pid>`). Call it only once
+    /// this daemon is known to be the only one using the directory.
+    pub fn remove_stale_temp_files(&self) -> Vec<PathBuf> {
+        let own = format!(".tmp-{}", std::process::id());
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut removed = Vec::new();
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let ours = [STATE_FILE, KEY_FILE]
+                .iter()
+                .any(|f| name.starts_with(&format!(".{f}.tmp-")));
+            if ours && !name.ends_with(&own) && fs::remove_file(e.path()).is_ok() {
+                removed.push(e.path());
+            }
+        }
+        removed
+    }
+
     /// The key saved by `activate`, if any.
     pub fn load_key(&self) -> Result<Option<LicenseKey>, StoreError> {
         let path = self.key_path();
@@ -294,6 +315,20 @@ mod tests {
             assert!(!s.state_path().exists());
             assert!(matches!(s.load(NOW), Loaded::Fresh));
         }
+    }
+
+    #[test]
+    fn stale_temp_files_are_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        s.save(&sample(), NOW).unwrap();
+        for n in [".state.json.tmp-1", ".license.key.tmp-77", "other.tmp-1"] {
+            fs::write(d.path().join(n), b"x").unwrap();
+        }
+        let removed = s.remove_stale_temp_files();
+        assert_eq!(removed.len(), 2, "{removed:?}");
+        assert!(d.path().join("other.tmp-1").exists(), "only our own names");
+        assert!(s.state_path().exists());
     }
 
     #[test]

@@ -441,6 +441,9 @@ impl Daemon {
         if made {
             m.licence = Some(tokio::time::Instant::now());
         }
+        // The licence loop sleeps until the time it computed before this
+        // request; the answer may have moved it (a retry after a failure).
+        self.wake_licence.notify_one();
         Ok(self.snapshot())
     }
 
@@ -462,6 +465,8 @@ impl Daemon {
         if self.update_request().await {
             m.update = Some(tokio::time::Instant::now());
         }
+        // As for manual_check: let the update loop see its new schedule.
+        self.wake_update.notify_one();
         Ok(self.snapshot())
     }
 
@@ -593,6 +598,8 @@ impl Daemon {
             }
         }
         self.publish();
+        self.wake_licence.notify_one();
+        self.wake_update.notify_one();
         result.map(|()| self.snapshot())
     }
 
@@ -709,6 +716,10 @@ pub async fn run(config: Config, control: Control) -> Result<(), StartError> {
     });
     let client = PortalClient::new(&config)?;
     let listener = socket::bind(&config)?;
+    // The socket is ours, so no other daemon writes in state_dir.
+    for p in store.remove_stale_temp_files() {
+        info!(path = %p.display(), "removed a temporary file left by a crash");
+    }
     let (status_tx, _) = watch::channel(Arc::new(Snapshot {
         doc: placeholder_doc(started),
         json: bytes::Bytes::new(),

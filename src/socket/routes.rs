@@ -170,15 +170,16 @@ async fn update_check(State(app): State<App>) -> Response {
     }
 }
 
-fn require_root(peer: PeerUid) -> Result<(), Response> {
+/// The 403 answer for a caller that is not root, if it is not.
+fn refuse_unless_root(peer: PeerUid) -> Option<Response> {
     match peer.0 {
-        Some(0) => Ok(()),
-        Some(uid) => Err(envelope(
+        Some(0) => None,
+        Some(uid) => Some(envelope(
             StatusCode::FORBIDDEN,
             "FORBIDDEN",
             format!("only root may do this (you are uid {uid})"),
         )),
-        None => Err(envelope(
+        None => Some(envelope(
             StatusCode::FORBIDDEN,
             "FORBIDDEN",
             "cannot tell who is calling (no peer credentials)",
@@ -199,7 +200,7 @@ async fn read_body(body: Body) -> Result<Bytes, Response> {
 }
 
 async fn activate(State(app): State<App>, req: Request) -> Response {
-    if let Err(r) = require_root(app.peer) {
+    if let Some(r) = refuse_unless_root(app.peer) {
         return r;
     }
     let body = match read_body(req.into_body()).await {
@@ -227,7 +228,7 @@ async fn activate(State(app): State<App>, req: Request) -> Response {
 }
 
 async fn deactivate(State(app): State<App>) -> Response {
-    if let Err(r) = require_root(app.peer) {
+    if let Some(r) = refuse_unless_root(app.peer) {
         return r;
     }
     match app.daemon.deactivate().await {

@@ -1,0 +1,766 @@
+//! Shared helpers of the daemon's integration tests: the portal simulator on
+//! its own tokio runtime, a configuration in a temporary directory, the
+//! daemon binary as a child process that is always reaped, a tiny HTTP/1.1
+//! client over the status socket, a systemd notification socket, and a
+//! polling helper. Every wait is bounded; no fixed ports.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wispanel_license::sim::{self, RecordedRequest, SimHandle, SimOptions};
+use wispanel_license::timestamp::Timestamp;
+
+pub use wispanel_license::sim::keys;
+
+/// The longest any condition is waited for.
+pub const WAIT: Duration = Duration::from_secs(20);
+/// How often a condition is polled.
+pub const POLL: Duration = Duration::from_millis(50);
+
+pub const HWID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+pub const HWID2: &str = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
+
+/// Polls `f` every 50 ms until it gives `Some`, for at most `timeout`;
+/// panics naming `what` (and the last value seen, via `f`'s own message).
+pub fn poll_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// The simulator on a runtime of its own, so tests can stay synchronous.
+pub struct Sim {
+    pub h: SimHandle,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Sim {
+    pub fn start(opts: SimOptions) -> Sim {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let h = rt.block_on(sim::start(opts)).expect("the sim starts");
+        Sim { h, rt }
+    }
+
+    /// HTTPS with a CA written to `dir/ca.pem`.
+    pub fn https(dir: &Path) -> Sim {
+        Sim::start(SimOptions::https(dir.join("ca.pem")))
+    }
+
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.h.requests()
+    }
+
+    pub fn count(&self) -> usize {
+        self.h.requests().len()
+    }
+
+    /// Requests recorded at or after `t`.
+    pub fn since(&self, t: Timestamp) -> Vec<RecordedRequest> {
+        self.h
+            .requests()
+            .into_iter()
+            .filter(|r| r.time >= t)
+            .collect()
+    }
+}
+
+impl std::ops::Deref for Sim {
+    type Target = SimHandle;
+    fn deref(&self) -> &SimHandle {
+        &self.h
+    }
+}
+
+/// What goes into the configuration file.
+#[derive(Clone)]
+pub struct Conf {
+    pub key: Option<String>,
+    pub portal_url: String,
+    pub ca_file: Option<PathBuf>,
+    pub validate_interval: String,
+    pub update_check_interval: String,
+    pub retry_initial: String,
+    pub retry_max: String,
+    pub offline_grace: String,
+    pub request_timeout: String,
+    pub socket_mode: String,
+    /// Raw TOML lines added at the top level.
+    pub extra: String,
+}
+
+impl Conf {
+    pub fn for_sim(sim: &SimHandle, key: Option<&str>) -> Conf {
+        Conf {
+            key: key.map(str::to_string),
+            portal_url: sim.base_url.clone(),
+            ca_file: sim.ca_pem_path.clone(),
+            validate_interval: "30s".into(),
+            update_check_interval: "1h".into(),
+            retry_initial: "1s".into(),
+            retry_max: "2s".into(),
+            offline_grace: "7d".into(),
+            request_timeout: "2s".into(),
+            socket_mode: "0660".into(),
+            extra: String::new(),
+        }
+    }
+}
+
+/// A temporary directory with a configuration, a hardware id file, the state
+/// directory and the socket path inside.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+    pub hwid_file: PathBuf,
+    pub conf: Conf,
+}
+
+impl Env {
+    pub fn new(conf: Conf) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        Env::in_dir(dir, conf)
+    }
+
+    pub fn in_dir(dir: tempfile::TempDir, conf: Conf) -> Env {
+        let p = dir.path().to_path_buf();
+        let env = Env {
+            config: p.join("license.toml"),
+            state_dir: p.join("state"),
+            socket: p.join("run").join("status.sock"),
+            hwid_file: p.join("hardware-id"),
+            conf,
+            dir,
+        };
+        std::fs::write(&env.hwid_file, format!("{HWID}\n")).unwrap();
+        env.write_config();
+        env
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn state_file(&self) -> PathBuf {
+        self.state_dir.join("state.json")
+    }
+
+    /// Writes `self.conf` to `self.config`.
+    pub fn write_config(&self) {
+        let c = &self.conf;
+        let mut t = String::new();
+        if let Some(k) = &c.key {
+            t.push_str(&format!("license_key = \"{k}\"\n"));
+        }
+        t.push_str(&format!("portal_url = \"{}\"\n", c.portal_url));
+        if let Some(ca) = &c.ca_file {
+            t.push_str(&format!("ca_file = \"{}\"\n", ca.display()));
+        }
+        t.push_str("product_version = \"1.4.2\"\n");
+        t.push_str(&format!("state_dir = \"{}\"\n", self.state_dir.display()));
+        t.push_str(&format!("socket_path = \"{}\"\n", self.socket.display()));
+        t.push_str(&format!("socket_mode = \"{}\"\n", c.socket_mode));
+        t.push_str(&c.extra);
+        t.push_str(&format!(
+            "\n[schedule]\nvalidate_interval = \"{}\"\nupdate_check_interval = \"{}\"\n\
+             splay = \"0s\"\nretry_initial = \"{}\"\nretry_max = \"{}\"\n\
+             offline_grace = \"{}\"\nrequest_timeout = \"{}\"\n",
+            c.validate_interval,
+            c.update_check_interval,
+            c.retry_initial,
+            c.retry_max,
+            c.offline_grace,
+            c.request_timeout
+        ));
+        t.push_str(&format!(
+            "\n[hardware]\nid_file = \"{}\"\n",
+            self.hwid_file.display()
+        ));
+        std::fs::write(&self.config, t).unwrap();
+    }
+
+    /// Starts the daemon with no systemd variables.
+    pub fn spawn(&self) -> Daemon {
+        Daemon::spawn(self, &[])
+    }
+
+    /// Starts the daemon and waits until its socket answers.
+    pub fn start(&self) -> Daemon {
+        let d = self.spawn();
+        d.wait_ready(self);
+        d
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        request(&self.socket, "GET", path, &[], None)
+    }
+
+    pub fn post(&self, path: &str, body: Option<&str>) -> Resp {
+        request(&self.socket, "POST", path, &[], body)
+    }
+
+    /// `GET /v1/status` as JSON.
+    pub fn status(&self) -> Value {
+        let r = self.get("/v1/status");
+        assert_eq!(r.status, 200, "GET /v1/status: {}", r.text());
+        r.json()
+    }
+
+    /// Like `status`, but `None` while the socket does not answer.
+    pub fn try_status(&self) -> Option<Value> {
+        let r = try_request(&self.socket, "GET", "/v1/status", &[], None).ok()?;
+        (r.status == 200).then(|| r.json())
+    }
+
+    /// Polls the status until `pred` holds; returns that status.
+    pub fn wait_status(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let mut last = Value::Null;
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            poll_until(WAIT, what, || {
+                let s = self.try_status()?;
+                let ok = pred(&s);
+                last = s.clone();
+                ok.then_some(s)
+            })
+        }));
+        match r {
+            Ok(s) => s,
+            Err(_) => panic!("timed out waiting for {what}; last status: {last:#}"),
+        }
+    }
+
+    /// Waits for `license.state == state`.
+    pub fn wait_state(&self, state: &str) -> Value {
+        self.wait_status(&format!("license.state {state}"), |s| {
+            s["license"]["state"] == state
+        })
+    }
+
+    /// Reads `state.json` and parses it with the daemon's own parser.
+    pub fn saved_core(&self) -> wispanel_license::core::machine::Core {
+        let p = self.state_file();
+        let text = std::fs::read_to_string(&p).unwrap();
+        wispanel_license::store::Store::parse(&text, &p).unwrap()
+    }
+}
+
+/// A running `wispanel-licensed`; killed and reaped on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub log_path: PathBuf,
+    exited: Option<ExitStatus>,
+}
+
+impl Daemon {
+    /// Spawns the daemon with extra environment variables (systemd's).
+    pub fn spawn(env: &Env, vars: &[(&str, String)]) -> Daemon {
+        Daemon::spawn_config(&env.config, env.path(), vars)
+    }
+
+    /// Spawns the daemon through `sh -c '... exec'` so that `WATCHDOG_PID` is
+    /// the daemon's own pid (systemd sets it so).
+    pub fn spawn_watchdog_pid_self(env: &Env, vars: &[(&str, String)]) -> Daemon {
+        Daemon::spawn_inner(&env.config, env.path(), vars, true)
+    }
+
+    pub fn spawn_config(config: &Path, log_dir: &Path, vars: &[(&str, String)]) -> Daemon {
+        Daemon::spawn_inner(config, log_dir, vars, false)
+    }
+
+    fn spawn_inner(
+        config: &Path,
+        log_dir: &Path,
+        vars: &[(&str, String)],
+        watchdog_pid_self: bool,
+    ) -> Daemon {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let log_path = log_dir.join(format!("daemon-{}-{n}.log", std::process::id()));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let bin = env!("CARGO_BIN_EXE_wispanel-licensed");
+        let mut cmd = if watchdog_pid_self {
+            let mut c = Command::new("sh");
+            c.arg("-c")
+                .arg("WATCHDOG_PID=$$ exec \"$0\" --config \"$1\"")
+                .arg(bin)
+                .arg(config);
+            c
+        } else {
+            let mut c = Command::new(bin);
+            c.arg("--config").arg(config);
+            c
+        };
+        for v in [
+            "NOTIFY_SOCKET",
+            "WATCHDOG_USEC",
+            "WATCHDOG_PID",
+            "CREDENTIALS_DIRECTORY",
+            "WISPANEL_LICENSE_CONFIG",
+            "JOURNAL_STREAM",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ] {
+            cmd.env_remove(v);
+        }
+        cmd.env("NO_PROXY", "*").env("RUST_LOG", "info");
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log));
+        let child = cmd.spawn().expect("spawn wispanel-licensed");
+        Daemon {
+            child,
+            log_path,
+            exited: None,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits until the socket answers `GET /v1/health` (or panics with the log).
+    pub fn wait_ready(&self, env: &Env) {
+        let start = Instant::now();
+        loop {
+            if let Ok(r) = try_request(&env.socket, "GET", "/v1/status", &[], None)
+                && r.status == 200
+            {
+                return;
+            }
+            if start.elapsed() > WAIT {
+                panic!(
+                    "the daemon did not answer on its socket; log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// The daemon's stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn wait_log(&self, what: &str) -> String {
+        poll_until(WAIT, &format!("{what:?} in the log"), || {
+            let l = self.log();
+            l.contains(what).then_some(l)
+        })
+    }
+
+    pub fn signal(&self, sig: i32) {
+        let rc = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(rc.success(), "kill -{sig} {}", self.pid());
+    }
+
+    pub fn sigterm(&self) {
+        self.signal(15);
+    }
+
+    pub fn sighup(&self) {
+        self.signal(1);
+    }
+
+    /// Waits for the exit, at most `timeout`; `None` if still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        if let Some(s) = self.exited {
+            return Some(s);
+        }
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                self.exited = Some(s);
+                return Some(s);
+            }
+            if start.elapsed() > timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGTERM and wait (at most 10 s); panics with the log if it did not stop.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.sigterm();
+        match self.wait_exit(Duration::from_secs(10)) {
+            Some(s) => s,
+            None => panic!("the daemon did not stop on SIGTERM; log:\n{}", self.log()),
+        }
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        if self.exited.is_none() {
+            let _ = self.child.kill();
+            self.exited = self.child.wait().ok();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- daemon log {} ---\n{}",
+                self.log_path.display(),
+                self.log()
+            );
+        }
+    }
+}
+
+/// An HTTP answer from the socket.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    /// Asserts the panel's error envelope with `status` and `code`.
+    pub fn assert_envelope(&self, status: u16, code: &str) -> Value {
+        assert_eq!(self.status, status, "{}", self.text());
+        let v = self.json();
+        assert_eq!(v["success"], false, "{v}");
+        assert_eq!(v["code"], code, "{v}");
+        assert_eq!(v["status"], status, "{v}");
+        assert!(v["error"].as_str().is_some_and(|s| !s.is_empty()), "{v}");
+        assert!(v["message"].as_str().is_some_and(|s| !s.is_empty()), "{v}");
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut keys = keys;
+        keys.sort();
+        assert_eq!(
+            keys,
+            ["code", "error", "message", "status", "success"],
+            "{v}"
+        );
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/json"),
+            "{self:?}"
+        );
+        v
+    }
+}
+
+/// One request on a fresh connection (`Connection: close`); panics on I/O errors.
+pub fn request(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Resp {
+    try_request(socket, method, path, headers, body)
+        .unwrap_or_else(|e| panic!("{method} {path} on {}: {e}", socket.display()))
+}
+
+pub fn try_request(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> std::io::Result<Resp> {
+    let mut s = UnixStream::connect(socket)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    s.set_write_timeout(Some(Duration::from_secs(30)))?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if method == "POST" || !body.is_empty() {
+        head.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes())?;
+    // A server may answer (413) and close before it has read the whole body:
+    // keep what it said.
+    let wrote = s.write_all(body.as_bytes());
+    let mut raw = Vec::new();
+    let read = read_all(&mut s, &mut raw);
+    if raw.is_empty() {
+        wrote?;
+        read?;
+    }
+    parse_response(&raw)
+}
+
+/// Reads to EOF; an error after some bytes arrived ends the read.
+fn read_all(s: &mut UnixStream, out: &mut Vec<u8>) -> std::io::Result<()> {
+    let mut buf = [0u8; 16384];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn bad(msg: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, msg)
+}
+
+/// Parses a whole HTTP/1.1 response (Content-Length, chunked, or to EOF).
+pub fn parse_response(raw: &[u8]) -> std::io::Result<Resp> {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| {
+            bad(format!(
+                "no header end in {:?}",
+                String::from_utf8_lossy(raw)
+            ))
+        })?;
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad(format!("bad status line {status_line:?}")))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let rest = &raw[end + 4..];
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    let body = if chunked {
+        dechunk(rest)?
+    } else {
+        rest.to_vec()
+    };
+    Ok(Resp {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut b: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let Some(nl) = b.windows(2).position(|w| w == b"\r\n") else {
+            return Ok(out);
+        };
+        let size = usize::from_str_radix(
+            String::from_utf8_lossy(&b[..nl])
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim(),
+            16,
+        )
+        .map_err(|e| bad(format!("bad chunk size: {e}")))?;
+        b = &b[nl + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        let take = size.min(b.len());
+        out.extend_from_slice(&b[..take]);
+        b = &b[take..];
+        if b.starts_with(b"\r\n") {
+            b = &b[2..];
+        }
+    }
+}
+
+/// A systemd notification socket owned by the test: every datagram is kept
+/// with the time it arrived.
+pub struct Notify {
+    pub path: PathBuf,
+    pub messages: Arc<Mutex<Vec<(Timestamp, String)>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Notify {
+    pub fn new(dir: &Path) -> Notify {
+        let (path, sock) = Notify::bind(dir);
+        Notify::from_socket(path, sock, Vec::new())
+    }
+
+    /// Binds the datagram socket without reading it yet (see `drain`).
+    pub fn bind(dir: &Path) -> (PathBuf, UnixDatagram) {
+        let path = dir.join("notify.sock");
+        let sock = UnixDatagram::bind(&path).unwrap();
+        (path, sock)
+    }
+
+    /// Every datagram already queued on `sock`, without waiting.
+    pub fn drain(sock: &UnixDatagram) -> Vec<String> {
+        sock.set_nonblocking(true).unwrap();
+        let mut buf = vec![0u8; 65536];
+        let mut out = Vec::new();
+        while let Ok(n) = sock.recv(&mut buf) {
+            out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        sock.set_nonblocking(false).unwrap();
+        out
+    }
+
+    /// Reads `sock` from now on in a thread; `earlier` are datagrams drained before.
+    pub fn from_socket(path: PathBuf, sock: UnixDatagram, earlier: Vec<String>) -> Notify {
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let now = Timestamp::now();
+        let messages = Arc::new(Mutex::new(
+            earlier.into_iter().map(|m| (now, m)).collect::<Vec<_>>(),
+        ));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (m, st) = (messages.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while !st.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    let now = Timestamp::now();
+                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    m.lock().unwrap().push((now, text));
+                }
+            }
+        });
+        Notify {
+            path,
+            messages,
+            stop,
+        }
+    }
+
+    pub fn var(&self) -> (&'static str, String) {
+        ("NOTIFY_SOCKET", self.path.display().to_string())
+    }
+
+    /// Every `NAME=value` line received so far, with its arrival time.
+    pub fn lines(&self) -> Vec<(Timestamp, String)> {
+        self.messages
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|(t, m)| m.lines().map(|l| (*t, l.to_string())).collect::<Vec<_>>())
+            .collect()
+    }
+
+    /// The first time a line equal to (or, ending in `=`, starting with) `line` arrived.
+    pub fn first(&self, line: &str) -> Option<Timestamp> {
+        self.lines()
+            .into_iter()
+            .find(|(_, l)| l == line)
+            .map(|(t, _)| t)
+    }
+
+    pub fn count(&self, line: &str) -> usize {
+        self.lines().iter().filter(|(_, l)| l == line).count()
+    }
+
+    pub fn wait(&self, line: &str) -> Timestamp {
+        poll_until(WAIT, &format!("{line} on NOTIFY_SOCKET"), || {
+            self.first(line)
+        })
+    }
+}
+
+impl Drop for Notify {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A started sim + environment + daemon in state `active` with `keys::GOOD`.
+pub fn active_daemon(conf: impl FnOnce(&mut Conf)) -> (Sim, Env, Daemon) {
+    active_daemon_with(true, conf)
+}
+
+/// As `active_daemon`, over HTTPS (`https`) or plain HTTP.
+pub fn active_daemon_with(https: bool, conf: impl FnOnce(&mut Conf)) -> (Sim, Env, Daemon) {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = if https {
+        Sim::https(dir.path())
+    } else {
+        Sim::start(SimOptions::plain())
+    };
+    let mut c = Conf::for_sim(&sim, Some(keys::GOOD));
+    conf(&mut c);
+    let env = Env::in_dir(dir, c);
+    let d = env.start();
+    env.wait_state("active");
+    (sim, env, d)
+}
+
+/// Parses an RFC 3339 field of a status document.
+pub fn ts(v: &Value) -> Option<Timestamp> {
+    v.as_str().and_then(Timestamp::parse_rfc3339)
+}
+
+pub fn ms(t: Timestamp) -> i64 {
+    t.0
+}
+
+/// Sleeps; only for "nothing happens during this time" checks.
+pub fn quiet_for(d: Duration) {
+    std::thread::sleep(d);
+}
+
+/// Whether we are root (some tests need it).
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}

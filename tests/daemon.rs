@@ -1,0 +1,746 @@
+//! The daemon binary against the portal simulator (issue #4): first start,
+//! systemd notifications, grace and lapse, the portal gate, restarts, signals,
+//! reloads, refusals, a changed hardware_id, and the saved state.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+use wispanel_license::core::machine::Verdict;
+use wispanel_license::sim::{Endpoint, LicenseBehaviour, LicenseTerms, Outage, ScriptedAnswer};
+use wispanel_license::store::Store;
+use wispanel_license::timestamp::Timestamp;
+
+/// First start with a key: READY=1 before any portal request, activate at
+/// once, then `active`; STATUS= says so; the watchdog is pinged; SIGTERM
+/// sends STOPPING=1 and exits 0.
+#[test]
+fn first_start_ready_before_request_then_activates() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::https(dir.path());
+    // The first request never gets an answer until the outage ends, so a
+    // daemon that waited for the portal before READY=1 cannot pass.
+    sim.set_outage(Some(Outage::Stall));
+    let (npath, nsock) = Notify::bind(dir.path());
+    let env = Env::in_dir(dir, Conf::for_sim(&sim, Some(keys::GOOD)));
+    let mut d = Daemon::spawn(
+        &env,
+        &[
+            ("NOTIFY_SOCKET", npath.display().to_string()),
+            ("WATCHDOG_USEC", "200000".into()),
+        ],
+    );
+    poll_until(WAIT, "the first portal request", || {
+        (sim.count() >= 1).then_some(())
+    });
+    // Datagrams are queued when sent: READY=1 must already be waiting.
+    let queued = Notify::drain(&nsock);
+    assert!(
+        queued.iter().any(|m| m.lines().any(|l| l == "READY=1")),
+        "READY=1 was not sent before the first portal request; queued: {queued:?}"
+    );
+    let notify = Notify::from_socket(npath, nsock, queued);
+    let first = &sim.requests()[0];
+    assert_eq!(first.endpoint, Endpoint::Activate, "first start activates");
+    assert_eq!(first.key_last4.as_deref(), Some("SA6T"));
+    assert_eq!(
+        first.body.as_ref().unwrap()["hardware_id"],
+        json!(HWID),
+        "the id_file's id is sent"
+    );
+
+    sim.set_outage(None);
+    // The stalled request times out (2 s), the retry activates.
+    let s = env.wait_state("active");
+    assert_eq!(s["license"]["licensed"], true);
+    assert_eq!(s["license"]["key"], "WISP-****SA6T");
+    assert_eq!(s["license"]["tier"], "pro");
+    assert_eq!(sim.activations(keys::GOOD), vec![HWID.to_string()]);
+    poll_until(WAIT, "STATUS= naming the active licence", || {
+        notify
+            .lines()
+            .iter()
+            .any(|(_, l)| l.starts_with("STATUS=licence active"))
+            .then_some(())
+    });
+
+    // WATCHDOG_USEC=200000: a ping at least every 100 ms.
+    let before = notify.count("WATCHDOG=1");
+    std::thread::sleep(Duration::from_millis(1500));
+    let pings = notify.count("WATCHDOG=1") - before;
+    assert!(pings >= 5, "only {pings} WATCHDOG=1 in 1.5 s");
+
+    let status = d.stop();
+    assert_eq!(status.code(), Some(0), "log:\n{}", d.log());
+    notify.wait("STOPPING=1");
+    assert!(!env.socket.exists(), "the socket is removed on exit");
+}
+
+/// `WATCHDOG_PID` naming the daemon: pings; naming another process: none.
+#[test]
+fn watchdog_honours_watchdog_pid() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::https(dir.path());
+    let env = Env::in_dir(dir, Conf::for_sim(&sim, Some(keys::GOOD)));
+    let notify = Notify::new(env.path());
+    let mut d =
+        Daemon::spawn_watchdog_pid_self(&env, &[notify.var(), ("WATCHDOG_USEC", "200000".into())]);
+    d.wait_ready(&env);
+    poll_until(WAIT, "WATCHDOG=1 with WATCHDOG_PID = own pid", || {
+        (notify.count("WATCHDOG=1") >= 3).then_some(())
+    });
+    assert_eq!(d.stop().code(), Some(0));
+
+    // Another pid: the watchdog is not meant for this process.
+    let other = Notify::new(&env.path().join("x").tap_mkdir());
+    let mut d = Daemon::spawn(
+        &env,
+        &[
+            other.var(),
+            ("WATCHDOG_USEC", "200000".into()),
+            ("WATCHDOG_PID", "1".into()),
+        ],
+    );
+    d.wait_ready(&env);
+    other.wait("READY=1");
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(other.count("WATCHDOG=1"), 0, "{:?}", other.lines());
+    assert_eq!(d.stop().code(), Some(0));
+}
+
+trait TapMkdir {
+    fn tap_mkdir(self) -> Self;
+}
+
+impl TapMkdir for std::path::PathBuf {
+    fn tap_mkdir(self) -> Self {
+        std::fs::create_dir_all(&self).unwrap();
+        self
+    }
+}
+
+/// active → grace (a non-verdict) → lapsed once valid_until passes;
+/// grace_until is kept in lapsed; STATUS= follows each change.
+#[test]
+fn grace_then_lapse() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::https(dir.path());
+    sim.set_terms(LicenseTerms {
+        valid_for_secs: 8,
+        ..LicenseTerms::default()
+    });
+    let notify = Notify::new(dir.path());
+    let env = Env::in_dir(dir, Conf::for_sim(&sim, Some(keys::GOOD)));
+    let _d = Daemon::spawn(&env, &[notify.var()]);
+    let active = env.wait_state("active");
+    let grace_until = ts(&active["license"]["grace_until"]).expect("grace_until while active");
+    assert_eq!(
+        active["license"]["grace_until"], active["license"]["valid_until"],
+        "grace ends at the portal's valid_until"
+    );
+
+    sim.set_outage(Some(Outage::Status(503)));
+    let r = env.post("/v1/check", None);
+    assert_eq!(r.status, 200, "a failed check still answers the document");
+    let s = r.json();
+    if Timestamp::now() < grace_until {
+        assert_eq!(s["license"]["state"], "grace", "{s:#}");
+        assert_eq!(s["license"]["licensed"], true);
+        assert_eq!(
+            s["license"]["grace_until"],
+            active["license"]["grace_until"]
+        );
+    }
+    assert_eq!(s["portal"]["last_error"]["kind"], "http");
+    assert_eq!(s["portal"]["last_error"]["http_status"], 503);
+
+    let lapsed = env.wait_state("lapsed");
+    assert!(Timestamp::now() >= grace_until);
+    assert_eq!(lapsed["license"]["licensed"], false);
+    assert_eq!(
+        lapsed["license"]["grace_until"], active["license"]["grace_until"],
+        "grace_until stays set in lapsed"
+    );
+    let lines: Vec<String> = notify.lines().into_iter().map(|(_, l)| l).collect();
+    for want in [
+        "STATUS=licence active",
+        "STATUS=licence grace",
+        "STATUS=licence lapsed",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(want)),
+            "no {want:?} in {lines:?}"
+        );
+    }
+    // The portal comes back: active again.
+    sim.set_outage(None);
+    env.wait_state("active");
+}
+
+/// A 429 with `Retry-After: 2` closes the gate to every endpoint for 2 s:
+/// manual checks get 429 locally, the sim sees nothing, then the gate opens
+/// (`rate_limited_until` back to null) and the daemon validates again.
+#[test]
+fn retry_after_closes_the_gate() {
+    let (sim, env, _d) = active_daemon(|_| {});
+    // Let the first update check (after the first verdict) happen first.
+    env.wait_status("the first update check", |s| {
+        s["update"]["state"] != "unknown"
+    });
+    sim.push_answers(
+        Endpoint::Validate,
+        vec![
+            ScriptedAnswer::json(429, json!({"success": false, "code": "RATE_LIMITED"}))
+                .with_header("Retry-After", "2"),
+        ],
+    );
+    let r = env.post("/v1/check", None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let s = r.json();
+    let t429 = sim.requests().last().unwrap().time;
+    assert_eq!(sim.requests().last().unwrap().status, Some(429));
+    assert_eq!(s["portal"]["last_error"]["kind"], "rate_limited", "{s:#}");
+    assert_eq!(s["license"]["state"], "grace");
+    let until = ts(&s["portal"]["rate_limited_until"]).expect("rate_limited_until set");
+    let wait = until.0 - t429.0;
+    assert!((1000..=3000).contains(&wait), "gate closed for {wait} ms");
+
+    // While closed: local 429s, no portal request.
+    let n = sim.count();
+    for path in ["/v1/check", "/v1/update/check"] {
+        let r = env.post(path, None);
+        if Timestamp::now() < until.sub(Duration::from_millis(200)) {
+            r.assert_envelope(429, "RATE_LIMITED");
+            let secs: u64 = r.header("retry-after").unwrap().parse().unwrap();
+            assert!((1..=3).contains(&secs), "Retry-After {secs}");
+        }
+    }
+    if Timestamp::now() < until.sub(Duration::from_millis(200)) {
+        assert_eq!(sim.count(), n, "a closed gate sent a request");
+    }
+
+    let s = env.wait_status("the gate to open", |s| {
+        s["portal"]["rate_limited_until"].is_null()
+    });
+    assert!(
+        Timestamp::now() >= until.sub(Duration::from_millis(1000)),
+        "{s:#}"
+    );
+    // The retry after the failure comes once the gate opens.
+    env.wait_state("active");
+    let after: Vec<_> = sim.since(t429.add(Duration::from_millis(1)));
+    assert!(!after.is_empty());
+    for r in &after {
+        assert!(
+            r.time.0 >= t429.0 + 2000 - 150,
+            "{} request {} ms after the 429 with Retry-After: 2",
+            r.endpoint,
+            r.time.0 - t429.0
+        );
+    }
+}
+
+/// The saved next_validate_at is honoured: a restart makes no request.
+/// state.json is 0600 in a 0700 state_dir and parses with the daemon's parser.
+#[test]
+fn restart_makes_no_request_and_state_round_trips() {
+    let (sim, env, mut d) = active_daemon(|_| {});
+    env.wait_status("the first update check", |s| {
+        s["update"]["state"] == "available"
+    });
+    let before = env.status();
+    assert_eq!(d.stop().code(), Some(0));
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&env.state_dir), 0o700, "state_dir is created 0700");
+    assert_eq!(mode(&env.state_file()), 0o600, "state.json is 0600");
+    let core = env.saved_core();
+    assert!(matches!(core.licence.verdict, Some(Verdict::Valid { .. })));
+    assert_eq!(
+        core.licence
+            .activated
+            .as_ref()
+            .map(|b| b.hardware_id.as_str()),
+        Some(HWID)
+    );
+    assert!(core.plan.next_validate_at.is_some());
+    let text = std::fs::read_to_string(env.state_file()).unwrap();
+    assert!(!text.contains(keys::GOOD), "the full key is in state.json");
+
+    let n = sim.count();
+    let _d = env.start();
+    let s = env.status();
+    assert_eq!(s["license"]["state"], "active", "{s:#}");
+    assert_eq!(s["update"]["state"], "available");
+    assert_eq!(
+        s["portal"]["next_validate_at"],
+        before["portal"]["next_validate_at"]
+    );
+    assert_eq!(s["license"]["checked_at"], before["license"]["checked_at"]);
+    quiet_for(Duration::from_secs(3));
+    assert_eq!(
+        sim.count(),
+        n,
+        "a restart made a portal request: {:?}",
+        sim.since(Timestamp::now().sub(Duration::from_secs(4)))
+    );
+}
+
+/// SIGTERM while a request stalls: exit 0 within 5 s, state saved.
+#[test]
+fn sigterm_during_stalled_request_exits_quickly() {
+    let (sim, env, mut d) = active_daemon(|c| c.request_timeout = "60s".into());
+    sim.set_outage(Some(Outage::Stall));
+    let n = sim.count();
+    let sock = env.socket.clone();
+    let t = std::thread::spawn(move || {
+        let _ = try_request(&sock, "POST", "/v1/check", &[], None);
+    });
+    poll_until(WAIT, "the stalled request", || {
+        (sim.count() > n).then_some(())
+    });
+    // Clients that would hold a naive shutdown: an events stream, a request
+    // head that never ends, an idle connection.
+    let mut events = std::os::unix::net::UnixStream::connect(&env.socket).unwrap();
+    events
+        .write_all(b"GET /v1/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut half = std::os::unix::net::UnixStream::connect(&env.socket).unwrap();
+    half.write_all(b"GET /v1/status HTTP/1.1\r\nHost: loc")
+        .unwrap();
+    let _idle = std::os::unix::net::UnixStream::connect(&env.socket).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let start = std::time::Instant::now();
+    d.sigterm();
+    let status = d.wait_exit(Duration::from_secs(5));
+    assert!(
+        status.is_some(),
+        "still running 5 s after SIGTERM; log:\n{}",
+        d.log()
+    );
+    assert_eq!(status.unwrap().code(), Some(0), "log:\n{}", d.log());
+    assert!(start.elapsed() < Duration::from_secs(5));
+    t.join().unwrap();
+    env.saved_core();
+}
+
+/// SIGINT is a clean shutdown too.
+#[test]
+fn sigint_exits_zero() {
+    let (_sim, env, mut d) = active_daemon(|_| {});
+    d.signal(2);
+    let status = d.wait_exit(Duration::from_secs(5));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "log:\n{}", d.log());
+    assert!(!env.socket.exists());
+    env.saved_core();
+}
+
+/// SIGHUP with a changed key checks at once; a broken file is logged and the
+/// old configuration kept, the daemon still answering.
+#[test]
+fn sighup_reload_good_and_bad() {
+    let (sim, mut env, d) = active_daemon(|_| {});
+    env.conf.key = Some(keys::NO_UPDATES.into());
+    env.write_config();
+    d.sighup();
+    let s = env.wait_status("the new key active", |s| {
+        s["license"]["key"] == "WISP-****0005" && s["license"]["state"] == "active"
+    });
+    assert_eq!(s["license"]["state"], "active");
+    assert!(
+        sim.requests()
+            .iter()
+            .any(|r| r.endpoint == Endpoint::Activate && r.key_last4.as_deref() == Some("0005")),
+        "the new key was not activated"
+    );
+    d.wait_log("configuration reloaded");
+
+    // socket_path and state_dir changes wait for a restart.
+    let moved = env.path().join("elsewhere.sock");
+    let text = std::fs::read_to_string(&env.config).unwrap().replace(
+        &format!("socket_path = \"{}\"", env.socket.display()),
+        &format!("socket_path = \"{}\"", moved.display()),
+    );
+    std::fs::write(&env.config, text).unwrap();
+    d.sighup();
+    d.wait_log("need a restart");
+    assert!(!moved.exists(), "the socket moved without a restart");
+    assert_eq!(env.status()["license"]["state"], "active");
+
+    std::fs::write(&env.config, "license_key = [this is not toml\n").unwrap();
+    let t = Timestamp::now();
+    d.sighup();
+    let log = d.wait_log("configuration reload failed");
+    assert!(log.contains("license.toml"), "the error names the file");
+    let s = env.status();
+    assert_eq!(
+        s["license"]["key"], "WISP-****0005",
+        "the old configuration is kept"
+    );
+    assert_eq!(s["license"]["state"], "active");
+    let h = env.get("/v1/health");
+    assert_eq!((h.status, h.json()), (200, json!({"ok": true})));
+    quiet_for(Duration::from_millis(500));
+    let licence: Vec<_> = sim
+        .since(t)
+        .into_iter()
+        .filter(|r| r.endpoint.is_license())
+        .collect();
+    assert!(
+        licence.is_empty(),
+        "a failed reload made a licence request: {licence:?}"
+    );
+}
+
+/// A refusal reaches its state and causes no fast retries.
+fn refusal(key: &str, setup: impl FnOnce(&Sim), state: &str, code: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::https(dir.path());
+    setup(&sim);
+    let env = Env::in_dir(dir, Conf::for_sim(&sim, Some(key)));
+    let _d = env.start();
+    let s = env.wait_state(state);
+    assert_eq!(s["license"]["licensed"], false);
+    assert_eq!(s["license"]["reason"]["code"], code, "{s:#}");
+    assert!(s["license"]["grace_until"].is_null());
+    assert!(
+        s["portal"]["last_error"].is_null(),
+        "a verdict is not an error"
+    );
+    assert_eq!(s["portal"]["consecutive_failures"], 0);
+    let next = ts(&s["portal"]["next_validate_at"]).expect("refusals are validated again");
+    assert!(
+        next.since(Timestamp::now()) > Duration::from_secs(20),
+        "{s:#}"
+    );
+    let n = sim.count();
+    quiet_for(Duration::from_secs(3));
+    assert_eq!(
+        sim.count(),
+        n,
+        "a refusal caused retries: {:?}",
+        sim.requests()
+    );
+    assert_eq!(env.status()["license"]["state"], state);
+}
+
+#[test]
+fn refusal_expired() {
+    refusal(keys::EXPIRED, |_| {}, "expired", "EXPIRED");
+}
+
+#[test]
+fn refusal_suspended() {
+    refusal(keys::SUSPENDED, |_| {}, "suspended", "SUSPENDED");
+}
+
+#[test]
+fn refusal_revoked() {
+    refusal(keys::REVOKED, |_| {}, "revoked", "REVOKED");
+}
+
+#[test]
+fn refusal_max_activations() {
+    refusal(
+        keys::MAX_ACTIVATIONS,
+        |_| {},
+        "max_activations",
+        "MAX_ACTIVATIONS",
+    );
+}
+
+#[test]
+fn refusal_invalid_key() {
+    refusal("WISP-NONE-0000-0042", |_| {}, "invalid_key", "INVALID_KEY");
+}
+
+#[test]
+fn refusal_version_too_low() {
+    refusal(
+        "WISP-OLDV-0000-0043",
+        |s| s.set_license("WISP-OLDV-0000-0043", LicenseBehaviour::VersionTooLow),
+        "version_too_low",
+        "VERSION_TOO_LOW",
+    );
+}
+
+/// A new hardware_id (id_file rewritten, SIGHUP): hardware_changed while the
+/// portal is away, then a new activation for the new id at once.
+#[test]
+fn hardware_id_change_checks_at_once() {
+    let (sim, env, d) = active_daemon(|_| {});
+    env.wait_status("the first update check", |s| {
+        s["update"]["state"] == "available"
+    });
+    sim.set_outage(Some(Outage::Status(500)));
+    std::fs::write(&env.hwid_file, format!("{HWID2}\n")).unwrap();
+    let t = Timestamp::now();
+    d.sighup();
+    // validate_interval is 30 s: a request for the new id now is "at once".
+    let tried = poll_until(Duration::from_secs(5), "a request for the new id", || {
+        sim.since(t).into_iter().find(|r| {
+            r.endpoint == Endpoint::Activate
+                && r.body.as_ref().is_some_and(|b| b["hardware_id"] == HWID2)
+        })
+    });
+    assert_eq!(tried.status, Some(500));
+    // The failed request leaves the old verdict standing (grace), and the
+    // status says the id changed.
+    let s = env.wait_status("hardware_changed after the failed request", |s| {
+        s["hardware_changed"] == true && s["portal"]["last_error"]["http_status"] == 500
+    });
+    assert_eq!(s["hardware_id"], HWID2);
+    assert_eq!(
+        s["license"]["state"], "grace",
+        "the old verdict stands: {s:#}"
+    );
+    d.wait_log("hardware_id changed");
+    sim.set_outage(None);
+    let s = env.wait_status("active on the new id", |s| {
+        s["hardware_changed"] == false && s["license"]["state"] == "active"
+    });
+    assert_eq!(s["hardware_id"], HWID2);
+    let mut act = sim.activations(keys::GOOD);
+    act.sort();
+    let mut want = vec![HWID.to_string(), HWID2.to_string()];
+    want.sort();
+    assert_eq!(act, want);
+}
+
+/// A corrupt state.json is moved aside and the daemon starts afresh.
+#[test]
+fn corrupt_state_is_moved_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::https(dir.path());
+    let env = Env::in_dir(dir, Conf::for_sim(&sim, Some(keys::GOOD)));
+    std::fs::create_dir_all(&env.state_dir).unwrap();
+    let junk = b"{\"schema\": 1, \"licence\": {\"verdict\": ";
+    std::fs::write(env.state_file(), junk).unwrap();
+    let before = Timestamp::now().unix_secs();
+    let d = env.start();
+    env.wait_state("active");
+    let after = Timestamp::now().unix_secs();
+    let aside: Vec<_> = std::fs::read_dir(&env.state_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("state.json.corrupt-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    let secs: i64 = aside[0]["state.json.corrupt-".len()..].parse().unwrap();
+    assert!(
+        (before..=after).contains(&secs),
+        "{secs} not in {before}..={after}"
+    );
+    assert_eq!(std::fs::read(env.state_dir.join(&aside[0])).unwrap(), junk);
+    assert!(d.log().contains("moved aside"), "{}", d.log());
+    poll_until(WAIT, "a new state.json", || {
+        env.state_file().exists().then_some(())
+    });
+    env.saved_core();
+}
+
+/// tests/fixtures/state-v1.json (saved by a real daemon, schema 1) still loads.
+#[test]
+fn state_v1_fixture_loads() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/state-v1.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let core = Store::parse(&text, &path).expect("the v1 fixture parses");
+    let Some(Verdict::Valid { details, .. }) = &core.licence.verdict else {
+        panic!("a valid verdict: {core:?}");
+    };
+    assert_eq!(details.tier.as_deref(), Some("pro"));
+    assert_eq!(details.max_users, Some(30));
+    assert_eq!(details.max_domains, Some(100));
+    assert_eq!(details.max_databases, Some(-1));
+    assert!(details.valid_until.is_some() && details.expires_at.is_some());
+    let b = core.licence.activated.as_ref().expect("activated binding");
+    assert_eq!(b.hardware_id, HWID);
+    let fp = wispanel_license::key::LicenseKey::parse(keys::GOOD)
+        .unwrap()
+        .fingerprint();
+    assert_eq!(b.key_fingerprint, fp, "the key fingerprint is stable");
+    assert_eq!(core.licence.verdict_binding.as_ref(), Some(b));
+    assert!(!core.licence.failing);
+    assert_eq!(core.portal.consecutive_failures, 0);
+    assert!(core.portal.last_error.is_none());
+    assert!(core.plan.next_validate_at.is_some());
+    assert!(core.plan.next_update_check_at.is_some());
+    assert_eq!(
+        core.update.state,
+        wispanel_license::core::UpdateState::Available
+    );
+    assert_eq!(core.update.latest_version.as_deref(), Some("1.5.0"));
+    // Saving it again and reading it back gives the same core.
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["schema"], 1);
+    let d = tempfile::tempdir().unwrap();
+    let store = Store::open(d.path()).unwrap();
+    store.save(&core, Timestamp::now()).unwrap();
+    let again = std::fs::read_to_string(store.state_path()).unwrap();
+    assert_eq!(Store::parse(&again, &store.state_path()).unwrap(), core);
+}
+
+/// A tiny xorshift so the kill times differ between runs without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn new() -> Rng {
+        Rng(Timestamp::now().0 as u64 | 1)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// SIGKILL at random moments while the state changes all the time: the
+/// state.json left behind always parses.
+#[test]
+fn crash_consistency_under_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::https(dir.path());
+    let env = Env::in_dir(dir, Conf::for_sim(&sim, None));
+    let mut rng = Rng::new();
+    let mut changes = 0usize;
+    let mut kills = 0usize;
+    let body = format!("{{\"license_key\": \"{}\"}}", keys::GOOD);
+    let start = std::time::Instant::now();
+    while (changes < 200 || kills < 20) && start.elapsed() < Duration::from_secs(120) {
+        let mut d = env.start();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (sock, b, st) = (env.socket.clone(), body.clone(), stop.clone());
+        let flipper = std::thread::spawn(move || {
+            let mut n = 0usize;
+            while !st.load(std::sync::atomic::Ordering::SeqCst) {
+                match try_request(&sock, "POST", "/v1/activate", &[], Some(&b)) {
+                    Ok(r) if r.status == 200 || r.status == 503 => n += 1,
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+            n
+        });
+        // Flip the portal between healthy and broken while activations run.
+        let deadline = std::time::Instant::now() + Duration::from_millis(100 + rng.below(400));
+        while std::time::Instant::now() < deadline {
+            sim.set_outage(if rng.below(2) == 0 {
+                Some(Outage::Status(503))
+            } else {
+                None
+            });
+            std::thread::sleep(Duration::from_millis(rng.below(30)));
+        }
+        d.signal(9);
+        d.wait_exit(WAIT).expect("SIGKILL reaped");
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        changes += flipper.join().unwrap();
+        kills += 1;
+        if env.state_file().exists() {
+            let text = std::fs::read_to_string(env.state_file()).unwrap();
+            if let Err(e) = Store::parse(&text, &env.state_file()) {
+                panic!("after kill {kills}, state.json does not parse: {e}\n{text}");
+            }
+        }
+        let corrupt = std::fs::read_dir(&env.state_dir)
+            .map(|r| {
+                r.filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .contains("corrupt")
+                })
+                .count()
+            })
+            .unwrap_or(0);
+        assert_eq!(corrupt, 0, "a restart found state.json unreadable");
+        // A kill during a save may leave its temporary file; the next start
+        // removes it, so they never pile up.
+        let temps: Vec<String> = std::fs::read_dir(&env.state_dir)
+            .map(|r| {
+                r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.contains(".tmp-"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(temps.len() <= 2, "temporary files pile up: {temps:?}");
+        sim.set_outage(None);
+    }
+    eprintln!("{kills} kills, {changes} state changes");
+    assert!(
+        kills >= 20 && changes >= 200,
+        "{kills} kills, {changes} changes"
+    );
+}
+
+/// Mounts a 64 KiB tmpfs; unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A full disk: the save failure is logged, the daemon keeps serving from
+/// memory, and saves again once there is room.
+#[test]
+fn disk_full_is_logged_and_daemon_keeps_serving() {
+    if !is_root() {
+        eprintln!("SKIP disk_full: needs root to mount a tmpfs");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("SKIP disk_full: `mount -t tmpfs` does not work here");
+        return;
+    }
+    let _guard = Tmpfs(mnt.clone());
+    let sim = Sim::https(dir.path());
+    let mut env = Env::in_dir(dir, Conf::for_sim(&sim, Some(keys::GOOD)));
+    env.state_dir = mnt.join("state");
+    env.write_config();
+    let d = env.start();
+    env.wait_state("active");
+    poll_until(WAIT, "state.json", || {
+        env.state_file().exists().then_some(())
+    });
+    // Fill the file system.
+    let filler = mnt.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 4096];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+    }
+    sim.set_outage(Some(Outage::Status(503)));
+    let r = env.post("/v1/check", None);
+    assert_eq!(r.status, 200);
+    d.wait_log("CANNOT SAVE THE STATE");
+    let s = env.status();
+    assert_eq!(s["license"]["state"], "grace", "served from memory");
+    assert_eq!(env.get("/v1/health").status, 200);
+    // state.json is still the old, readable one.
+    env.saved_core();
+    std::fs::remove_file(&filler).unwrap();
+    d.wait_log("the state is saved again");
+    let core = env.saved_core();
+    assert!(core.licence.failing, "the newer state reached the disk");
+}

@@ -1,0 +1,842 @@
+//! The status socket of the real daemon (issue #5): every endpoint, every
+//! error envelope, the sharing of manual checks, root-only actions, events,
+//! metrics, abuse, and the socket file's life cycle.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use wispanel_license::sim::{Endpoint, LicenseBehaviour, Outage, ScriptedAnswer};
+use wispanel_license::timestamp::Timestamp;
+
+fn keys_of(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .cloned()
+        .collect();
+    k.sort();
+    k
+}
+
+fn sorted(v: &[&str]) -> Vec<String> {
+    let mut k: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+    k.sort();
+    k
+}
+
+fn is_time(v: &Value) -> bool {
+    v.as_str().is_some_and(|s| {
+        s.ends_with('Z') && Timestamp::parse_rfc3339(s).is_some() && !s.contains('.')
+    })
+}
+
+/// Every field of SPEC's status document, with its type; nulls where absent.
+fn assert_document_shape(s: &Value) {
+    assert_eq!(
+        keys_of(s),
+        sorted(&[
+            "schema_version",
+            "daemon",
+            "hardware_id",
+            "hardware_changed",
+            "license",
+            "update",
+            "portal"
+        ])
+    );
+    assert_eq!(s["schema_version"], 1);
+    assert_eq!(
+        keys_of(&s["daemon"]),
+        sorted(&["version", "pid", "started_at"])
+    );
+    assert!(s["daemon"]["version"].is_string());
+    assert!(s["daemon"]["pid"].is_u64());
+    assert!(is_time(&s["daemon"]["started_at"]), "{}", s["daemon"]);
+    assert!(s["hardware_changed"].is_boolean());
+    assert_eq!(
+        keys_of(&s["license"]),
+        sorted(&[
+            "state",
+            "licensed",
+            "key",
+            "tier",
+            "expires_at",
+            "valid_until",
+            "limits",
+            "reason",
+            "checked_at",
+            "grace_until"
+        ])
+    );
+    assert_eq!(
+        keys_of(&s["update"]),
+        sorted(&[
+            "state",
+            "current_version",
+            "latest_version",
+            "changelog",
+            "checked_at"
+        ])
+    );
+    assert_eq!(
+        keys_of(&s["portal"]),
+        sorted(&[
+            "last_attempt_at",
+            "last_success_at",
+            "last_error",
+            "consecutive_failures",
+            "next_validate_at",
+            "next_update_check_at",
+            "rate_limited_until",
+            "clock_skew_seconds"
+        ])
+    );
+    for (obj, f) in [
+        ("license", "expires_at"),
+        ("license", "valid_until"),
+        ("license", "checked_at"),
+        ("license", "grace_until"),
+        ("update", "checked_at"),
+        ("portal", "last_attempt_at"),
+        ("portal", "last_success_at"),
+        ("portal", "next_validate_at"),
+        ("portal", "next_update_check_at"),
+        ("portal", "rate_limited_until"),
+    ] {
+        let v = &s[obj][f];
+        assert!(v.is_null() || is_time(v), "{obj}.{f} = {v}");
+    }
+    assert!(s["portal"]["consecutive_failures"].is_u64());
+}
+
+#[test]
+fn status_document_has_every_spec_field() {
+    let (_sim, env, d) = active_daemon(|_| {});
+    let s = env.wait_status("the update check", |s| s["update"]["state"] == "available");
+    assert_document_shape(&s);
+    assert_eq!(s["daemon"]["pid"], d.pid());
+    assert_eq!(s["daemon"]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(s["hardware_id"], HWID);
+    assert_eq!(s["hardware_changed"], false);
+    let l = &s["license"];
+    assert_eq!(l["state"], "active");
+    assert_eq!(l["licensed"], true);
+    assert_eq!(l["key"], "WISP-****SA6T");
+    assert_eq!(l["tier"], "pro");
+    assert_eq!(
+        l["limits"],
+        json!({"max_users": 30, "max_domains": 100, "max_databases": -1})
+    );
+    assert!(l["reason"].is_null());
+    for f in ["expires_at", "valid_until", "checked_at", "grace_until"] {
+        assert!(is_time(&l[f]), "license.{f} = {}", l[f]);
+    }
+    let u = &s["update"];
+    assert_eq!(u["current_version"], "1.4.2");
+    assert_eq!(u["latest_version"], "1.5.0");
+    assert!(u["changelog"].as_str().is_some_and(|c| c.contains("1.5.0")));
+    let p = &s["portal"];
+    assert!(p["last_error"].is_null());
+    assert!(p["rate_limited_until"].is_null());
+    assert_eq!(p["consecutive_failures"], 0);
+    assert!(
+        p["clock_skew_seconds"]
+            .as_i64()
+            .is_some_and(|k| k.abs() <= 5)
+    );
+    let body = env.get("/v1/status");
+    assert_eq!(body.header("content-type"), Some("application/json"));
+    assert!(!body.text().contains(keys::GOOD), "the full key leaked");
+
+    let m = env.get("/metrics").text();
+    assert!(!m.contains(keys::GOOD));
+}
+
+#[test]
+fn unconfigured_document_nulls_and_409() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::https(dir.path());
+    let env = Env::in_dir(dir, Conf::for_sim(&sim, None));
+    let _d = env.start();
+    let s = env.status();
+    assert_document_shape(&s);
+    let l = &s["license"];
+    assert_eq!(l["state"], "unconfigured");
+    assert_eq!(l["licensed"], false);
+    for f in [
+        "key",
+        "tier",
+        "expires_at",
+        "valid_until",
+        "limits",
+        "reason",
+        "checked_at",
+        "grace_until",
+    ] {
+        assert!(l[f].is_null(), "license.{f} = {}", l[f]);
+    }
+    let p = &s["portal"];
+    for f in [
+        "last_attempt_at",
+        "last_success_at",
+        "last_error",
+        "next_validate_at",
+        "next_update_check_at",
+        "rate_limited_until",
+        "clock_skew_seconds",
+    ] {
+        assert!(p[f].is_null(), "portal.{f} = {}", p[f]);
+    }
+    env.post("/v1/check", None).assert_envelope(409, "CONFLICT");
+    env.post("/v1/update/check", None)
+        .assert_envelope(409, "CONFLICT");
+    env.post("/v1/deactivate", None)
+        .assert_envelope(409, "CONFLICT");
+    assert_eq!(sim.count(), 0, "no key, no request");
+}
+
+#[test]
+fn health_unknown_path_wrong_method_and_browsers() {
+    let (_sim, env, _d) = active_daemon(|_| {});
+    let h = env.get("/v1/health");
+    assert_eq!((h.status, h.json()), (200, json!({"ok": true})));
+    env.get("/v1/nope").assert_envelope(404, "NOT_FOUND");
+    env.get("/").assert_envelope(404, "NOT_FOUND");
+    let r = env.get("/v1/check");
+    r.assert_envelope(405, "VALIDATION_ERROR");
+    let r = env.post("/v1/status", Some("{}"));
+    r.assert_envelope(405, "VALIDATION_ERROR");
+    for h in [
+        ("Origin", "http://evil.example"),
+        ("Referer", "http://evil.example/"),
+    ] {
+        request(&env.socket, "GET", "/v1/status", &[h], None).assert_envelope(403, "FORBIDDEN");
+        request(&env.socket, "POST", "/v1/check", &[h], None).assert_envelope(403, "FORBIDDEN");
+    }
+}
+
+/// Concurrent manual checks share one portal request; another within 10 s
+/// gets its result with no request; same for the update check.
+#[test]
+fn manual_checks_are_shared_and_reused() {
+    let (sim, env, _d) = active_daemon(|_| {});
+    env.wait_status("the first update check", |s| {
+        s["update"]["state"] == "available"
+    });
+    let v0 = sim.request_count(Endpoint::Validate);
+    sim.push_answers(
+        Endpoint::Validate,
+        vec![ScriptedAnswer::normal().with_delay(1000)],
+    );
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let sock = env.socket.clone();
+            std::thread::spawn(move || request(&sock, "POST", "/v1/check", &[], None))
+        })
+        .collect();
+    for t in threads {
+        let r = t.join().unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["license"]["state"], "active");
+    }
+    assert_eq!(
+        sim.request_count(Endpoint::Validate),
+        v0 + 1,
+        "8 checks, one request"
+    );
+    let r = env.post("/v1/check", None);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        sim.request_count(Endpoint::Validate),
+        v0 + 1,
+        "a check within 10 s made a request"
+    );
+
+    let u0 = sim.request_count(Endpoint::CheckUpdate);
+    let r = env.post("/v1/update/check", None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_document_shape(&r.json());
+    assert_eq!(r.json()["update"]["state"], "available");
+    assert_eq!(sim.request_count(Endpoint::CheckUpdate), u0 + 1);
+    let r = env.post("/v1/update/check", None);
+    assert_eq!(r.status, 200);
+    assert_eq!(sim.request_count(Endpoint::CheckUpdate), u0 + 1);
+}
+
+/// While the gate is closed, every action answers 429 with Retry-After and
+/// RATE_LIMITED, and no request reaches the portal.
+#[test]
+fn closed_gate_answers_429_without_a_request() {
+    let (sim, env, _d) = active_daemon(|_| {});
+    env.wait_status("the first update check", |s| {
+        s["update"]["state"] == "available"
+    });
+    sim.set_outage(Some(Outage::Unavailable {
+        retry_after: "6".into(),
+    }));
+    let r = env.post("/v1/check", None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let s = r.json();
+    assert_eq!(s["portal"]["last_error"]["kind"], "rate_limited");
+    let until = ts(&s["portal"]["rate_limited_until"]).expect("gate closed");
+    let n = sim.count();
+    let key = format!("{{\"license_key\": \"{}\"}}", keys::GOOD);
+    for (path, body) in [
+        ("/v1/check", None),
+        ("/v1/update/check", None),
+        ("/v1/activate", Some(key.as_str())),
+        ("/v1/deactivate", None),
+    ] {
+        let r = env.post(path, body);
+        assert!(Timestamp::now() < until, "the test was too slow");
+        r.assert_envelope(429, "RATE_LIMITED");
+        let secs: u64 = r
+            .header("retry-after")
+            .unwrap_or_else(|| panic!("{path}: no Retry-After"))
+            .parse()
+            .unwrap();
+        assert!((1..=6).contains(&secs), "{path}: Retry-After {secs}");
+    }
+    assert_eq!(sim.count(), n, "a closed gate let a request through");
+    let s = env.status();
+    assert_eq!(s["portal"]["last_error"]["kind"], "rate_limited");
+}
+
+fn activate_body(key: &str) -> String {
+    format!("{{\"license_key\": \"{key}\"}}")
+}
+
+/// Root's activate and deactivate: success, refusal (422 with the portal's
+/// code), unreachable (503), bad bodies (400, 413); the saved key survives a
+/// restart and is removed by a deactivation.
+#[test]
+fn activate_and_deactivate() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::https(dir.path());
+    let env = Env::in_dir(dir, Conf::for_sim(&sim, None));
+    let mut d = env.start();
+    assert_eq!(env.status()["license"]["state"], "unconfigured");
+
+    // Bad bodies.
+    env.post("/v1/activate", Some("not json"))
+        .assert_envelope(400, "VALIDATION_ERROR");
+    env.post("/v1/activate", Some("{\"key\": \"x\"}"))
+        .assert_envelope(400, "VALIDATION_ERROR");
+    env.post("/v1/activate", Some(&activate_body("nonsense")))
+        .assert_envelope(400, "VALIDATION_ERROR");
+    let big = format!(
+        "{{\"license_key\": \"{}\", \"pad\": \"{}\"}}",
+        keys::GOOD,
+        "x".repeat(70 * 1024)
+    );
+    env.post("/v1/activate", Some(&big))
+        .assert_envelope(413, "VALIDATION_ERROR");
+    assert_eq!(sim.count(), 0, "a bad body reached the portal");
+
+    // Refused.
+    let r = env.post("/v1/activate", Some(&activate_body(keys::EXPIRED)));
+    let v = r.assert_envelope(422, "EXPIRED");
+    assert!(!v.to_string().contains(keys::EXPIRED));
+    assert_eq!(env.status()["license"]["state"], "unconfigured");
+
+    // Unreachable.
+    sim.set_outage(Some(Outage::Drop));
+    env.post("/v1/activate", Some(&activate_body(keys::GOOD)))
+        .assert_envelope(503, "PORTAL_UNREACHABLE");
+    sim.set_outage(None);
+
+    // Success.
+    let r = env.post("/v1/activate", Some(&activate_body(keys::GOOD)));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let s = r.json();
+    assert_eq!(s["license"]["state"], "active");
+    assert_eq!(s["license"]["key"], "WISP-****SA6T");
+    let key_file = env.state_dir.join("license.key");
+    assert_eq!(
+        std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::read_to_string(&key_file).unwrap().trim(),
+        keys::GOOD
+    );
+    assert!(!d.log().contains(keys::GOOD), "the key reached the log");
+
+    // The saved key survives a restart.
+    assert_eq!(d.stop().code(), Some(0));
+    let mut d = env.start();
+    let s = env.status();
+    assert_eq!(s["license"]["state"], "active");
+    assert_eq!(s["license"]["key"], "WISP-****SA6T");
+
+    // Deactivate: unreachable, then success.
+    sim.set_outage(Some(Outage::Status(500)));
+    env.post("/v1/deactivate", None)
+        .assert_envelope(503, "PORTAL_UNREACHABLE");
+    sim.set_outage(None);
+    let r = env.post("/v1/deactivate", None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let s = r.json();
+    assert_eq!(s["license"]["state"], "unconfigured");
+    assert!(!key_file.exists(), "the saved key is removed");
+    assert!(sim.activations(keys::GOOD).is_empty());
+    env.post("/v1/check", None).assert_envelope(409, "CONFLICT");
+    let n = sim.count();
+    quiet_for(Duration::from_secs(2));
+    assert_eq!(sim.count(), n, "requests after a deactivation");
+    assert_eq!(d.stop().code(), Some(0));
+    assert!(!d.log().contains(keys::GOOD), "the key reached the log");
+}
+
+/// Deactivation refused by the portal: 422 with its code.
+#[test]
+fn deactivate_refused_is_422() {
+    let (sim, env, _d) = active_daemon(|_| {});
+    sim.set_license(keys::GOOD, LicenseBehaviour::Revoked);
+    env.post("/v1/deactivate", None)
+        .assert_envelope(422, "REVOKED");
+}
+
+/// `curl --unix-socket`, as SPEC promises; a local user (uid 65534) can read
+/// the status but not activate (403 FORBIDDEN from SO_PEERCRED).
+#[test]
+fn curl_and_peer_credentials() {
+    if Command::new("curl").arg("--version").output().is_err() {
+        eprintln!("SKIP curl_and_peer_credentials: curl is missing");
+        return;
+    }
+    let (_sim, env, _d) = active_daemon(|c| c.socket_mode = "0666".into());
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--unix-socket"])
+        .arg(&env.socket)
+        .arg("http://localhost/v1/status")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["license"]["state"], "active");
+    // Two requests on one kept-alive connection.
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "-w", "\n", "--unix-socket"])
+        .arg(&env.socket)
+        .args(["http://localhost/v1/health", "http://localhost/v1/health"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "{\"ok\":true}\n{\"ok\":true}\n"
+    );
+
+    if !is_root() {
+        eprintln!("SKIP peer credentials: not root");
+        return;
+    }
+    // Let uid 65534 reach the socket.
+    std::fs::set_permissions(env.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let as_nobody = |args: &[&str]| {
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "curl"])
+            .args([
+                "-sS",
+                "--max-time",
+                "20",
+                "-w",
+                "\n%{http_code}",
+                "--unix-socket",
+            ])
+            .arg(&env.socket)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        (code.parse::<u16>().unwrap(), body.to_string())
+    };
+    let (code, body) = as_nobody(&["http://localhost/v1/status"]);
+    assert_eq!(code, 200, "{body}");
+    for path in ["activate", "deactivate"] {
+        let (code, body) = as_nobody(&[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &activate_body(keys::GOOD),
+            &format!("http://localhost/v1/{path}"),
+        ]);
+        assert_eq!(code, 403, "{path}: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["code"], "FORBIDDEN");
+        assert_eq!(v["status"], 403);
+    }
+}
+
+/// Reads SSE events from a stream until `n` `status` events are in.
+fn read_events(s: &mut UnixStream, buf: &mut Vec<u8>, n: usize) -> Vec<Value> {
+    let start = Instant::now();
+    loop {
+        let text = String::from_utf8_lossy(buf).into_owned();
+        let events: Vec<Value> = text
+            .split("\n\n")
+            .filter(|block| block.lines().any(|l| l == "event: status"))
+            .filter_map(|block| {
+                let data: String = block
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                serde_json::from_str(&data).ok()
+            })
+            .collect();
+        if events.len() >= n {
+            return events;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "only {} events: {text}",
+            events.len()
+        );
+        let mut chunk = [0u8; 8192];
+        match s.read(&mut chunk) {
+            Ok(0) => panic!("the event stream closed: {text}"),
+            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn events_stream_status_now_and_on_change() {
+    let (sim, env, _d) = active_daemon(|_| {});
+    env.wait_status("the first update check", |s| {
+        s["update"]["state"] == "available"
+    });
+    let mut s = UnixStream::connect(&env.socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    s.write_all(b"GET /v1/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut buf = Vec::new();
+    let ev = read_events(&mut s, &mut buf, 1);
+    let head = String::from_utf8_lossy(&buf).to_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("content-type: text/event-stream"), "{head}");
+    assert_eq!(ev[0]["license"]["state"], "active");
+
+    sim.set_license(keys::GOOD, LicenseBehaviour::Suspended);
+    let r = env.post("/v1/check", None);
+    assert_eq!(r.json()["license"]["state"], "suspended");
+    let ev = read_events(&mut s, &mut buf, 2);
+    assert_eq!(ev[1]["license"]["state"], "suspended");
+    assert_eq!(ev[1]["license"]["reason"]["code"], "SUSPENDED");
+}
+
+/// Samples by metric name: labels and value.
+type Metrics = BTreeMap<String, Vec<(Labels, f64)>>;
+type Labels = BTreeMap<String, String>;
+
+/// A small Prometheus text-format parser: every sample line is
+/// `name{labels} value`, and every metric has a `# TYPE`.
+fn parse_metrics(text: &str) -> Metrics {
+    let mut types: BTreeMap<String, String> = BTreeMap::new();
+    let mut out: Metrics = BTreeMap::new();
+    for line in text.lines() {
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, ty) = rest.split_once(' ').expect("# TYPE name type");
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&ty),
+                "{line}"
+            );
+            assert!(
+                types.insert(name.to_string(), ty.to_string()).is_none(),
+                "two # TYPE for {name}"
+            );
+            continue;
+        }
+        if line.starts_with('#') {
+            assert!(line.starts_with("# HELP "), "unknown comment {line:?}");
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line:?}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("value in {line:?}"));
+        let (name, labels) = match series.split_once('{') {
+            None => (series, BTreeMap::new()),
+            Some((name, rest)) => {
+                let inner = rest.strip_suffix('}').unwrap_or_else(|| panic!("{line:?}"));
+                let mut labels = BTreeMap::new();
+                for pair in inner.split(',').filter(|p| !p.is_empty()) {
+                    let (k, v) = pair.split_once('=').unwrap_or_else(|| panic!("{line:?}"));
+                    let v = v
+                        .strip_prefix('"')
+                        .and_then(|v| v.strip_suffix('"'))
+                        .unwrap_or_else(|| panic!("unquoted label in {line:?}"));
+                    labels.insert(k.to_string(), v.to_string());
+                }
+                (name, labels)
+            }
+        };
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "{name}"
+        );
+        assert!(types.contains_key(name), "{name} has no # TYPE before it");
+        out.entry(name.to_string())
+            .or_default()
+            .push((labels, value));
+    }
+    out
+}
+
+fn metric(m: &Metrics, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let series = m.get(name).unwrap_or_else(|| panic!("no {name}"));
+    series
+        .iter()
+        .find(|(l, _)| {
+            labels
+                .iter()
+                .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+        })
+        .unwrap_or_else(|| panic!("no {name}{labels:?}"))
+        .1
+}
+
+#[test]
+fn metrics_parse_and_name_the_spec_series() {
+    let (sim, env, _d) = active_daemon(|_| {});
+    env.wait_status("the first update check", |s| {
+        s["update"]["state"] == "available"
+    });
+    sim.push_answers(Endpoint::Validate, vec![ScriptedAnswer::status(502)]);
+    assert_eq!(env.post("/v1/check", None).status, 200);
+    let r = env.get("/metrics");
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").unwrap().starts_with("text/plain"));
+    let m = parse_metrics(&r.text());
+    assert_eq!(metric(&m, "wispanel_license_licensed", &[]), 1.0);
+    assert_eq!(
+        metric(&m, "wispanel_license_state", &[("state", "grace")]),
+        1.0
+    );
+    let states = &m["wispanel_license_state"];
+    assert_eq!(states.iter().map(|(_, v)| *v).sum::<f64>(), 1.0);
+    let states: BTreeSet<_> = states.iter().map(|(l, _)| l["state"].clone()).collect();
+    for s in [
+        "unconfigured",
+        "unknown",
+        "active",
+        "grace",
+        "lapsed",
+        "invalid_key",
+        "expired",
+        "suspended",
+        "revoked",
+        "hardware_mismatch",
+        "max_activations",
+        "version_too_low",
+    ] {
+        assert!(states.contains(s), "no state {s}");
+    }
+    let now = Timestamp::now().unix_secs() as f64;
+    assert!(metric(&m, "wispanel_license_expires_timestamp_seconds", &[]) > now);
+    let last = metric(&m, "wispanel_license_last_success_timestamp_seconds", &[]);
+    assert!((now - 60.0..=now + 1.0).contains(&last));
+    assert_eq!(
+        metric(
+            &m,
+            "wispanel_license_portal_requests_total",
+            &[("endpoint", "activate"), ("outcome", "valid")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "wispanel_license_portal_requests_total",
+            &[("endpoint", "validate"), ("outcome", "http")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "wispanel_license_portal_requests_total",
+            &[("endpoint", "check_update"), ("outcome", "valid")]
+        ),
+        1.0
+    );
+    let pairs: BTreeSet<(String, String)> = m["wispanel_license_portal_requests_total"]
+        .iter()
+        .map(|(l, _)| (l["endpoint"].clone(), l["outcome"].clone()))
+        .collect();
+    for e in [
+        "activate",
+        "validate",
+        "deactivate",
+        "check_update",
+        "token",
+    ] {
+        for o in [
+            "valid",
+            "refused",
+            "rate_limited",
+            "timeout",
+            "connect",
+            "tls",
+            "http",
+            "malformed",
+        ] {
+            assert!(
+                pairs.contains(&(e.to_string(), o.to_string())),
+                "no {e}/{o}"
+            );
+        }
+    }
+    assert_eq!(metric(&m, "wispanel_license_update_available", &[]), 1.0);
+}
+
+/// 500 idle connections, garbage, a 10 MiB body, an events client that never
+/// reads: afterwards /v1/status still answers within 1 s.
+#[test]
+fn socket_abuse_leaves_the_daemon_answering() {
+    let (sim, env, d) = active_daemon(|_| {});
+    // An events client that never reads, while the state changes a lot.
+    let mut lazy = UnixStream::connect(&env.socket).unwrap();
+    lazy.write_all(b"GET /v1/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let idle: Vec<UnixStream> = (0..500)
+        .map(|_| UnixStream::connect(&env.socket).unwrap())
+        .collect();
+    for junk in [
+        &b"\x00\xff\xfe garbage \r\n\r\n"[..],
+        b"GET /v1/status HTTP/9.9\r\n\r\n",
+        b"GET /v1/status HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+        &[b'A'; 100_000][..],
+    ] {
+        let mut s = UnixStream::connect(&env.socket).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = s.write_all(junk);
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        if !out.is_empty() {
+            let text = String::from_utf8_lossy(&out);
+            assert!(text.starts_with("HTTP/1.1 4"), "{text}");
+        }
+    }
+    // 10 MiB body, announced and sent.
+    {
+        let mut s = UnixStream::connect(&env.socket).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+        let n = 10 * 1024 * 1024;
+        let head = format!(
+            "POST /v1/activate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {n}\r\n\r\n"
+        );
+        let _ = s.write_all(head.as_bytes());
+        let _ = s.write_all(&vec![b'x'; n]);
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let r = parse_response(&out).expect("an answer to the 10 MiB body");
+        r.assert_envelope(413, "VALIDATION_ERROR");
+    }
+    // 10 MiB chunked (no Content-Length).
+    {
+        let mut s = UnixStream::connect(&env.socket).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = s.write_all(
+            b"POST /v1/activate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+        );
+        let chunk = format!("{:x}\r\n{}\r\n", 1 << 20, "y".repeat(1 << 20));
+        for _ in 0..10 {
+            if s.write_all(chunk.as_bytes()).is_err() {
+                break;
+            }
+        }
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let r = parse_response(&out).expect("an answer to the chunked 10 MiB body");
+        r.assert_envelope(413, "VALIDATION_ERROR");
+    }
+    // State changes for the lazy events client.
+    for b in [LicenseBehaviour::Suspended, LicenseBehaviour::Valid] {
+        sim.set_license(keys::GOOD, b);
+        let _ = env.post("/v1/check", None);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let start = Instant::now();
+    let r = env.get("/v1/status");
+    let took = start.elapsed();
+    assert_eq!(r.status, 200);
+    assert!(took < Duration::from_secs(1), "/v1/status took {took:?}");
+    let h = env.get("/v1/health");
+    assert_eq!(h.status, 200);
+    drop(idle);
+    drop(lazy);
+    assert!(d.log().lines().count() < 10_000);
+}
+
+/// A stale socket is replaced; a live daemon's socket is refused; a regular
+/// file at socket_path is never deleted.
+#[test]
+fn socket_file_life_cycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::https(dir.path());
+    let env = Env::in_dir(dir, Conf::for_sim(&sim, Some(keys::GOOD)));
+
+    // Stale: a socket file nobody listens on.
+    std::fs::create_dir_all(env.socket.parent().unwrap()).unwrap();
+    drop(std::os::unix::net::UnixListener::bind(&env.socket).unwrap());
+    assert!(env.socket.exists());
+    let d = env.start();
+    env.wait_state("active");
+    assert!(d.log().contains("stale"), "{}", d.log());
+
+    // Live: a second daemon must not take it.
+    let mut second = Daemon::spawn_config(&env.config, env.path(), &[]);
+    let status = second
+        .wait_exit(WAIT)
+        .unwrap_or_else(|| panic!("the second daemon kept running: {}", second.log()));
+    assert_ne!(status.code(), Some(0));
+    assert!(
+        second.log().contains("already listening"),
+        "{}",
+        second.log()
+    );
+    assert_eq!(
+        env.status()["license"]["state"],
+        "active",
+        "the first one still answers"
+    );
+    drop(d);
+
+    // A regular file: refused, left alone.
+    let _ = std::fs::remove_file(&env.socket);
+    std::fs::write(&env.socket, b"precious").unwrap();
+    let mut third = Daemon::spawn_config(&env.config, env.path(), &[]);
+    let status = third
+        .wait_exit(WAIT)
+        .unwrap_or_else(|| panic!("the daemon started over a regular file: {}", third.log()));
+    assert_ne!(status.code(), Some(0));
+    assert!(third.log().contains("not a socket"), "{}", third.log());
+    assert_eq!(std::fs::read(&env.socket).unwrap(), b"precious");
+}
