@@ -212,7 +212,6 @@ fn too_many() -> ScriptedAnswer {
 }
 
 #[test]
-#[ignore = "bug in src/core/machine.rs: a back-off gate (429 without a usable Retry-After) is not clamped to at least 1 s"]
 fn retry_after_missing_uses_backoff() {
     // retry_initial = 1s: the wait is clamped to at least 1 s.
     run(Case::new(too_many(), "rate_limited", Some(429)).gate(1000, 4000));
@@ -229,7 +228,6 @@ fn retry_after_zero_is_clamped_to_one_second() {
 }
 
 #[test]
-#[ignore = "bug in src/core/machine.rs: a back-off gate (429 without a usable Retry-After) is not clamped to at least 1 s"]
 fn retry_after_garbage_uses_backoff() {
     run(Case::new(
         too_many().with_header("Retry-After", "soon"),
@@ -324,7 +322,6 @@ fn stall_mid_body_times_out() {
 
 /// A close before the status line is `connect`, also after a TLS handshake.
 #[test]
-#[ignore = "bug in src/portal.rs: rustls' unexpected EOF (no close_notify) is classified tls, SPEC says connect"]
 fn dropped_connection() {
     run(Case::new(
         ScriptedAnswer::drop_connection(),

@@ -7,7 +7,7 @@
 //! `grace` turns into `lapsed` at the exact instant without a write.
 
 use super::classify::{Classified, LicenseDetails, Outcome, UpdateAnswer};
-use super::gate::GateClose;
+use super::gate::{self, GateClose};
 use super::schedule::{self, Jitter};
 use super::{Endpoint, ErrorKind, LicenseState, PortalError, Reason, UpdateState};
 use crate::config::Schedule;
@@ -274,7 +274,10 @@ impl Core {
         if let Some(g) = c.gate {
             let until = match g {
                 GateClose::Until(t) => t,
-                GateClose::Backoff => now.add(schedule::backoff_delay(s, self.failure_step(), j)),
+                GateClose::Backoff => {
+                    let wait = schedule::backoff_delay(s, self.failure_step(), j);
+                    gate::clamp_until(now, wait.as_millis() as i128)
+                }
             };
             let until = self
                 .gate_closed_until(now)
