@@ -509,6 +509,30 @@ fn hardware_id_change_checks_at_once() {
     assert_eq!(act, want);
 }
 
+/// Without a reload: the status shows the id computed now, and a change is
+/// checked at once.
+#[test]
+fn hardware_id_change_is_seen_by_the_status_without_a_reload() {
+    let (sim, env, _d) = active_daemon(|_| {});
+    env.wait_status("the first update check", |s| {
+        s["update"]["state"] == "available"
+    });
+    std::fs::write(&env.hwid_file, format!("{HWID2}\n")).unwrap();
+    let t = Timestamp::now();
+    let s = env.wait_status("the new id in the status", |s| s["hardware_id"] == HWID2);
+    assert_eq!(s["hardware_id"], HWID2);
+    poll_until(Duration::from_secs(5), "a request for the new id", || {
+        sim.since(t).into_iter().find(|r| {
+            r.endpoint == Endpoint::Activate
+                && r.body.as_ref().is_some_and(|b| b["hardware_id"] == HWID2)
+        })
+    });
+    let s = env.wait_status("active on the new id", |s| {
+        s["hardware_changed"] == false && s["license"]["state"] == "active"
+    });
+    assert_eq!(s["hardware_id"], HWID2);
+}
+
 /// A corrupt state.json is moved aside and the daemon starts afresh.
 #[test]
 fn corrupt_state_is_moved_aside() {

@@ -38,6 +38,9 @@ use tracing::{error, info, warn};
 /// A manual check within this time of the last one gets its result.
 pub const MANUAL_REUSE: Duration = Duration::from_secs(10);
 
+/// How old a hardware_id may be before a status request has it recomputed.
+pub const HWID_FRESHNESS: Duration = Duration::from_secs(2);
+
 /// SIGTERM to exit: the in-flight request is abandoned, the state is saved.
 pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(4);
 
@@ -61,6 +64,15 @@ pub enum ActionError {
     Unreachable(String),
     /// The hardware_id cannot be computed (500 `INTERNAL_ERROR`).
     NoHardwareId(String),
+}
+
+/// Who asked for a portal request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Why {
+    /// A loop, because the core said it is due.
+    Scheduled,
+    /// A client of the socket.
+    Manual,
 }
 
 /// Mutable runtime state; guarded by [`Daemon::state`].
@@ -137,6 +149,8 @@ pub struct Daemon {
     portal_lock: tokio::sync::Mutex<()>,
     manual_licence: tokio::sync::Mutex<Manual>,
     manual_update: tokio::sync::Mutex<Manual>,
+    /// When the hardware_id was last computed.
+    hwid_checked: Mutex<Option<std::time::Instant>>,
     /// Wakes the licence loop (inputs changed, manual action).
     wake_licence: Notify,
     /// Wakes the update loop.
@@ -273,7 +287,11 @@ impl Daemon {
     }
 
     /// Recomputes the hardware_id and applies it (and the key) to the core.
-    fn refresh_inputs(&self) {
+    /// Returns whether the hardware_id changed.
+    fn refresh_inputs(&self) -> bool {
+        if let Ok(mut t) = self.hwid_checked.lock() {
+            *t = Some(std::time::Instant::now());
+        }
         let config = self.config();
         let hw = hwid::compute_from_env(&config.hardware).map(|r| r.id);
         let mut st = lock(&self.state);
@@ -288,14 +306,44 @@ impl Daemon {
             }
             _ => {}
         }
-        st.hwid = hw.map_err(|e| e.to_string());
+        let hw = hw.map_err(|e| e.to_string());
+        let changed = st.hwid != hw;
+        st.hwid = hw;
         let inputs = st.inputs();
         st.core.apply_inputs(&inputs);
+        changed
+    }
+
+    /// Keeps the hardware_id in the status fresh without making a status
+    /// request wait on the disk: when the last computation is older than
+    /// [`HWID_FRESHNESS`], it is redone in the background, and a change is
+    /// published and checked at once.
+    pub fn refresh_hardware_soon(self: &Arc<Self>) {
+        let stale = self
+            .hwid_checked
+            .lock()
+            .map(|t| t.is_none_or(|t| t.elapsed() >= HWID_FRESHNESS))
+            .unwrap_or(false);
+        if !stale {
+            return;
+        }
+        if let Ok(mut t) = self.hwid_checked.lock() {
+            *t = Some(std::time::Instant::now());
+        }
+        let d = self.clone();
+        tokio::task::spawn_blocking(move || {
+            if d.refresh_inputs() {
+                d.publish();
+                d.wake_licence.notify_one();
+            }
+        });
     }
 
     /// Makes one licence request (activate or validate, as the core says).
-    /// Returns whether a request was made.
-    async fn licence_request(&self) -> bool {
+    /// A `Scheduled` request is made only if it is still due once the portal
+    /// lock is held (a manual check may have just made it). Returns whether a
+    /// request was made.
+    async fn licence_request(&self, why: Why) -> bool {
         let _portal = self.portal_lock.lock().await;
         self.refresh_inputs();
         let config = self.config();
@@ -313,6 +361,9 @@ impl Daemon {
             let Some(due) = st.core.due(&inputs, now) else {
                 return false;
             };
+            if why == Why::Scheduled && due.at > now {
+                return false;
+            }
             let facts = RequestFacts {
                 key,
                 hardware_id: hw,
@@ -373,8 +424,9 @@ impl Daemon {
         Some(c)
     }
 
-    /// Checks for an update now (the update loop and manual checks).
-    async fn update_request(&self) -> bool {
+    /// Checks for an update now (the update loop and manual checks); a
+    /// `Scheduled` check only if it is still due once the portal lock is held.
+    async fn update_request(&self, why: Why) -> bool {
         let _portal = self.portal_lock.lock().await;
         let config = self.config();
         let version = self.product_version(&config);
@@ -385,6 +437,9 @@ impl Daemon {
                 return false;
             };
             if st.core.gate_closed_until(now).is_some() {
+                return false;
+            }
+            if why == Why::Scheduled && st.core.update_due(now).is_none_or(|t| t > now) {
                 return false;
             }
             request_body(
@@ -437,7 +492,7 @@ impl Daemon {
             return Err(self.gate_refusal(until));
         }
         lock(&self.state).core.check_now();
-        let made = self.licence_request().await;
+        let made = self.licence_request(Why::Manual).await;
         if made {
             m.licence = Some(tokio::time::Instant::now());
         }
@@ -462,7 +517,7 @@ impl Daemon {
         if let Some(until) = self.gate() {
             return Err(self.gate_refusal(until));
         }
-        if self.update_request().await {
+        if self.update_request(Why::Manual).await {
             m.update = Some(tokio::time::Instant::now());
         }
         // As for manual_check: let the update loop see its new schedule.
@@ -748,6 +803,7 @@ pub async fn run(config: Config, control: Control) -> Result<(), StartError> {
         portal_lock: tokio::sync::Mutex::new(()),
         manual_licence: tokio::sync::Mutex::new(Manual::default()),
         manual_update: tokio::sync::Mutex::new(Manual::default()),
+        hwid_checked: Mutex::new(None),
         wake_licence: Notify::new(),
         wake_update: Notify::new(),
         counters: Counters::default(),

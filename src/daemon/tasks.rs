@@ -66,7 +66,7 @@ pub async fn licence_loop(d: Arc<Daemon>) {
             if let Some(due) = due
                 && due.at <= now
             {
-                if !d.licence_request().await {
+                if !d.licence_request(super::Why::Scheduled).await {
                     // Nothing was sent (gate, no key): wait for a wake or the next due time.
                     tokio::select! {
                         _ = d.wake_licence.notified() => {}
@@ -84,7 +84,9 @@ pub async fn licence_loop(d: Arc<Daemon>) {
             }
             tokio::select! {
                 _ = tokio::time::sleep_until(instant_for(wake, now)) => {
-                    // A lapse or an opened gate changes the status by itself.
+                    // A lapse or an opened gate changes the status by itself;
+                    // the hardware may have changed while nobody asked.
+                    d.refresh_inputs();
                     d.publish();
                 }
                 _ = d.wake_licence.notified() => {}
@@ -107,7 +109,7 @@ pub async fn update_loop(d: Arc<Daemon>) {
                 && at <= now
                 && d.has_key()
             {
-                if !d.update_request().await {
+                if !d.update_request(super::Why::Scheduled).await {
                     tokio::select! {
                         _ = d.wake_update.notified() => {}
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}

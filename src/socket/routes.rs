@@ -103,6 +103,7 @@ async fn method_not_allowed(req: Request) -> Response {
 }
 
 async fn status(State(app): State<App>) -> Response {
+    app.daemon.refresh_hardware_soon();
     json_doc(&app.daemon.snapshot())
 }
 
