@@ -22,9 +22,13 @@ fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display
     );
 }
 
+/// A gauge whose value may be unknown: written as `NaN` then, so that every
+/// series SPEC names is always present (a comparison with NaN never fires an
+/// alert, where 0 would look like "expired in 1970").
 fn opt_gauge(out: &mut String, name: &str, help: &str, value: Option<i64>) {
-    if let Some(v) = value {
-        gauge(out, name, help, v);
+    match value {
+        Some(v) => gauge(out, name, help, v),
+        None => gauge(out, name, help, "NaN"),
     }
 }
 
