@@ -136,39 +136,41 @@ pub async fn state_writer(
     d: Arc<Daemon>,
     mut rx: watch::Receiver<Arc<crate::core::machine::Core>>,
 ) {
+    use backon::{ExponentialBuilder, Retryable};
     async {
-        let mut retry = Duration::from_secs(1);
-        let mut failing = false;
         loop {
-            let core = rx.borrow_and_update().clone();
-            let store = d.store.clone();
-            let result =
-                tokio::task::spawn_blocking(move || store.save(&core, Timestamp::now())).await;
-            match result {
-                Ok(Ok(())) => {
-                    if failing {
-                        info!("the state is saved again");
-                    }
-                    failing = false;
-                    retry = Duration::from_secs(1);
-                    tokio::select! {
-                        r = rx.changed() => if r.is_err() { break },
-                        _ = d.shutdown.cancelled() => break,
-                    }
+            rx.mark_unchanged();
+            // Each attempt saves the newest core; failures back off 1 s → 60 s
+            // with jitter, for as long as it takes.
+            let save = || async {
+                let core = rx.borrow().clone();
+                let store = d.store.clone();
+                match tokio::task::spawn_blocking(move || store.save(&core, Timestamp::now())).await
+                {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(e) => Err(format!("the save task failed: {e}")),
                 }
-                Ok(Err(e)) => {
-                    error!(error = %e, retry_in_s = retry.as_secs(), "CANNOT SAVE THE STATE; serving it from memory and retrying");
-                    failing = true;
-                    tokio::select! {
-                        _ = tokio::time::sleep(retry) => {}
-                        _ = d.shutdown.cancelled() => break,
-                    }
-                    retry = (retry * 2).min(Duration::from_secs(60));
-                }
-                Err(e) => {
-                    error!(error = %e, "the state writer failed");
-                    break;
-                }
+            };
+            let mut failed = false;
+            let policy = ExponentialBuilder::default()
+                .with_min_delay(Duration::from_secs(1))
+                .with_max_delay(Duration::from_secs(60))
+                .with_jitter()
+                .without_max_times();
+            let saved = save
+                .retry(policy)
+                .sleep(tokio::time::sleep)
+                .notify(|e: &String, wait: Duration| {
+                    failed = true;
+                    error!(error = %e, retry_in_s = wait.as_secs(), "CANNOT SAVE THE STATE; serving it from memory and retrying");
+                });
+            tokio::select! {
+                r = saved => if r.is_ok() && failed { info!("the state is saved again") },
+                _ = d.shutdown.cancelled() => break,
+            }
+            tokio::select! {
+                r = rx.changed() => if r.is_err() { break },
+                _ = d.shutdown.cancelled() => break,
             }
         }
     }
