@@ -218,19 +218,3 @@ fn the_config_variable_is_honoured() {
         .unwrap();
     assert_eq!(stdout(&out), format!("{ID_MID}\n"), "{out:?}");
 }
-
-#[test]
-fn other_commands_are_placeholders_for_now() {
-    let h = Host::new(Some(MID));
-    for args in [
-        &["status"][..],
-        &["check"],
-        &["activate", "-"],
-        &["deactivate"],
-        &["update", "check"],
-        &["doctor"],
-    ] {
-        let out = h.run(args);
-        assert_eq!(out.status.code(), Some(3), "{args:?}: {out:?}");
-    }
-}
