@@ -364,15 +364,8 @@ impl Daemon {
             if why == Why::Scheduled && due.at > now {
                 return false;
             }
-            let facts = RequestFacts {
-                key,
-                hardware_id: hw,
-                hostname: &self.host.hostname,
-                product_version: &version,
-                channel: &config.channel,
-                version: None,
-            };
-            (due.endpoint, request_body(due.endpoint, &facts), inputs)
+            let body = self.body(due.endpoint, key, hw, &version, &config);
+            (due.endpoint, body, inputs)
         };
         let Some(c) = self.call(endpoint, &body).await else {
             return false;
@@ -394,6 +387,28 @@ impl Daemon {
         self.publish();
         self.wake_update.notify_one();
         true
+    }
+
+    /// The body of a request to `endpoint` from this host.
+    fn body(
+        &self,
+        endpoint: Endpoint,
+        key: &LicenseKey,
+        hardware_id: &str,
+        version: &str,
+        config: &Config,
+    ) -> serde_json::Value {
+        request_body(
+            endpoint,
+            &RequestFacts {
+                key,
+                hardware_id,
+                hostname: &self.host.hostname,
+                product_version: version,
+                channel: &config.channel,
+                version: None,
+            },
+        )
     }
 
     /// Sends one request unless shutdown comes first; logs and counts it.
@@ -442,17 +457,7 @@ impl Daemon {
             if why == Why::Scheduled && st.core.update_due(now).is_none_or(|t| t > now) {
                 return false;
             }
-            request_body(
-                Endpoint::CheckUpdate,
-                &RequestFacts {
-                    key,
-                    hardware_id: hw,
-                    hostname: &self.host.hostname,
-                    product_version: &version,
-                    channel: &config.channel,
-                    version: None,
-                },
-            )
+            self.body(Endpoint::CheckUpdate, key, hw, &version, &config)
         };
         let Some(c) = self.call(Endpoint::CheckUpdate, &body).await else {
             return false;
@@ -539,17 +544,7 @@ impl Daemon {
             .hwid
             .clone()
             .map_err(ActionError::NoHardwareId)?;
-        let body = request_body(
-            Endpoint::Activate,
-            &RequestFacts {
-                key: &key,
-                hardware_id: &hw,
-                hostname: &self.host.hostname,
-                product_version: &version,
-                channel: &config.channel,
-                version: None,
-            },
-        );
+        let body = self.body(Endpoint::Activate, &key, &hw, &version, &config);
         let c = self
             .call(Endpoint::Activate, &body)
             .await
@@ -611,17 +606,7 @@ impl Daemon {
             (key, st.hwid.clone().map_err(ActionError::NoHardwareId)?)
         };
         let version = self.product_version(&config);
-        let body = request_body(
-            Endpoint::Deactivate,
-            &RequestFacts {
-                key: &key,
-                hardware_id: &hw,
-                hostname: &self.host.hostname,
-                product_version: &version,
-                channel: &config.channel,
-                version: None,
-            },
-        );
+        let body = self.body(Endpoint::Deactivate, &key, &hw, &version, &config);
         let c = self
             .call(Endpoint::Deactivate, &body)
             .await
