@@ -27,6 +27,9 @@ pub const MAX_CONNECTIONS: usize = 768;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Request bodies larger than this get 413.
 pub const MAX_BODY: usize = 64 * 1024;
+/// A client that takes none of an answer for this long is dropped (an event
+/// stream reader that stopped reading, say), so it never holds a slot forever.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A whole request body must arrive within this time.
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -68,7 +71,9 @@ pub async fn serve(listener: UnixListener, daemon: Arc<Daemon>, shutdown: Cancel
                     .timer(TokioTimer::new())
                     .header_read_timeout(HEADER_READ_TIMEOUT)
                     .max_buf_size(MAX_BODY.max(8192) * 2);
-                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+                stream.set_write_timeout(Some(WRITE_TIMEOUT));
+                let conn = builder.serve_connection(TokioIo::new(Box::pin(stream)), service);
                 tokio::pin!(conn);
                 tokio::select! {
                     r = conn.as_mut() => {
