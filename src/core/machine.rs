@@ -366,13 +366,8 @@ impl Core {
                     LicenseState::Grace => self.grace_until(s),
                     _ => None,
                 };
-                self.plan.next_validate_at = Some(schedule::next_licence_retry(
-                    now,
-                    self.failure_step(),
-                    grace,
-                    s,
-                    j,
-                ));
+                let next = schedule::next_licence_retry(now, self.failure_step(), grace, s, j);
+                self.plan.next_validate_at = Some(self.spread_after_gate(next, s, now, j));
             }
             // Not a licence endpoint's answer: count it, change nothing else.
             Outcome::Deactivated
@@ -471,8 +466,23 @@ impl Core {
         self.plan.next_update_check_at = Some(if c.outcome.is_answer() {
             schedule::next_regular(now, s.update_check_interval, s, j)
         } else {
-            now.add(schedule::backoff_delay(s, self.failure_step(), j))
+            let next = schedule::next_update_retry(now, self.failure_step(), s, j);
+            self.spread_after_gate(next, s, now, j)
         });
+    }
+
+    /// A retry due while the gate is closed moves to a spread moment after it.
+    fn spread_after_gate(
+        &self,
+        next: Timestamp,
+        s: &Schedule,
+        now: Timestamp,
+        j: &mut dyn Jitter,
+    ) -> Timestamp {
+        match self.gate_closed_until(now) {
+            Some(g) => schedule::after_gate(next, g, now, s, j),
+            None => next,
+        }
     }
 
     /// Applies the answer to a `download/token` request (bookkeeping and the
