@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod core;
 pub mod daemon;
+pub mod fleet;
 pub mod host;
 pub mod hwid;
 pub mod key;
