@@ -11,6 +11,7 @@ pub mod config;
 pub mod core;
 pub mod daemon;
 pub mod fleet;
+pub mod fuzzing;
 pub mod host;
 pub mod hwid;
 pub mod key;
