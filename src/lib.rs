@@ -5,11 +5,14 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod core;
 pub mod daemon;
 pub mod doctor;
+pub mod fleet;
+pub mod fuzzing;
 pub mod host;
 pub mod hwid;
 pub mod key;
