@@ -13,12 +13,12 @@ pub use bind::{SocketError, bind};
 
 use crate::daemon::Daemon;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 use tracing::{Instrument, debug, info_span, warn};
 
 /// Concurrent connections served; past this, new ones are closed at once.
@@ -64,8 +64,21 @@ pub async fn serve(listener: UnixListener, daemon: Arc<Daemon>, shutdown: Cancel
             let uid = PeerUid(stream.peer_cred().ok().map(|c| c.uid()));
             let app = routes::router(daemon.clone(), uid);
             let shutdown = shutdown.clone();
+            let d = daemon.clone();
             conns.spawn(async move {
-                let service = TowerToHyperService::new(app);
+                // `GET /v1/status` is what the panel and monitoring poll: it is
+                // answered straight from the snapshot; everything else goes
+                // through the router.
+                let service = hyper::service::service_fn(move |req| {
+                    let fast = routes::fast_status(&d, &req);
+                    let app = app.clone();
+                    async move {
+                        match fast {
+                            Some(r) => Ok::<_, std::convert::Infallible>(r),
+                            None => app.oneshot(req.map(axum::body::Body::new)).await,
+                        }
+                    }
+                });
                 let mut builder = hyper::server::conn::http1::Builder::new();
                 builder
                     .timer(TokioTimer::new())
