@@ -204,10 +204,7 @@ impl Core {
             key_fingerprint: fp.clone(),
             hardware_id: inputs.hardware_id.clone(),
         };
-        if self.licence.seen.as_ref() == Some(&now) {
-            return;
-        }
-        let before = self.licence.seen.replace(now.clone());
+        // A verdict given for another key is forgotten, whenever it came.
         let verdict_key = self
             .licence
             .verdict_binding
@@ -217,7 +214,12 @@ impl Core {
             self.licence.verdict = None;
             self.licence.failing = false;
             self.licence.verdict_binding = None;
+            self.plan.next_validate_at = None;
         }
+        if self.licence.seen.as_ref() == Some(&now) {
+            return;
+        }
+        let before = self.licence.seen.replace(now.clone());
         let changed = match &before {
             Some(b) => *b != now,
             // First sight (a fresh state): compare with the last verdict's inputs.
@@ -319,6 +321,7 @@ impl Core {
             key_fingerprint: fp.clone(),
             hardware_id: inputs.hardware_id.clone(),
         });
+        let stale = self.licence.seen.is_some() && self.licence.seen != binding;
         match &c.outcome {
             Outcome::Valid(details) => {
                 self.licence.verdict = Some(Verdict::Valid {
@@ -375,6 +378,11 @@ impl Core {
             | Outcome::Token(_)
             | Outcome::UpdateRefused { .. } => {}
         }
+        if stale {
+            // The key or hardware_id changed while the request was out: the
+            // answer is for the old inputs, so the new ones are checked at once.
+            self.plan.next_validate_at = None;
+        }
     }
 
     /// Applies the answer to an `activate` with a new key that is not in force
@@ -390,6 +398,11 @@ impl Core {
     ) {
         if matches!(c.outcome, Outcome::Valid(_)) {
             self.licence.deactivated_key = None;
+            // The candidate becomes the inputs in force with this answer.
+            self.licence.seen = candidate.key_fingerprint.as_ref().map(|fp| Binding {
+                key_fingerprint: fp.clone(),
+                hardware_id: candidate.hardware_id.clone(),
+            });
             self.record_licence(Endpoint::Activate, c, candidate, s, now, j);
         } else {
             self.note_exchange(c, s, now, j);
@@ -903,6 +916,37 @@ mod tests {
     }
 
     #[test]
+    fn inputs_that_change_while_a_request_is_out_are_checked_at_once() {
+        let s = sched();
+        let a = inputs();
+        let mut b = a.clone();
+        b.hardware_id = "b".repeat(64);
+        let mut c = Core::default();
+        c.apply_inputs(&a);
+        c.record_licence(Endpoint::Activate, &valid(T0), &a, &s, T0, &mut j());
+        // A request for `a` is out when the hardware changes to `b` ...
+        c.apply_inputs(&b);
+        // ... and its answer comes back afterwards.
+        c.record_licence(Endpoint::Validate, &valid(T0), &a, &s, T0, &mut j());
+        c.apply_inputs(&b);
+        assert_eq!(
+            c.due(&b, T0),
+            Some(Due {
+                endpoint: Endpoint::Activate,
+                at: T0
+            })
+        );
+        // The same for a key: the old key's verdict is not shown for the new one.
+        let mut k2 = a.clone();
+        k2.key_fingerprint = Some("k2".into());
+        c.apply_inputs(&k2);
+        c.record_licence(Endpoint::Validate, &valid(T0), &a, &s, T0, &mut j());
+        c.apply_inputs(&k2);
+        assert_eq!(c.license_state(&k2, &s, T0), LicenseState::Unknown);
+        assert_eq!(c.due(&k2, T0).unwrap().at, T0);
+    }
+
+    #[test]
     fn deactivation_releases_everything() {
         let s = sched();
         let i = inputs();
@@ -958,8 +1002,15 @@ mod tests {
         c.record_candidate_activation(&no, &cand, &s, T0, &mut j());
         assert_eq!(c.license_state(&i, &s, T0), LicenseState::Active);
         c.record_candidate_activation(&valid(T0), &cand, &s, T0, &mut j());
+        c.apply_inputs(&cand);
         assert_eq!(c.license_state(&cand, &s, T0), LicenseState::Active);
-        assert_eq!(c.due(&cand, T0).unwrap().endpoint, Endpoint::Validate);
+        let due = c.due(&cand, T0).unwrap();
+        assert_eq!(due.endpoint, Endpoint::Validate);
+        assert_eq!(
+            due.at,
+            T0.add(s.validate_interval),
+            "no second request after activating"
+        );
     }
 
     #[test]
