@@ -44,38 +44,59 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    /// The endpoint a method and path (without query) address.
+    /// The endpoint a method and path (without query) address. The portal
+    /// paths are the client's own (`core::Endpoint::path`).
     pub fn route(method: &str, path: &str) -> Endpoint {
-        match (method, path) {
-            ("POST", "/api/v1/license/activate") => Endpoint::Activate,
-            ("POST", "/api/v1/license/validate") => Endpoint::Validate,
-            ("POST", "/api/v1/license/deactivate") => Endpoint::Deactivate,
-            ("POST", "/api/v1/download/check-update") => Endpoint::CheckUpdate,
-            ("POST", "/api/v1/download/token") => Endpoint::Token,
-            ("GET", p) if p.starts_with("/releases/") => Endpoint::Release,
-            _ => Endpoint::Unknown,
+        if method == "GET" && path.starts_with("/releases/") {
+            return Endpoint::Release;
+        }
+        crate::core::Endpoint::ALL
+            .into_iter()
+            .find(|e| method == "POST" && e.path() == path)
+            .map_or(Endpoint::Unknown, Endpoint::from)
+    }
+
+    /// The name used in scenario files, logs and `/_sim/requests` (the
+    /// client's metric label for the portal endpoints).
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::Release => "release",
+            Endpoint::Unknown => "unknown",
+            portal => portal
+                .portal()
+                .map_or("unknown", crate::core::Endpoint::as_str),
         }
     }
 
-    /// The name used in scenario files, logs and `/_sim/requests`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Endpoint::Activate => "activate",
-            Endpoint::Validate => "validate",
-            Endpoint::Deactivate => "deactivate",
-            Endpoint::CheckUpdate => "check_update",
-            Endpoint::Token => "token",
-            Endpoint::Release => "release",
-            Endpoint::Unknown => "unknown",
-        }
+    /// The client's endpoint, for the five portal endpoints.
+    pub fn portal(self) -> Option<crate::core::Endpoint> {
+        use crate::core::Endpoint as C;
+        Some(match self {
+            Endpoint::Activate => C::Activate,
+            Endpoint::Validate => C::Validate,
+            Endpoint::Deactivate => C::Deactivate,
+            Endpoint::CheckUpdate => C::CheckUpdate,
+            Endpoint::Token => C::Token,
+            Endpoint::Release | Endpoint::Unknown => return None,
+        })
     }
 
     /// A licence endpoint (answers carry `valid`).
     pub fn is_license(self) -> bool {
-        matches!(
-            self,
-            Endpoint::Activate | Endpoint::Validate | Endpoint::Deactivate
-        )
+        self.portal().is_some_and(crate::core::Endpoint::is_licence)
+    }
+}
+
+impl From<crate::core::Endpoint> for Endpoint {
+    fn from(e: crate::core::Endpoint) -> Endpoint {
+        use crate::core::Endpoint as C;
+        match e {
+            C::Activate => Endpoint::Activate,
+            C::Validate => Endpoint::Validate,
+            C::Deactivate => Endpoint::Deactivate,
+            C::CheckUpdate => Endpoint::CheckUpdate,
+            C::Token => Endpoint::Token,
+        }
     }
 }
 
