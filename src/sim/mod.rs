@@ -55,7 +55,7 @@ pub use scenario::{
 
 use crate::timestamp::Timestamp;
 use http::{After, ReadError, read_request, wait_for_close, write_reply};
-use portal::{Incoming, Plan, Portal, Reply};
+use portal::{Incoming, Plan, Portal};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -325,11 +325,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, portal: &Shared) {
         let req = match tokio::time::timeout(IDLE_TIMEOUT, read_request(&mut s, &mut buf)).await {
             Err(_) | Ok(Err(ReadError::Gone)) => return,
             Ok(Err(ReadError::Bad(status, msg))) => {
-                tracing::info!(status, "bad request: {msg}");
-                let reply = Reply::json(
-                    status,
-                    serde_json::json!({"success": false, "error": msg, "code": "VALIDATION_ERROR"}),
-                );
+                let reply = lock(portal).malformed(status, msg);
                 let _ = write_reply(&mut s, &reply, true).await;
                 return;
             }

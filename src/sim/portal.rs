@@ -295,6 +295,17 @@ impl Portal {
         plan
     }
 
+    /// The answer to a request that could not be parsed (the connection closes after it).
+    pub(crate) fn malformed(&self, status: u16, msg: &str) -> Reply {
+        tracing::info!(status, "malformed request: {msg}");
+        let mut reply = Reply::json(
+            status,
+            json!({"success": false, "error": msg, "code": "VALIDATION_ERROR"}),
+        );
+        reply.date_skew_secs = self.date_skew_secs;
+        reply
+    }
+
     fn portal_answer(&mut self, req: &Incoming<'_>, now: Timestamp) -> Plan {
         let endpoint = Endpoint::route(req.method, req.path);
         let body: Option<Value> = serde_json::from_slice(req.body).ok();
