@@ -289,15 +289,22 @@ fn closed_gate_answers_429_without_a_request() {
     let until = ts(&s["portal"]["rate_limited_until"]).expect("gate closed");
     let n = sim.count();
     let key = format!("{{\"license_key\": \"{}\"}}", keys::GOOD);
-    for (path, body) in [
-        ("/v1/check", None),
-        ("/v1/update/check", None),
-        ("/v1/activate", Some(key.as_str())),
-        ("/v1/deactivate", None),
+    // The checks get SPEC's 429; activate and deactivate get no verdict,
+    // which SPEC answers 503 PORTAL_UNREACHABLE. All carry Retry-After.
+    for (path, body, status, code) in [
+        ("/v1/check", None, 429, "RATE_LIMITED"),
+        ("/v1/update/check", None, 429, "RATE_LIMITED"),
+        (
+            "/v1/activate",
+            Some(key.as_str()),
+            503,
+            "PORTAL_UNREACHABLE",
+        ),
+        ("/v1/deactivate", None, 503, "PORTAL_UNREACHABLE"),
     ] {
         let r = env.post(path, body);
         assert!(Timestamp::now() < until, "the test was too slow");
-        r.assert_envelope(429, "RATE_LIMITED");
+        r.assert_envelope(status, code);
         let secs: u64 = r
             .header("retry-after")
             .unwrap_or_else(|| panic!("{path}: no Retry-After"))

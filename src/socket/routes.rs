@@ -137,6 +137,33 @@ async fn health(State(app): State<App>) -> Response {
     (code, axum::Json(Health { ok })).into_response()
 }
 
+fn with_retry_after(mut r: Response, until: Timestamp) -> Response {
+    let secs = until.since(Timestamp::now()).as_secs_f64().ceil().max(1.0) as u64;
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
+/// Activation and deactivation: SPEC gives them 503 `PORTAL_UNREACHABLE` for
+/// any answer without a verdict, and a closed gate is one (SPEC's 429 is for
+/// the checks); `Retry-After` still says when to try again.
+fn licence_action_error(e: ActionError) -> Response {
+    match e {
+        ActionError::Gate(until) => with_retry_after(
+            envelope(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "PORTAL_UNREACHABLE",
+                format!(
+                    "the portal asked us to wait; no request was sent; try again after {until}"
+                ),
+            ),
+            until,
+        ),
+        other => action_error(other),
+    }
+}
+
 fn action_error(e: ActionError) -> Response {
     match e {
         ActionError::NoKey => envelope(
@@ -144,18 +171,14 @@ fn action_error(e: ActionError) -> Response {
             "CONFLICT",
             "no licence key is configured; run `wispanel-license activate`",
         ),
-        ActionError::Gate(until) => {
-            let secs = until.since(Timestamp::now()).as_secs_f64().ceil().max(1.0) as u64;
-            let mut r = envelope(
+        ActionError::Gate(until) => with_retry_after(
+            envelope(
                 StatusCode::TOO_MANY_REQUESTS,
                 "RATE_LIMITED",
                 format!("the portal asked us to wait; the next request may go at {until}"),
-            );
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                r.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            r
-        }
+            ),
+            until,
+        ),
         ActionError::Refused(reason) => envelope(
             StatusCode::UNPROCESSABLE_ENTITY,
             &reason.code,
@@ -241,7 +264,7 @@ async fn activate(State(app): State<App>, req: Request) -> Response {
     };
     match app.daemon.activate(key).await {
         Ok(s) => json_doc(&s),
-        Err(e) => action_error(e),
+        Err(e) => licence_action_error(e),
     }
 }
 
@@ -251,7 +274,7 @@ async fn deactivate(State(app): State<App>) -> Response {
     }
     match app.daemon.deactivate().await {
         Ok(s) => json_doc(&s),
-        Err(e) => action_error(e),
+        Err(e) => licence_action_error(e),
     }
 }
 
