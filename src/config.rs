@@ -244,6 +244,8 @@ pub enum ConfigErrorKind {
     Empty,
     #[error("{0:?} holds white space or a control character")]
     BadText(String),
+    #[error("no group named {0:?} (looked up in /etc/group; a number is taken as a gid)")]
+    UnknownGroup(String),
     #[error(
         "neither product_version nor version_file is set; one of them is required (e.g. product_version = \"1.4.2\")"
     )]
@@ -978,7 +980,14 @@ impl Config {
             None => DEFAULT_SOCKET_MODE,
         };
         let socket_group = match &raw.socket_group {
-            Some(v) => Some(word(&ctx, "socket_group", v)?),
+            Some(v) => {
+                let g = word(&ctx, "socket_group", v)?;
+                // Found now, so that `--check-config` and a start say the same.
+                if crate::socket::group_id(&g).is_err() {
+                    return Err(ctx.val("socket_group", v, ConfigErrorKind::UnknownGroup(g)));
+                }
+                Some(g)
+            }
             None => None,
         };
         let proxy = match &raw.proxy {

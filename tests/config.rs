@@ -77,7 +77,7 @@ channel = "beta"
 state_dir = "/srv/state"
 socket_path = "/srv/run/status.sock"
 socket_mode = "0600"
-socket_group = "wispanel"
+socket_group = "root"
 proxy = "socks5://127.0.0.1:1080"
 
 [schedule]
@@ -113,7 +113,7 @@ fn every_key_is_read() {
     assert_eq!(c.state_dir, PathBuf::from("/srv/state"));
     assert_eq!(c.socket_path, PathBuf::from("/srv/run/status.sock"));
     assert_eq!(c.socket_mode, 0o600);
-    assert_eq!(c.socket_group.as_deref(), Some("wispanel"));
+    assert_eq!(c.socket_group.as_deref(), Some("root"));
     assert_eq!(c.proxy.as_deref(), Some("socks5://127.0.0.1:1080"));
     let s = &c.schedule;
     assert_eq!(s.validate_interval, Duration::from_secs(5400));
@@ -525,10 +525,13 @@ fn the_example_config_parses_and_documents_every_key() {
             _ => l,
         })
         .collect::<Vec<_>>()
-        .join("\n");
+        .join("\n")
+        // The group is looked up at load; the package creates `wispanel`,
+        // a bare test machine has only `root`.
+        .replace("socket_group = \"wispanel\"", "socket_group = \"root\"");
     let u = Config::from_toml_str_with(&uncommented, &d.config(&uncommented), None)
         .unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
-    assert_eq!(u.socket_group.as_deref(), Some("wispanel"));
+    assert_eq!(u.socket_group.as_deref(), Some("root"));
     assert_eq!(u.proxy.as_deref(), Some("http://proxy.example:3128"));
     assert_eq!(
         u.hardware.id_file,
@@ -650,4 +653,31 @@ fn check_config_honours_the_environment() {
 fn daemon_usage_error_exits_2() {
     let out = licensed().arg("--no-such-flag").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn an_unknown_socket_group_is_a_configuration_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("license.toml");
+    std::fs::write(
+        &path,
+        "product_version = \"1.0.0\"\nsocket_group = \"no-such-group-wispanel-test\"\n",
+    )
+    .unwrap();
+    let e = wispanel_license::config::Config::load(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("license.toml"), "{e}");
+    assert!(e.contains("socket_group"), "{e}");
+    assert!(e.contains("no group named"), "{e}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wispanel-licensed"))
+        .arg("--config")
+        .arg(&path)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    // A gid is taken as it is.
+    std::fs::write(&path, "product_version = \"1.0.0\"\nsocket_group = \"0\"\n").unwrap();
+    assert!(wispanel_license::config::Config::load(&path).is_ok());
 }

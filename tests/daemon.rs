@@ -768,3 +768,41 @@ fn disk_full_is_logged_and_daemon_keeps_serving() {
     let core = env.saved_core();
     assert!(core.licence.failing, "the newer state reached the disk");
 }
+
+/// A key saved by `activate` is in force until the configuration names
+/// another key; then the configured key replaces it, and it is checked at once.
+#[test]
+fn a_new_configured_key_replaces_the_activated_one() {
+    let (sim, mut env, d) = active_daemon(|_| {});
+    let body = format!("{{\"license_key\": \"{}\"}}", keys::NO_UPDATES);
+    let r = env.post("/v1/activate", Some(&body));
+    if r.status == 403 {
+        eprintln!("skipping: not root, activation is refused as it should be");
+        return;
+    }
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(env.status()["license"]["key"], "WISP-****0005");
+    assert!(env.state_dir.join("license.key").exists());
+    // A reload with the same configuration keeps the activated key.
+    d.sighup();
+    d.wait_log("configuration reloaded");
+    assert_eq!(env.status()["license"]["key"], "WISP-****0005");
+    // The configuration now names another key.
+    env.conf.key = Some(keys::SUSPENDED.to_string());
+    env.write_config();
+    let t = Timestamp::now();
+    d.sighup();
+    let s = env.wait_state("suspended");
+    assert_eq!(s["license"]["key"], "WISP-****0002");
+    assert!(
+        !env.state_dir.join("license.key").exists(),
+        "the saved key is removed"
+    );
+    assert!(
+        sim.since(t)
+            .iter()
+            .any(|r| r.key_last4.as_deref() == Some("0002")),
+        "the new key was checked at once"
+    );
+    d.wait_log("replaces the key saved by `activate`");
+}

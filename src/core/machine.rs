@@ -14,11 +14,6 @@ use crate::config::Schedule;
 use crate::timestamp::Timestamp;
 use serde::{Deserialize, Serialize};
 
-/// A clock skew this large (in seconds) is corrected for when the portal's
-/// `valid_until` is turned into a local grace deadline, so that a host whose
-/// clock runs days ahead is not locked out by its own clock.
-pub const SKEW_CORRECTION_THRESHOLD_SECS: i64 = 60;
-
 /// The portal's last decision about the licence.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -69,6 +64,13 @@ pub struct Licence {
     /// The key and hardware_id last taken in, to notice a change.
     #[serde(default)]
     pub seen: Option<Binding>,
+    /// Fingerprint of the configured key last seen (`None`: no key), and
+    /// whether it was recorded at all, to notice that the configuration
+    /// names another key.
+    #[serde(default)]
+    pub configured_key: Option<String>,
+    #[serde(default)]
+    pub configured_key_seen: bool,
 }
 
 /// What the daemon knows about updates.
@@ -149,25 +151,25 @@ impl Core {
     }
 
     /// The end of grace while the last verdict is valid: the portal's
-    /// `valid_until` (corrected for a large clock skew), else the verdict's
-    /// time plus `offline_grace`.
+    /// `valid_until` as sent, else the verdict's time plus `offline_grace`
+    /// (SPEC). The clock skew seen with the verdict is kept beside it, for
+    /// `doctor` and the status, but does not move the deadline.
     pub fn grace_until(&self, s: &Schedule) -> Option<Timestamp> {
         match &self.licence.verdict {
-            Some(Verdict::Valid {
-                at,
-                details,
-                skew_secs,
-            }) => Some(match details.valid_until {
-                Some(v) => match skew_secs {
-                    Some(k) if k.abs() >= SKEW_CORRECTION_THRESHOLD_SECS => {
-                        Timestamp(v.0.saturating_add(k.saturating_mul(1000)))
-                    }
-                    _ => v,
-                },
-                None => at.add(s.offline_grace),
-            }),
+            Some(Verdict::Valid { at, details, .. }) => Some(
+                details
+                    .valid_until
+                    .unwrap_or_else(|| at.add(s.offline_grace)),
+            ),
             _ => None,
         }
+    }
+
+    /// `grace_until` while the host is in `grace` (a valid verdict, a failure
+    /// since, the deadline not passed).
+    fn in_grace(&self, s: &Schedule, now: Timestamp) -> Option<Timestamp> {
+        let until = self.grace_until(s)?;
+        (self.licence.failing && now < until).then_some(until)
     }
 
     /// The next instant at which the derived state changes by itself (grace
@@ -228,6 +230,18 @@ impl Core {
         if changed {
             self.plan.next_validate_at = None;
         }
+    }
+
+    /// Records the configured key's fingerprint; true when the configuration
+    /// now names a key other than the one last seen (so it replaces a key
+    /// saved by `activate`).
+    pub fn configured_key_changed(&mut self, fingerprint: Option<String>) -> bool {
+        let changed = self.licence.configured_key_seen
+            && fingerprint.is_some()
+            && self.licence.configured_key != fingerprint;
+        self.licence.configured_key = fingerprint;
+        self.licence.configured_key_seen = true;
+        changed
     }
 
     /// The licence request to make next, and when; `None` without a key.
@@ -351,13 +365,8 @@ impl Core {
                 });
                 self.licence.failing = false;
                 self.licence.verdict_binding = binding;
-                if matches!(
-                    state,
-                    LicenseState::HardwareMismatch | LicenseState::InvalidKey
-                ) {
-                    // Validate again next time through activate: a re-bind may help.
-                    self.licence.activated = None;
-                }
+                // The activation stands: refusal states are validated again
+                // (SPEC); re-binding is the administrator's `activate`.
                 self.plan.next_validate_at =
                     Some(schedule::next_regular(now, s.validate_interval, s, j));
             }
@@ -424,9 +433,12 @@ impl Core {
         if matches!(c.outcome, Outcome::Deactivated) {
             self.licence = Licence {
                 deactivated_key: released_key,
+                configured_key: self.licence.configured_key.take(),
+                configured_key_seen: self.licence.configured_key_seen,
                 ..Licence::default()
             };
-            self.plan.next_validate_at = None;
+            self.update = Update::default();
+            self.plan = Plan::default();
         }
     }
 
@@ -479,7 +491,9 @@ impl Core {
         self.plan.next_update_check_at = Some(if c.outcome.is_answer() {
             schedule::next_regular(now, s.update_check_interval, s, j)
         } else {
-            let next = schedule::next_update_retry(now, self.failure_step(), s, j);
+            // SPEC's back-off, and its grace pacing while the host is in grace.
+            let grace = self.in_grace(s, now);
+            let next = schedule::next_licence_retry(now, self.failure_step(), grace, s, j);
             self.spread_after_gate(next, s, now, j)
         });
     }
@@ -677,7 +691,7 @@ mod tests {
     }
 
     #[test]
-    fn a_clock_days_ahead_does_not_lapse_a_fresh_verdict() {
+    fn grace_until_is_valid_until_as_sent_whatever_the_skew() {
         let s = sched();
         let mut c = Core::default();
         let i = inputs();
@@ -688,8 +702,56 @@ mod tests {
         let a = answer(Endpoint::Validate, 200, &body, &[("Date", &date)], T0);
         c.record_licence(Endpoint::Validate, &a, &i, &s, T0, &mut j());
         assert_eq!(c.portal.clock_skew_seconds, Some(10 * 86400));
-        assert_eq!(c.license_state(&i, &s, T0), LicenseState::Active);
-        assert_eq!(c.grace_until(&s), Some(T0.add(7 * DAY)));
+        assert_eq!(c.grace_until(&s), Some(vu));
+        assert_eq!(c.license_state(&i, &s, T0), LicenseState::Lapsed);
+    }
+
+    #[test]
+    fn refusals_keep_the_activation_so_the_next_check_validates() {
+        let s = sched();
+        let i = inputs();
+        let mut c = Core::default();
+        c.apply_inputs(&i);
+        c.record_licence(Endpoint::Activate, &valid(T0), &i, &s, T0, &mut j());
+        for code in ["HARDWARE_MISMATCH", "INVALID_KEY"] {
+            let a = answer(
+                Endpoint::Validate,
+                403,
+                &format!(r#"{{"code": "{code}"}}"#),
+                &[],
+                T0,
+            );
+            c.record_licence(Endpoint::Validate, &a, &i, &s, T0, &mut j());
+            assert_eq!(
+                c.due(&i, T0).unwrap().endpoint,
+                Endpoint::Validate,
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn failed_update_checks_back_off_and_are_paced_in_grace() {
+        let s = sched();
+        let i = inputs();
+        let mut c = Core::default();
+        c.record_licence(Endpoint::Validate, &valid(T0), &i, &s, T0, &mut j());
+        let fail = |t| answer(Endpoint::CheckUpdate, 500, "", &[], t);
+        // Active (the licence checks succeed): SPEC's back-off.
+        let mut waits = vec![];
+        let mut t = T0;
+        for _ in 0..4 {
+            c.record_update(&fail(t), "1.4.2", &s, t, &mut j());
+            let next = c.update_due(t).unwrap();
+            waits.push(next.since(t).as_secs());
+            t = next;
+        }
+        assert_eq!(waits, vec![15, 30, 60, 120]);
+        // In grace, after two quick retries: the normal interval.
+        c.record_licence(Endpoint::Validate, &failure(t), &i, &s, t, &mut j());
+        assert_eq!(c.license_state(&i, &s, t), LicenseState::Grace);
+        c.record_update(&fail(t), "1.4.2", &s, t, &mut j());
+        assert_eq!(c.update_due(t).unwrap(), t.add(s.validate_interval));
     }
 
     #[test]
@@ -944,6 +1006,19 @@ mod tests {
         c.apply_inputs(&k2);
         assert_eq!(c.license_state(&k2, &s, T0), LicenseState::Unknown);
         assert_eq!(c.due(&k2, T0).unwrap().at, T0);
+    }
+
+    #[test]
+    fn a_new_configured_key_is_noticed_once() {
+        let mut c = Core::default();
+        assert!(!c.configured_key_changed(Some("a".into())), "first sight");
+        assert!(!c.configured_key_changed(Some("a".into())));
+        assert!(c.configured_key_changed(Some("b".into())));
+        assert!(
+            !c.configured_key_changed(None),
+            "removing the key is no new key"
+        );
+        assert!(c.configured_key_changed(Some("c".into())));
     }
 
     #[test]

@@ -112,24 +112,6 @@ pub fn next_licence_retry(
     }
 }
 
-/// When to retry a failed update check after the n-th consecutive failure.
-///
-/// Updates are never urgent, so after two quick retries a failed update
-/// check waits between half and all of `validate_interval` (plus splay)
-/// instead of following the back-off to `retry_max`: through a long portal
-/// outage the fleet's update checks then cost no more than its licence
-/// checks, and the spread keeps the hosts from coming back together a day
-/// later.
-pub fn next_update_retry(now: Timestamp, n: u32, s: &Schedule, j: &mut dyn Jitter) -> Timestamp {
-    if n < 2 {
-        return now.add(backoff_delay(s, n, j));
-    }
-    let half = s.validate_interval / 2;
-    now.add(half)
-        .add(scale(s.validate_interval - half, j.unit()))
-        .add(splay_delay(s, j))
-}
-
 /// The first try after a closed gate opens: no earlier than the gate, and
 /// spread over up to half of the wait (at most `splay`), so that the hosts a
 /// portal refused in the same second do not all come back in the same second.
@@ -240,28 +222,6 @@ mod tests {
         assert_eq!(
             next_licence_retry(NOW, 5, Some(g), &s, j),
             NOW.add(Duration::from_secs(3 * 3600))
-        );
-    }
-
-    #[test]
-    fn failed_update_checks_are_paced_after_two_quick_retries() {
-        let s = sched();
-        let j = &mut FixedJitter(0.0);
-        assert_eq!(
-            next_update_retry(NOW, 0, &s, j),
-            NOW.add(Duration::from_secs(15))
-        );
-        assert_eq!(
-            next_update_retry(NOW, 1, &s, j),
-            NOW.add(Duration::from_secs(30))
-        );
-        assert_eq!(
-            next_update_retry(NOW, 2, &s, j),
-            NOW.add(s.validate_interval / 2)
-        );
-        let hi = next_update_retry(NOW, 9, &s, &mut FixedJitter(0.999));
-        assert!(
-            hi <= NOW.add(s.validate_interval).add(s.splay) && hi > NOW.add(s.validate_interval)
         );
     }
 

@@ -286,6 +286,28 @@ impl Daemon {
         }
     }
 
+    /// A configuration that names a new key replaces a key saved by
+    /// `activate` (the newest decision of the administrator wins); the key
+    /// in force is logged whenever it changes.
+    fn adopt_configured_key(&self, st: &mut Runtime) {
+        let before = st.key().map(LicenseKey::masked);
+        let fp = st.configured_key.as_ref().map(LicenseKey::fingerprint);
+        if st.core.configured_key_changed(fp) && st.saved_key.is_some() {
+            info!("the configuration names a new key; it replaces the key saved by `activate`");
+            st.saved_key = None;
+            if let Err(e) = self.store.remove_key() {
+                error!(error = %e, "cannot remove the saved key");
+            }
+        }
+        let after = st.key().map(LicenseKey::masked);
+        if before != after {
+            info!(
+                key = after.as_deref().unwrap_or("none"),
+                "licence key in force"
+            );
+        }
+    }
+
     /// Recomputes the hardware_id and applies it (and the key) to the core.
     /// Returns whether the hardware_id changed.
     fn refresh_inputs(&self) -> bool {
@@ -314,29 +336,21 @@ impl Daemon {
         changed
     }
 
-    /// Keeps the hardware_id in the status fresh without making a status
-    /// request wait on the disk: when the last computation is older than
-    /// [`HWID_FRESHNESS`], it is redone in the background, and a change is
+    /// Keeps the hardware_id in the status "computed now" (SPEC): when the
+    /// last computation is older than [`HWID_FRESHNESS`], a status request
+    /// recomputes it first (a few small files under `hardware.root`, read in
+    /// microseconds, at most once per [`HWID_FRESHNESS`]); a change is
     /// published and checked at once.
-    pub fn refresh_hardware_soon(self: &Arc<Self>) {
+    pub fn refresh_hardware_if_stale(&self) {
         let stale = self
             .hwid_checked
             .lock()
             .map(|t| t.is_none_or(|t| t.elapsed() >= HWID_FRESHNESS))
             .unwrap_or(false);
-        if !stale {
-            return;
+        if stale && self.refresh_inputs() {
+            self.publish();
+            self.wake_licence.notify_one();
         }
-        if let Ok(mut t) = self.hwid_checked.lock() {
-            *t = Some(std::time::Instant::now());
-        }
-        let d = self.clone();
-        tokio::task::spawn_blocking(move || {
-            if d.refresh_inputs() {
-                d.publish();
-                d.wake_licence.notify_one();
-            }
-        });
     }
 
     /// Makes one licence request (activate or validate, as the core says).
@@ -678,7 +692,11 @@ impl Daemon {
                         if let Ok(mut c) = self.config.write() {
                             *c = Arc::new(new);
                         }
-                        lock(&self.state).configured_key = key;
+                        {
+                            let mut st = lock(&self.state);
+                            st.configured_key = key;
+                            self.adopt_configured_key(&mut st);
+                        }
                         info!("configuration reloaded");
                     }
                 }
@@ -795,6 +813,18 @@ pub async fn run(config: Config, control: Control) -> Result<(), StartError> {
         loops_alive: std::sync::atomic::AtomicU8::new(0),
         shutdown: control.shutdown.clone(),
     });
+    {
+        let mut st = lock(&daemon.state);
+        daemon.adopt_configured_key(&mut st);
+        info!(
+            key = st
+                .key()
+                .map(LicenseKey::masked)
+                .as_deref()
+                .unwrap_or("none"),
+            "licence key in force"
+        );
+    }
     daemon.refresh_inputs();
     let cfg = daemon.config();
     daemon.product_version(&cfg);

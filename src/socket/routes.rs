@@ -115,12 +115,12 @@ pub fn fast_status<B>(daemon: &Arc<Daemon>, req: &axum::http::Request<B>) -> Opt
     if !plain {
         return None;
     }
-    daemon.refresh_hardware_soon();
+    daemon.refresh_hardware_if_stale();
     Some(json_doc(&daemon.snapshot()))
 }
 
 async fn status(State(app): State<App>) -> Response {
-    app.daemon.refresh_hardware_soon();
+    app.daemon.refresh_hardware_if_stale();
     json_doc(&app.daemon.snapshot())
 }
 
