@@ -18,12 +18,10 @@ fn cli(env: &Env, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn cli_stdin(env: &Env, args: &[&str], input: &str) -> Output {
+/// Runs `cmd` with `input` on its standard input.
+fn run_with_stdin(cmd: &mut Command, input: &str) -> Output {
     use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wispanel-license"))
-        .arg("--config")
-        .arg(&env.config)
-        .args(args)
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -36,6 +34,16 @@ fn cli_stdin(env: &Env, args: &[&str], input: &str) -> Output {
         .write_all(input.as_bytes())
         .unwrap();
     child.wait_with_output().unwrap()
+}
+
+fn cli_stdin(env: &Env, args: &[&str], input: &str) -> Output {
+    run_with_stdin(
+        Command::new(env!("CARGO_BIN_EXE_wispanel-license"))
+            .arg("--config")
+            .arg(&env.config)
+            .args(args),
+        input,
+    )
 }
 
 fn out(o: &Output) -> String {
@@ -261,23 +269,7 @@ fn metrics_pass_promtool_when_it_is_installed() {
     let _d = env.start();
     env.wait_state("active");
     let text = env.get("/metrics").text();
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    let o = child.wait_with_output().unwrap();
+    let o = run_with_stdin(Command::new("promtool").args(["check", "metrics"]), &text);
     assert!(
         o.status.success(),
         "promtool: {}{}\n{text}",

@@ -317,48 +317,22 @@ mod tests {
 
     #[test]
     fn key_file_check_warns_on_group_or_other() {
-        let p = Path::new("/k");
-        let c = key_file_check(
-            "x",
-            p,
-            &FileMode::Present {
-                mode: 0o640,
-                uid: 0,
-            },
-        );
-        assert_eq!(c.status, super::super::Status::Warn);
-        assert!(c.found.contains("readable by its group"));
-        let c = key_file_check(
-            "x",
-            p,
-            &FileMode::Present {
-                mode: 0o604,
-                uid: 0,
-            },
-        );
-        assert!(c.found.contains("readable by others"));
-        let c = key_file_check(
-            "x",
-            p,
-            &FileMode::Present {
-                mode: 0o600,
-                uid: 0,
-            },
-        );
-        assert_eq!(c.status, super::super::Status::Ok);
-        let c = key_file_check(
-            "x",
-            p,
-            &FileMode::Present {
-                mode: 0o620,
-                uid: 0,
-            },
-        );
-        assert_eq!(
-            c.status,
-            super::super::Status::Ok,
-            "write-only is not a leak"
-        );
+        use super::super::Status::{Ok, Warn};
+        let check =
+            |mode| key_file_check("x", Path::new("/k"), &FileMode::Present { mode, uid: 0 });
+        for (mode, status, found) in [
+            (0o640, Warn, Some("readable by its group")),
+            (0o604, Warn, Some("readable by others")),
+            (0o600, Ok, None),
+            // Write-only for the group is not a leak.
+            (0o620, Ok, None),
+        ] {
+            let c = check(mode);
+            assert_eq!(c.status, status, "{mode:o}: {c:?}");
+            if let Some(f) = found {
+                assert!(c.found.contains(f), "{mode:o}: {c:?}");
+            }
+        }
     }
 
     #[test]
