@@ -6,7 +6,7 @@ use std::time::Duration;
 
 fn send(states: &[NotifyState<'_>]) {
     if let Err(e) = sd_notify::notify(states) {
-        tracing::warn!(error = %e, "cannot notify systemd");
+        tracing::warn!(error = %e, "cannot notify systemd: {e}");
     }
 }
 

@@ -485,6 +485,10 @@ fn curl_and_peer_credentials() {
         let v: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["code"], "FORBIDDEN");
         assert_eq!(v["status"], 403);
+        // 65534 is also what PrivateUsers= shows for any other caller: no uid.
+        let message = v["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with("root only"), "{message}");
+        assert!(!message.contains("65534"), "{message}");
     }
 }
 

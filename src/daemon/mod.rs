@@ -41,6 +41,9 @@ pub const MANUAL_REUSE: Duration = Duration::from_secs(10);
 /// How old a hardware_id may be before a status request has it recomputed.
 pub const HWID_FRESHNESS: Duration = Duration::from_secs(2);
 
+/// In `grace`, "grace ending" is logged this long before the licence lapses.
+pub const GRACE_ENDING: Duration = Duration::from_secs(24 * 3600);
+
 /// SIGTERM to exit: the in-flight request is abandoned, the state is saved.
 pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(4);
 
@@ -88,6 +91,8 @@ struct Runtime {
     product_version: Option<String>,
     /// Licence and update state last announced.
     announced: Option<(LicenseState, UpdateState)>,
+    /// Whether "grace ending" was announced for this stretch of grace.
+    grace_ending: bool,
 }
 
 impl Runtime {
@@ -216,7 +221,7 @@ impl Daemon {
     pub fn publish(&self) {
         let now = Timestamp::now();
         let config = self.config();
-        let (doc, core, change) = {
+        let (doc, core, change, grace_ending) = {
             let mut st = lock(&self.state);
             st.core.expire_gate(now);
             let inputs = st.inputs();
@@ -232,7 +237,19 @@ impl Daemon {
             let states = (doc.license.state, doc.update.state);
             let change = (st.announced != Some(states)).then(|| (st.announced, states));
             st.announced = Some(states);
-            (doc, Arc::new(st.core.clone()), change)
+            let ending = doc.license.state == LicenseState::Grace
+                && doc
+                    .license
+                    .grace_until
+                    .is_some_and(|g| g.since(now) < GRACE_ENDING);
+            let grace_ending = (ending && !st.grace_ending).then_some(doc.license.grace_until);
+            st.grace_ending = ending;
+            (
+                doc,
+                Arc::new(st.core.clone()),
+                change,
+                grace_ending.flatten(),
+            )
         };
         if let Some((before, (lic, upd))) = change {
             let why = doc
@@ -242,17 +259,20 @@ impl Daemon {
                 .map(|r| format!("{}: {}", r.code, r.message))
                 .or_else(|| doc.portal.last_error.as_ref().map(|e| e.message.clone()))
                 .unwrap_or_else(|| "-".into());
+            let code = doc.license.reason.as_ref().map(|r| r.code.as_str());
+            let kind = doc.portal.last_error.as_ref().map(|e| e.kind.as_str());
             match before {
                 Some((bl, _)) if bl != lic => {
-                    info!(from = %bl, to = %lic, why = %why, "licence state changed from {bl} to {lic}")
+                    logging::event::licence_state_changed(bl, lic, upd, code, kind, &why)
                 }
-                Some((_, bu)) if bu != upd => {
-                    info!(from = %bu, to = %upd, "update state changed from {bu} to {upd}")
-                }
-                None => info!(state = %lic, update = %upd, "licence state {lic}"),
+                Some((_, bu)) if bu != upd => logging::event::update_state_changed(bu, upd, lic),
+                None => logging::event::licence_state_at_start(lic, upd),
                 _ => {}
             }
             systemd::status(&status_line(&doc));
+        }
+        if let Some(until) = grace_ending {
+            logging::event::grace_ending(until, doc.update.state);
         }
         let json = serde_json::to_vec(&doc).unwrap_or_default();
         self.status_tx.send_replace(Arc::new(Snapshot {
@@ -277,7 +297,7 @@ impl Daemon {
                 v
             }
             Err(e) => {
-                warn!(error = %e, "cannot read the product version; using the last one read");
+                warn!(error = %e, "cannot read the product version ({e}); using the last one read");
                 lock(&self.state)
                     .product_version
                     .clone()
@@ -296,15 +316,13 @@ impl Daemon {
             info!("the configuration names a new key; it replaces the key saved by `activate`");
             st.saved_key = None;
             if let Err(e) = self.store.remove_key() {
-                error!(error = %e, "cannot remove the saved key");
+                error!(error = %e, "cannot remove the saved key: {e}");
             }
         }
         let after = st.key().map(LicenseKey::masked);
         if before != after {
-            info!(
-                key = after.as_deref().unwrap_or("none"),
-                "licence key in force"
-            );
+            let key = after.as_deref().unwrap_or("none");
+            info!(key, "licence key in force: {key}");
         }
     }
 
@@ -321,10 +339,13 @@ impl Daemon {
             (Err(e), Ok(_)) | (Err(e), Err(_))
                 if st.hwid.as_ref().err() != Some(&e.to_string()) =>
             {
-                error!(error = %e, "cannot compute the hardware_id; no licence request can be made")
+                error!(error = %e, "cannot compute the hardware_id; no licence request can be made: {e}")
             }
             (Ok(new), Ok(old)) if new != old => {
-                warn!("the hardware_id changed; checking the licence at once")
+                let (l, u) = st
+                    .announced
+                    .unwrap_or((LicenseState::Unknown, UpdateState::Unknown));
+                logging::event::hardware_id_changed(l, u)
             }
             _ => {}
         }
@@ -431,22 +452,17 @@ impl Daemon {
         let c = tokio::select! {
             c = client.call(endpoint, body) => c,
             _ = self.shutdown.cancelled() => {
-                info!(%endpoint, "shutting down: abandoning the portal request");
+                info!(%endpoint, "shutting down: abandoning the portal request ({endpoint})");
                 return None;
             }
         };
         self.counters.add(endpoint, c.outcome.metric_label());
+        let doc = &self.snapshot().doc;
+        let (l, u) = (doc.license.state, doc.update.state);
         match &c.outcome {
-            Outcome::Failed(e) => warn!(
-                %endpoint,
-                kind = e.kind.as_str(),
-                http_status = e.http_status,
-                code = e.code.as_deref(),
-                "portal request failed: {}",
-                e.message
-            ),
+            Outcome::Failed(e) => logging::event::portal_failed(endpoint, e, l, u),
             Outcome::Refused { reason, .. } | Outcome::UpdateRefused { reason, .. } => {
-                info!(%endpoint, code = %reason.code, "portal refused: {}", reason.message)
+                logging::event::portal_refused(endpoint, &reason.code, &reason.message, l, u)
             }
             _ => tracing::debug!(%endpoint, "portal answered"),
         }
@@ -595,9 +611,9 @@ impl Daemon {
             }
         };
         if result.is_ok() {
-            info!(key = %key, "licence activated on this host");
+            info!(key = %key, "licence {key} activated on this host");
             if let Err(e) = self.store.save_key(&key) {
-                error!(error = %e, "cannot save the activated key; it is in force until the daemon stops");
+                error!(error = %e, "cannot save the activated key ({e}); it is in force until the daemon stops");
             }
         }
         self.publish();
@@ -646,9 +662,9 @@ impl Daemon {
             }
         };
         if result.is_ok() {
-            info!(key = %key, "licence deactivated on this host");
+            info!(key = %key, "licence {key} deactivated on this host");
             if let Err(e) = self.store.remove_key() {
-                error!(error = %e, "cannot remove the saved key");
+                error!(error = %e, "cannot remove the saved key: {e}");
             }
         }
         self.publish();
@@ -663,9 +679,7 @@ impl Daemon {
         systemd::reloading();
         let old = self.config();
         match Config::load(path) {
-            Err(e) => {
-                error!(error = %e, "configuration reload failed; keeping the running configuration")
-            }
+            Err(e) => logging::event::config_rejected(&e.to_string()),
             Ok(mut new) => {
                 if new.socket_path != old.socket_path
                     || new.socket_mode != old.socket_mode
@@ -681,9 +695,7 @@ impl Daemon {
                     new.state_dir = old.state_dir.clone();
                 }
                 match PortalClient::new(&new) {
-                    Err(e) => {
-                        error!(error = %e, "configuration reload failed; keeping the running configuration")
-                    }
+                    Err(e) => logging::event::config_rejected(&e.to_string()),
                     Ok(client) => {
                         if let Ok(mut c) = self.client.write() {
                             *c = client;
@@ -755,7 +767,7 @@ pub async fn run(config: Config, control: Control) -> Result<(), StartError> {
     let store = Store::open(&config.state_dir)?;
     let core = match store.load(started) {
         Loaded::Fresh => {
-            info!(path = %store.state_path().display(), "no saved state: first start");
+            info!(path = %store.state_path().display(), "no saved state in {}: first start", store.state_path().display());
             Core::default()
         }
         Loaded::Existing(core) => *core,
@@ -763,20 +775,21 @@ pub async fn run(config: Config, control: Control) -> Result<(), StartError> {
             error!(
                 path = %store.state_path().display(),
                 moved_to = moved_to.as_ref().map(|p| p.display().to_string()),
-                "the saved state cannot be read ({problem}); moved aside, starting afresh"
+                "the saved state cannot be read ({problem}); moved aside to {}, starting afresh",
+                moved_to.as_ref().map_or("-".into(), |p| p.display().to_string())
             );
             Core::default()
         }
     };
     let saved_key = store.load_key().unwrap_or_else(|e| {
-        error!(error = %e, "ignoring the saved key");
+        error!(error = %e, "ignoring the saved key: {e}");
         None
     });
     let client = PortalClient::new(&config)?;
     let listener = socket::bind(&config)?;
     // The socket is ours, so no other daemon writes in state_dir.
     for p in store.remove_stale_temp_files() {
-        info!(path = %p.display(), "removed a temporary file left by a crash");
+        info!(path = %p.display(), "removed a temporary file left by a crash: {}", p.display());
     }
     let (status_tx, _) = watch::channel(Arc::new(Snapshot {
         doc: placeholder_doc(started),
@@ -797,6 +810,7 @@ pub async fn run(config: Config, control: Control) -> Result<(), StartError> {
             hwid: Err(String::new()),
             product_version: None,
             announced: None,
+            grace_ending: false,
         }),
         config: RwLock::new(Arc::new(config)),
         client: RwLock::new(client),
@@ -816,19 +830,19 @@ pub async fn run(config: Config, control: Control) -> Result<(), StartError> {
     {
         let mut st = lock(&daemon.state);
         daemon.adopt_configured_key(&mut st);
-        info!(
-            key = st
-                .key()
-                .map(LicenseKey::masked)
-                .as_deref()
-                .unwrap_or("none"),
-            "licence key in force"
-        );
+        let key = st.key().map(LicenseKey::masked);
+        let key = key.as_deref().unwrap_or("none");
+        info!(key, "licence key in force: {key}");
     }
     daemon.refresh_inputs();
     let cfg = daemon.config();
     daemon.product_version(&cfg);
     daemon.publish();
+    let doc = &daemon.snapshot().doc;
+    if doc.hardware_changed {
+        // A clone or new hardware is met at start far more often than at run time.
+        logging::event::hardware_id_changed(doc.license.state, doc.update.state);
+    }
 
     let tracker = TaskTracker::new();
     tracker.spawn(tasks::state_writer(daemon.clone(), save_rx));
@@ -841,7 +855,9 @@ pub async fn run(config: Config, control: Control) -> Result<(), StartError> {
     info!(
         socket = %cfg.socket_path.display(),
         portal = %cfg.portal_url,
-        "ready"
+        "ready: socket {}, portal {}",
+        cfg.socket_path.display(),
+        cfg.portal_url
     );
     tracker.spawn(tasks::licence_loop(daemon.clone()));
     tracker.spawn(tasks::update_loop(daemon.clone()));
@@ -865,7 +881,7 @@ pub async fn run(config: Config, control: Control) -> Result<(), StartError> {
     // The writer saved on its way out; save once more in case it could not.
     let core = lock(&daemon.state).core.clone();
     if let Err(e) = daemon.store.save(&core, Timestamp::now()) {
-        error!(error = %e, "cannot save the state on shutdown");
+        logging::event::state_not_saved(&e.to_string(), None);
     }
     let _ = std::fs::remove_file(&daemon.config().socket_path);
     Ok(())

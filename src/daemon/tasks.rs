@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
-use tracing::{Instrument, error, info, info_span, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 /// Sleeps are cut at this length so that a jump of the wall clock (suspend,
 /// NTP step) is noticed.
@@ -157,13 +157,12 @@ pub async fn state_writer(
                 .with_max_delay(Duration::from_secs(60))
                 .with_jitter()
                 .without_max_times();
-            let saved = save
-                .retry(policy)
-                .sleep(tokio::time::sleep)
-                .notify(|e: &String, wait: Duration| {
+            let saved = save.retry(policy).sleep(tokio::time::sleep).notify(
+                |e: &String, wait: Duration| {
                     failed = true;
-                    error!(error = %e, retry_in_s = wait.as_secs(), "CANNOT SAVE THE STATE; serving it from memory and retrying");
-                });
+                    crate::logging::event::state_not_saved(e, Some(wait.as_secs()));
+                },
+            );
             tokio::select! {
                 r = saved => if r.is_ok() && failed { info!("the state is saved again") },
                 _ = d.shutdown.cancelled() => break,
@@ -209,7 +208,7 @@ pub async fn reloader(d: Arc<Daemon>, reload: Arc<Notify>, path: PathBuf) {
         loop {
             tokio::select! {
                 _ = reload.notified() => {
-                    info!(path = %path.display(), "reloading the configuration");
+                    info!(path = %path.display(), "reloading the configuration from {}", path.display());
                     d.reload(&path);
                 }
                 _ = d.shutdown.cancelled() => break,

@@ -73,7 +73,7 @@ pub fn bind(config: &Config) -> Result<UnixListener, SocketError> {
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
                 return Err(SocketError::Live { path: path.clone() });
             }
-            tracing::info!(path = %path.display(), "replacing a stale socket");
+            tracing::info!(path = %path.display(), "replacing a stale socket: {}", path.display());
             fs::remove_file(path).map_err(io(path, "cannot remove the stale socket"))?;
         }
         Ok(_) => return Err(SocketError::NotASocket { path: path.clone() }),

@@ -51,7 +51,7 @@ pub async fn serve(listener: UnixListener, daemon: Arc<Daemon>, shutdown: Cancel
                 Ok((s, _)) => s,
                 Err(e) => {
                     // EMFILE and friends: back off a little instead of spinning.
-                    warn!(error = %e, "accept failed");
+                    warn!(error = %e, "accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -90,7 +90,7 @@ pub async fn serve(listener: UnixListener, daemon: Arc<Daemon>, shutdown: Cancel
                 tokio::pin!(conn);
                 tokio::select! {
                     r = conn.as_mut() => {
-                        if let Err(e) = r { debug!(error = %e, "connection ended"); }
+                        if let Err(e) = r { debug!(error = %e, "connection ended: {e}"); }
                     }
                     _ = shutdown.cancelled() => {
                         conn.as_mut().graceful_shutdown();

@@ -211,6 +211,22 @@ async fn update_check(State(app): State<App>) -> Response {
     }
 }
 
+/// The uid that a user namespace shows for every uid it does not map (the
+/// kernel's `overflowuid`): under the unit's `PrivateUsers=`, every caller
+/// other than root and the daemon's own user. It says "unknown", not who
+/// called.
+const OVERFLOW_UID: u32 = 65534;
+
+/// The message of the 403 answer to a caller with this uid.
+fn root_only_message(uid: u32) -> String {
+    let what = "activate and deactivate change this host's licence";
+    if uid == OVERFLOW_UID {
+        format!("root only: {what}")
+    } else {
+        format!("root only (you are uid {uid}): {what}")
+    }
+}
+
 /// The 403 answer for a caller that is not root, if it is not.
 fn refuse_unless_root(peer: PeerUid) -> Option<Response> {
     match peer.0 {
@@ -218,7 +234,7 @@ fn refuse_unless_root(peer: PeerUid) -> Option<Response> {
         Some(uid) => Some(envelope(
             StatusCode::FORBIDDEN,
             "FORBIDDEN",
-            format!("only root may do this (you are uid {uid})"),
+            root_only_message(uid),
         )),
         None => Some(envelope(
             StatusCode::FORBIDDEN,
@@ -317,4 +333,18 @@ async fn events(State(app): State<App>) -> Sse<impl Stream<Item = Result<Event, 
         },
     );
     Sse::new(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_refusal_says_root_only_and_never_the_overflow_uid() {
+        let m = root_only_message(OVERFLOW_UID);
+        assert!(m.starts_with("root only"), "{m}");
+        assert!(!m.contains("65534") && !m.contains("uid"), "{m}");
+        let m = root_only_message(1000);
+        assert!(m.starts_with("root only (you are uid 1000)"), "{m}");
+    }
 }
