@@ -4,3 +4,5 @@ systemd-tmpfiles --create /usr/lib/tmpfiles.d/wispanel-license.conf >/dev/null 2
 if [ "$1" -eq 1 ]; then
     systemctl --no-reload preset wispanel-licensed.service >/dev/null 2>&1 || :
 fi
+# The journal catalog (journalctl -x), as %journal_catalog_update does.
+journalctl --update-catalog >/dev/null 2>&1 || :

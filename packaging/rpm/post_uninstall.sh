@@ -5,3 +5,5 @@ systemctl daemon-reload >/dev/null 2>&1 || :
 if [ "$1" -ge 1 ]; then
     systemctl try-restart wispanel-licensed.service >/dev/null 2>&1 || :
 fi
+# The catalog file may be gone: rebuild the catalog without it.
+journalctl --update-catalog >/dev/null 2>&1 || :
