@@ -4,9 +4,8 @@
 #
 # Run from anywhere, as root, on Debian 12 or later (CI runs it from .ci/run).
 # It installs what it lacks (apt packages, cargo-deb, cargo-generate-rpm),
-# reuses target/release, and can run again and again. It leaves the system
-# user wispanel-license and group wispanel behind (purge keeps them, as Debian
-# does for system accounts) and nothing else.
+# reuses target/release, and can run again and again. It leaves the group
+# wispanel behind when it has members, and nothing else.
 #
 # Environment: SECURITY_MAX (default 1.5), the highest exposure level that
 # `systemd-analyze security` may give the unit.
@@ -172,6 +171,7 @@ expect /usr/bin/wispanel-license "755 root:root"
 expect /usr/lib/systemd/system/wispanel-licensed.service "644 root:root"
 expect /usr/lib/sysusers.d/wispanel-license.conf "644 root:root"
 expect /usr/lib/tmpfiles.d/wispanel-license.conf "644 root:root"
+expect /usr/lib/systemd/catalog/wispanel-license.catalog "644 root:root"
 expect /var/lib/wispanel-license "700 wispanel-license:wispanel"
 expect /usr/share/man/man5/wispanel-license.toml.5.gz "644 root:root"
 expect /usr/share/man/man8/wispanel-licensed.8.gz "644 root:root"

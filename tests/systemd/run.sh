@@ -302,7 +302,8 @@ sbx systemctl stop $UNIT
 t1=$(now_ms)
 STOP_TIME=$(elapsed "$t0" "$t1")
 note "systemctl stop took $STOP_TIME s (TimeoutStopSec=$timeout_stop; SPEC: exit within 5 s)"
-check "stopped within 5 s" awk -v t="$STOP_TIME" 'BEGIN { exit !(t < 5) }'
+check "stopped within TimeoutStopSec ($timeout_stop)" eval '[ "$(unit_prop Result)" != timeout ]'
+check "stopped within SPEC's 5 s" awk -v t="$STOP_TIME" 'BEGIN { exit !(t < 5) }'
 expect_eq "clean exit (Result)" "$(unit_prop Result)" success
 expect_eq "clean exit (status 0)" "$(unit_prop ExecMainStatus)" 0
 saved_after=$(sbx stat -c %.9Y /var/lib/wispanel-license/state.json)
@@ -362,7 +363,7 @@ check "the catalog text names the state" grep -q "changed from active to" <<<"$c
 check "journalctl -x explains portal unreachable too" eval \
 	'sbx journalctl -x -q --no-pager -u $UNIT MESSAGE_ID=$ID_PORTAL_UNREACHABLE | grep -q "wispanel-license doctor"'
 check "the catalog lists every MESSAGE_ID" eval \
-	'[ "$(sbx journalctl --list-catalog | grep -c "Defined-By: wispanel-license\|WisPanel")" -ge 8 ]'
+	'[ "$(sbx journalctl --list-catalog | grep -c WisPanel)" -ge 8 ]'
 export_out=$(sbx journalctl -q --no-pager -u $UNIT -o json | jq -r 'to_entries[] | select(.key | startswith("_") | not) | .value' 2>/dev/null)
 check "the licence key appears in no journal field" eval '! grep -q "$KEY" <<<"$export_out"'
 mid=$(sbx cat /etc/machine-id)
