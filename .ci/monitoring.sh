@@ -14,7 +14,7 @@
 # systemd-analyze. Runs in a few seconds, as any user. Prints one line per
 # check and ends with "N passed, N failed"; exits 1 when a check failed.
 set -uo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 
 SECURITY_MAX=${SECURITY_MAX:-1.5}
 RULES=packaging/prometheus/wispanel-license.rules.yml
@@ -165,7 +165,7 @@ for file in "$RULES" "$TESTS" "$tmp/dashboard.rules.yml.exprs"; do
 		ok "$label: every wispanel_license_* name is in $METRICS"
 	else
 		bad "$label uses names that $METRICS does not list:"
-		printf '      %s\n' $unknown
+		while read -r n; do printf '      %s\n' "$n"; done <<<"$unknown"
 	fi
 done
 
