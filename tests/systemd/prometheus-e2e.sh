@@ -14,9 +14,16 @@
 # free ports when present, else `ss` (iproute2). On the calling side, python3
 # reads the alert list.
 #
+# The daemon must write its metrics into node_exporter's textfile directory:
+# metrics_textfile = "/var/lib/prometheus/node-exporter/wispanel_license.prom"
+# in its configuration, and the packaged drop-in and tmpfiles.d entry in place
+# (prom_e2e_install_dropin does that from the installed package) before the
+# daemon (re)starts.
+#
 # Source it, then:
 #   IN="nsenter -t $SANDBOX_PID -a -r -w"   # how to run a command in the sandbox
 #                                           # (empty: on this machine)
+#   prom_e2e_install_dropin         # optional, see above; restart the daemon after
 #   prom_e2e_start                  # config, node_exporter, Prometheus; waits until ready
 #   prom_e2e_wait_alert WispanelLicenseNotLicensed 150
 #                                   # polls /api/v1/alerts until that alert is
@@ -103,6 +110,20 @@ prom_e2e_spawn() {
 			"$@" >"$PROM_E2E_DIR/$name.log" 2>&1 &
 		PROM_E2E_PIDS+=($!)
 	fi
+}
+
+# prom_e2e_install_dropin: installs the packaged drop-in and tmpfiles.d entry
+# that let wispanel-licensed write into the textfile directory (as the
+# README's "Monitoring a fleet" says), applies the ACL and reloads systemd.
+# Restarting the daemon is left to the caller.
+prom_e2e_install_dropin() {
+	local share=/usr/share/wispanel-license/systemd
+	prom_e2e_in install -D -m644 "$share/node-exporter-textfile.conf" \
+		/etc/systemd/system/wispanel-licensed.service.d/node-exporter-textfile.conf &&
+		prom_e2e_in install -D -m644 "$share/node-exporter-textfile.tmpfiles" \
+			/etc/tmpfiles.d/wispanel-license-node-exporter.conf &&
+		prom_e2e_in systemd-tmpfiles --create /etc/tmpfiles.d/wispanel-license-node-exporter.conf &&
+		prom_e2e_in systemctl daemon-reload
 }
 
 # prom_e2e_get PATH: GET http://127.0.0.1:PROM_E2E_PORT/PATH from the sandbox.
