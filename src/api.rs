@@ -4,11 +4,10 @@
 //! [`StatusDocument`] is SPEC's status document field for field; absent values
 //! serialise as `null`, times as RFC 3339 UTC.
 
-use crate::config::Config;
-use crate::core::machine::{Core, Inputs, Verdict};
-use crate::core::{LicenseState, PortalError, Reason, UpdateState};
-use crate::timestamp::Timestamp;
 use serde::{Deserialize, Serialize};
+use wispanel_core::machine::{Core, Inputs, Verdict};
+use wispanel_core::timestamp::Timestamp;
+use wispanel_core::{LicenseState, PortalError, Reason, UpdateState};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -75,7 +74,8 @@ pub struct PortalView {
 /// What the status document is built from besides the core.
 pub struct StatusInputs<'a> {
     pub daemon: &'a DaemonInfo,
-    pub config: &'a Config,
+    /// The schedule in force (the configuration's `[schedule]`).
+    pub schedule: &'a wispanel_core::schedule::Schedule,
     pub inputs: &'a Inputs,
     /// The masked key in use.
     pub masked_key: Option<String>,
@@ -89,7 +89,7 @@ pub struct StatusInputs<'a> {
 impl StatusDocument {
     /// Builds the document from the core at `now`.
     pub fn build(core: &Core, si: &StatusInputs<'_>, now: Timestamp) -> StatusDocument {
-        let s = &si.config.schedule;
+        let s = si.schedule;
         let state = core.license_state(si.inputs, s, now);
         let (details, reason, checked_at) = match &core.licence.verdict {
             Some(Verdict::Valid { at, details, .. }) if state != LicenseState::Unconfigured => {

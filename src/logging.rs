@@ -62,9 +62,9 @@ pub mod ids {
 /// one place so that their fields stay the same wherever they are logged.
 pub mod event {
     use super::ids;
-    use crate::core::{Endpoint, LicenseState, PortalError, UpdateState};
-    use crate::timestamp::Timestamp;
     use tracing::{error, info, warn};
+    use wispanel_core::timestamp::Timestamp;
+    use wispanel_core::{Endpoint, LicenseState, PortalError, UpdateState};
 
     /// The licence state at start (no `MESSAGE_ID`: nothing changed).
     pub fn licence_state_at_start(licence: LicenseState, update: UpdateState) {
@@ -149,7 +149,7 @@ pub mod event {
         update: UpdateState,
     ) {
         let kind = e.kind.as_str();
-        if e.kind == crate::core::ErrorKind::RateLimited {
+        if e.kind == wispanel_core::ErrorKind::RateLimited {
             warn!(
                 message_id = ids::RATE_LIMITED,
                 wispanel_license_state = %licence,

@@ -7,15 +7,15 @@
 //! a header or a log line.
 
 use crate::config::Config;
-use crate::core::Endpoint;
-use crate::core::ErrorKind;
-use crate::core::classify::{self, BodyProblem, Classified, Exchange, MAX_BODY};
-use crate::key::LicenseKey;
-use crate::timestamp::Timestamp;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::time::Instant;
+use wispanel_core::Endpoint;
+use wispanel_core::ErrorKind;
+use wispanel_core::classify::{self, BodyProblem, Classified, Exchange, MAX_BODY};
+use wispanel_core::key::LicenseKey;
+use wispanel_core::timestamp::Timestamp;
 
 /// The `User-Agent` of every request.
 pub fn user_agent() -> String {
@@ -156,7 +156,7 @@ impl PortalClient {
                 .send(),
         )
         .await;
-        let now = Timestamp::now();
+        let now = crate::clock::now();
         let resp = match sent {
             Err(_) => return failed(endpoint, ErrorKind::Timeout, self.timeout_message(), now),
             Ok(Err(e)) => {
@@ -186,7 +186,7 @@ impl PortalClient {
                 body: &body,
                 body_problem: problem,
             },
-            Timestamp::now(),
+            crate::clock::now(),
         )
     }
 

@@ -6,14 +6,14 @@
 //! leaves an unreadable `state.json`. A file that cannot be read at start is
 //! moved aside as `state.json.corrupt-<unix time>` and the daemon starts afresh.
 
-use crate::core::machine::Core;
-use crate::key::LicenseKey;
-use crate::timestamp::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use wispanel_core::key::LicenseKey;
+use wispanel_core::machine::Core;
+use wispanel_core::timestamp::Timestamp;
 
 /// The version of the `state.json` layout. Later versions must load every
 /// earlier one (tests/fixtures/state-v1.json proves it for v1).
@@ -248,8 +248,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::machine::{Binding, Verdict};
     use std::os::unix::fs::MetadataExt;
+    use wispanel_core::machine::{Binding, Verdict};
 
     const NOW: Timestamp = Timestamp(1_800_000_000_000);
 

@@ -6,7 +6,7 @@ mod common;
 use common::{Conf, Env, Sim, keys};
 use serde_json::Value;
 use std::process::{Command, Output, Stdio};
-use wispanel_license::sim::{LicenseBehaviour, Outage};
+use wispanel_portal_sim::{LicenseBehaviour, Outage};
 
 fn cli(env: &Env, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wispanel-license"))

@@ -9,10 +9,9 @@ use serde_json::{Value, json};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
-use wispanel_license::core::machine::Verdict;
-use wispanel_license::sim::{Endpoint, LicenseBehaviour, LicenseTerms, Outage, ScriptedAnswer};
+use wispanel_core::machine::Verdict;
 use wispanel_license::store::Store;
-use wispanel_license::timestamp::Timestamp;
+use wispanel_portal_sim::{Endpoint, LicenseBehaviour, LicenseTerms, Outage, ScriptedAnswer};
 
 /// First start with a key: READY=1 before any portal request, activate at
 /// once, then `active`; STATUS= says so; the watchdog is pinged; SIGTERM
@@ -146,7 +145,7 @@ fn grace_then_lapse() {
     let r = env.post("/v1/check", None);
     assert_eq!(r.status, 200, "a failed check still answers the document");
     let s = r.json();
-    if Timestamp::now() < grace_until {
+    if wispanel_license::clock::now() < grace_until {
         assert_eq!(s["license"]["state"], "grace", "{s:#}");
         assert_eq!(s["license"]["licensed"], true);
         assert_eq!(
@@ -158,7 +157,7 @@ fn grace_then_lapse() {
     assert_eq!(s["portal"]["last_error"]["http_status"], 503);
 
     let lapsed = env.wait_state("lapsed");
-    assert!(Timestamp::now() >= grace_until);
+    assert!(wispanel_license::clock::now() >= grace_until);
     assert_eq!(lapsed["license"]["licensed"], false);
     assert_eq!(
         lapsed["license"]["grace_until"], active["license"]["grace_until"],
@@ -212,13 +211,13 @@ fn retry_after_closes_the_gate() {
     let n = sim.count();
     for path in ["/v1/check", "/v1/update/check"] {
         let r = env.post(path, None);
-        if Timestamp::now() < until.sub(Duration::from_millis(200)) {
+        if wispanel_license::clock::now() < until.sub(Duration::from_millis(200)) {
             r.assert_envelope(429, "RATE_LIMITED");
             let secs: u64 = r.header("retry-after").unwrap().parse().unwrap();
             assert!((1..=3).contains(&secs), "Retry-After {secs}");
         }
     }
-    if Timestamp::now() < until.sub(Duration::from_millis(200)) {
+    if wispanel_license::clock::now() < until.sub(Duration::from_millis(200)) {
         assert_eq!(sim.count(), n, "a closed gate sent a request");
     }
 
@@ -226,7 +225,7 @@ fn retry_after_closes_the_gate() {
         s["portal"]["rate_limited_until"].is_null()
     });
     assert!(
-        Timestamp::now() >= until.sub(Duration::from_millis(1000)),
+        wispanel_license::clock::now() >= until.sub(Duration::from_millis(1000)),
         "{s:#}"
     );
     // The retry after the failure comes once the gate opens.
@@ -284,7 +283,7 @@ fn restart_makes_no_request_and_state_round_trips() {
         sim.count(),
         n,
         "a restart made a portal request: {:?}",
-        sim.since(Timestamp::now().sub(Duration::from_secs(4)))
+        sim.since(wispanel_license::clock::now().sub(Duration::from_secs(4)))
     );
 }
 
@@ -370,7 +369,7 @@ fn sighup_reload_good_and_bad() {
     assert_eq!(env.status()["license"]["state"], "active");
 
     std::fs::write(&env.config, "license_key = [this is not toml\n").unwrap();
-    let t = Timestamp::now();
+    let t = wispanel_license::clock::now();
     d.sighup();
     let log = d.wait_log("configuration reload failed");
     assert!(log.contains("license.toml"), "the error names the file");
@@ -412,7 +411,7 @@ fn refusal(key: &str, setup: impl FnOnce(&Sim), state: &str, code: &str) {
     assert_eq!(s["portal"]["consecutive_failures"], 0);
     let next = ts(&s["portal"]["next_validate_at"]).expect("refusals are validated again");
     assert!(
-        next.since(Timestamp::now()) > Duration::from_secs(20),
+        next.since(wispanel_license::clock::now()) > Duration::from_secs(20),
         "{s:#}"
     );
     let n = sim.count();
@@ -476,7 +475,7 @@ fn hardware_id_change_checks_at_once() {
     });
     sim.set_outage(Some(Outage::Status(500)));
     std::fs::write(&env.hwid_file, format!("{HWID2}\n")).unwrap();
-    let t = Timestamp::now();
+    let t = wispanel_license::clock::now();
     d.sighup();
     // validate_interval is 30 s: a request for the new id now is "at once".
     let tried = poll_until(Duration::from_secs(5), "a request for the new id", || {
@@ -518,7 +517,7 @@ fn hardware_id_change_is_seen_by_the_status_without_a_reload() {
         s["update"]["state"] == "available"
     });
     std::fs::write(&env.hwid_file, format!("{HWID2}\n")).unwrap();
-    let t = Timestamp::now();
+    let t = wispanel_license::clock::now();
     let s = env.wait_status("the new id in the status", |s| s["hardware_id"] == HWID2);
     assert_eq!(s["hardware_id"], HWID2);
     poll_until(Duration::from_secs(5), "a request for the new id", || {
@@ -542,10 +541,10 @@ fn corrupt_state_is_moved_aside() {
     std::fs::create_dir_all(&env.state_dir).unwrap();
     let junk = b"{\"schema\": 1, \"licence\": {\"verdict\": ";
     std::fs::write(env.state_file(), junk).unwrap();
-    let before = Timestamp::now().unix_secs();
+    let before = wispanel_license::clock::now().unix_secs();
     let d = env.start();
     env.wait_state("active");
-    let after = Timestamp::now().unix_secs();
+    let after = wispanel_license::clock::now().unix_secs();
     let aside: Vec<_> = std::fs::read_dir(&env.state_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -582,7 +581,7 @@ fn state_v1_fixture_loads() {
     assert!(details.valid_until.is_some() && details.expires_at.is_some());
     let b = core.licence.activated.as_ref().expect("activated binding");
     assert_eq!(b.hardware_id, HWID);
-    let fp = wispanel_license::key::LicenseKey::parse(keys::GOOD)
+    let fp = wispanel_core::key::LicenseKey::parse(keys::GOOD)
         .unwrap()
         .fingerprint();
     assert_eq!(b.key_fingerprint, fp, "the key fingerprint is stable");
@@ -592,17 +591,14 @@ fn state_v1_fixture_loads() {
     assert!(core.portal.last_error.is_none());
     assert!(core.plan.next_validate_at.is_some());
     assert!(core.plan.next_update_check_at.is_some());
-    assert_eq!(
-        core.update.state,
-        wispanel_license::core::UpdateState::Available
-    );
+    assert_eq!(core.update.state, wispanel_core::UpdateState::Available);
     assert_eq!(core.update.latest_version.as_deref(), Some("1.5.0"));
     // Saving it again and reading it back gives the same core.
     let v: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["schema"], 1);
     let d = tempfile::tempdir().unwrap();
     let store = Store::open(d.path()).unwrap();
-    store.save(&core, Timestamp::now()).unwrap();
+    store.save(&core, wispanel_license::clock::now()).unwrap();
     let again = std::fs::read_to_string(store.state_path()).unwrap();
     assert_eq!(Store::parse(&again, &store.state_path()).unwrap(), core);
 }
@@ -612,7 +608,7 @@ struct Rng(u64);
 
 impl Rng {
     fn new() -> Rng {
-        Rng(Timestamp::now().0 as u64 | 1)
+        Rng(wispanel_license::clock::now().0 as u64 | 1)
     }
     fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 << 13;
@@ -790,7 +786,7 @@ fn a_new_configured_key_replaces_the_activated_one() {
     // The configuration now names another key.
     env.conf.key = Some(keys::SUSPENDED.to_string());
     env.write_config();
-    let t = Timestamp::now();
+    let t = wispanel_license::clock::now();
     d.sighup();
     let s = env.wait_state("suspended");
     assert_eq!(s["license"]["key"], "WISP-****0002");

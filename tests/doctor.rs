@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use wispanel_license::doctor::{self, Check, Options, Report, Status, Timeouts};
-use wispanel_license::sim::{self, Outage, Scenario, SimHandle, SimOptions, TlsMode, keys};
+use wispanel_portal_sim::{self as sim, Outage, Scenario, SimHandle, SimOptions, TlsMode, keys};
 
 const MID: &str = "5f3e2d1c0b0a09080706050403020100";
 
@@ -315,16 +315,14 @@ async fn clock_behind_the_saved_last_success_fails() {
     let h = Host::new();
     let (_s, cfg) = trusted(&h, Scenario::default()).await;
     let store = wispanel_license::store::Store::open(&h.p("state")).unwrap();
-    let mut core = wispanel_license::core::machine::Core::default();
-    let future = wispanel_license::timestamp::Timestamp::now().add(Duration::from_secs(3 * 3600));
+    let mut core = wispanel_core::machine::Core::default();
+    let future = wispanel_license::clock::now().add(Duration::from_secs(3 * 3600));
     core.portal.last_success_at = Some(future);
-    core.licence.verdict_binding = Some(wispanel_license::core::machine::Binding {
+    core.licence.verdict_binding = Some(wispanel_core::machine::Binding {
         key_fingerprint: "0011223344556677".into(),
         hardware_id: "e".repeat(64),
     });
-    store
-        .save(&core, wispanel_license::timestamp::Timestamp::now())
-        .unwrap();
+    store.save(&core, wispanel_license::clock::now()).unwrap();
     let r = doctor::diagnose(&cfg, None, &opts(quick())).await;
     let text = r.text();
     assert_eq!(named(&r, "state.json").status, Status::Ok, "{text}");

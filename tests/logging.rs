@@ -15,7 +15,7 @@ fn run_to_expired(vars: &[(&str, String)], env: &Env, sim: &Sim) -> String {
     d.wait_ready(env);
     env.wait_state("active");
     sim.h
-        .set_license(keys::GOOD, wispanel_license::sim::LicenseBehaviour::Expired);
+        .set_license(keys::GOOD, wispanel_portal_sim::LicenseBehaviour::Expired);
     env.post("/v1/check", None);
     env.wait_state("expired");
     d.stop();

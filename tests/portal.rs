@@ -4,12 +4,12 @@
 
 use serde_json::json;
 use std::time::{Duration, Instant};
-use wispanel_license::core::classify::Outcome;
-use wispanel_license::core::gate::GateClose;
-use wispanel_license::core::{Endpoint, ErrorKind, LicenseState};
-use wispanel_license::key::LicenseKey;
+use wispanel_core::classify::Outcome;
+use wispanel_core::gate::GateClose;
+use wispanel_core::key::LicenseKey;
+use wispanel_core::{Endpoint, ErrorKind, LicenseState};
 use wispanel_license::portal::{PortalClient, RequestFacts, request_body};
-use wispanel_license::sim::{self, ScriptedAnswer, SimHandle, SimOptions, TlsMode, keys};
+use wispanel_portal_sim::{self as sim, ScriptedAnswer, SimHandle, SimOptions, TlsMode, keys};
 
 const HW: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 

@@ -9,8 +9,7 @@ mod common;
 use common::*;
 use serde_json::json;
 use std::time::Duration;
-use wispanel_license::sim::{Endpoint, Outage, ScriptedAnswer, SimOptions, TlsMode};
-use wispanel_license::timestamp::Timestamp;
+use wispanel_portal_sim::{Endpoint, Outage, ScriptedAnswer, SimOptions, TlsMode};
 
 /// How long the gate must stay closed after the faulty answer, if at all.
 #[derive(Clone, Copy, Debug)]
@@ -54,7 +53,7 @@ fn run(case: Case) {
     env.wait_status("the first update check", |s| {
         s["update"]["state"] == "available"
     });
-    let t0 = Timestamp::now();
+    let t0 = wispanel_license::clock::now();
     sim.push_answers(Endpoint::Validate, vec![case.answer.clone()]);
     let r = env.post("/v1/check", None);
     assert_eq!(
@@ -252,7 +251,7 @@ fn retry_after_huge_is_clamped_to_a_day() {
 
 #[test]
 fn retry_after_http_date() {
-    let at = Timestamp::now().add(Duration::from_secs(4));
+    let at = wispanel_license::clock::now().add(Duration::from_secs(4));
     // The HTTP date has whole seconds: between 3 and 4 s from now.
     run(Case::new(
         too_many().with_header("Retry-After", &at.to_http_date()),
@@ -264,7 +263,7 @@ fn retry_after_http_date() {
 
 #[test]
 fn rate_limit_reset_without_retry_after() {
-    let reset = Timestamp::now().unix_secs() + 4;
+    let reset = wispanel_license::clock::now().unix_secs() + 4;
     run(Case::new(
         too_many().with_header("X-RateLimit-Reset", &reset.to_string()),
         "rate_limited",

@@ -12,8 +12,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use wispanel_license::sim::{Endpoint, LicenseBehaviour, Outage, ScriptedAnswer};
-use wispanel_license::timestamp::Timestamp;
+use wispanel_core::timestamp::Timestamp;
+use wispanel_portal_sim::{Endpoint, LicenseBehaviour, Outage, ScriptedAnswer};
 
 fn keys_of(v: &Value) -> Vec<String> {
     let mut k: Vec<String> = v
@@ -303,7 +303,10 @@ fn closed_gate_answers_429_without_a_request() {
         ("/v1/deactivate", None, 503, "PORTAL_UNREACHABLE"),
     ] {
         let r = env.post(path, body);
-        assert!(Timestamp::now() < until, "the test was too slow");
+        assert!(
+            wispanel_license::clock::now() < until,
+            "the test was too slow"
+        );
         r.assert_envelope(status, code);
         let secs: u64 = r
             .header("retry-after")
@@ -667,7 +670,7 @@ fn metrics_parse_and_name_the_spec_series() {
     ] {
         assert!(states.contains(s), "no state {s}");
     }
-    let now = Timestamp::now().unix_secs() as f64;
+    let now = wispanel_license::clock::now().unix_secs() as f64;
     assert!(metric(&m, "wispanel_license_expires_timestamp_seconds", &[]) > now);
     let last = metric(&m, "wispanel_license_last_success_timestamp_seconds", &[]);
     assert!((now - 60.0..=now + 1.0).contains(&last));

@@ -7,19 +7,18 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wispanel_core::classify::Outcome;
+use wispanel_core::key::LicenseKey;
+use wispanel_core::machine::Core;
+use wispanel_core::{Endpoint, UpdateState};
 use wispanel_license::config::Config;
-use wispanel_license::core::classify::Outcome;
-use wispanel_license::core::machine::Core;
-use wispanel_license::core::{Endpoint, UpdateState};
-use wispanel_license::key::LicenseKey;
 use wispanel_license::portal::{PortalClient, RequestFacts, request_body};
-use wispanel_license::sim::{
-    self, Endpoint as SimEndpoint, ScriptedAnswer, SimHandle, SimOptions, keys, release_bytes,
-    release_sha256,
-};
 use wispanel_license::store::Store;
-use wispanel_license::timestamp::Timestamp;
 use wispanel_license::update::{DownloadError, Progress, Version, download};
+use wispanel_portal_sim::{
+    self as sim, self, Endpoint as SimEndpoint, ScriptedAnswer, SimHandle, SimOptions, keys,
+    release_bytes, release_sha256,
+};
 
 const HW: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const SIZE: u64 = 256 * 1024;
@@ -547,14 +546,14 @@ async fn a_bad_version_is_a_usage_error() {
 async fn the_saved_gate_is_respected() {
     let env = setup(keys::GOOD, "5s").await;
     let before = env.sim.requests().len();
-    let until = Timestamp::now()
+    let until = wispanel_license::clock::now()
         .add(Duration::from_secs(600))
         .whole_seconds();
     let mut core = Core::default();
     core.portal.rate_limited_until = Some(until);
     Store::open(&env.state_dir())
         .unwrap()
-        .save(&core, Timestamp::now())
+        .save(&core, wispanel_license::clock::now())
         .unwrap();
     let e = download(&env.config, None, &env.out, None)
         .await
@@ -566,10 +565,11 @@ async fn the_saved_gate_is_respected() {
     assert!(e.to_string().contains(&until.to_string()), "{e}");
     assert_eq!(env.sim.requests().len(), before);
     // An open gate (in the past) lets the download through.
-    core.portal.rate_limited_until = Some(Timestamp::now().sub(Duration::from_secs(1)));
+    core.portal.rate_limited_until =
+        Some(wispanel_license::clock::now().sub(Duration::from_secs(1)));
     Store::open(&env.state_dir())
         .unwrap()
-        .save(&core, Timestamp::now())
+        .save(&core, wispanel_license::clock::now())
         .unwrap();
     download(&env.config, None, &env.out, None).await.unwrap();
 }

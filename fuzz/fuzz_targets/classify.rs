@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wispanel_license::fuzzing::classify_case;
+use wispanel_fuzz_cases::classify_case;
 
 fuzz_target!(|data: &[u8]| {
     classify_case(data);

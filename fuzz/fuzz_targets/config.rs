@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wispanel_license::fuzzing::config_case;
+use wispanel_fuzz_cases::config_case;
 
 fuzz_target!(|data: &[u8]| {
     config_case(data);

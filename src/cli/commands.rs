@@ -10,13 +10,13 @@
 use super::{ActivateArgs, Cli};
 use crate::api::{ErrorEnvelope, StatusDocument};
 use crate::config::{Config, resolve_config_path};
-use crate::core::{LicenseState, UpdateState};
 use crate::socket::client::{self, Answer};
-use crate::timestamp::Timestamp;
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+use wispanel_core::timestamp::Timestamp;
+use wispanel_core::{LicenseState, UpdateState};
 
 pub const DEFAULT_SOCKET: &str = "/run/wispanel-license/status.sock";
 
@@ -366,7 +366,7 @@ pub fn activate(cli: &Cli, args: &ActivateArgs) -> ExitCode {
             }
         },
     };
-    let key = match crate::key::LicenseKey::parse(&raw) {
+    let key = match wispanel_core::key::LicenseKey::parse(&raw) {
         Ok(k) => k,
         Err(e) => {
             eprintln!("wispanel-license: activate: {e}");

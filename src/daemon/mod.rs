@@ -14,16 +14,11 @@ mod tasks;
 pub use tasks::ALL as LOOPS_ALL;
 
 use crate::api::{DaemonInfo, StatusDocument, StatusInputs};
+use crate::clock::ThreadJitter;
 use crate::config::Config;
-use crate::core::classify::{Classified, Outcome};
-use crate::core::machine::{Core, Inputs};
-use crate::core::schedule::ThreadJitter;
-use crate::core::{Endpoint, ErrorKind, LicenseState, Reason, UpdateState};
 use crate::host::HostFacts;
-use crate::key::LicenseKey;
 use crate::portal::{PortalClient, RequestFacts, request_body};
 use crate::store::{Loaded, Store};
-use crate::timestamp::Timestamp;
 use crate::{hwid, logging, socket, systemd};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -34,6 +29,11 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
+use wispanel_core::classify::{Classified, Outcome};
+use wispanel_core::key::LicenseKey;
+use wispanel_core::machine::{Core, Inputs};
+use wispanel_core::timestamp::Timestamp;
+use wispanel_core::{Endpoint, ErrorKind, LicenseState, Reason, UpdateState};
 
 /// A manual check within this time of the last one gets its result.
 pub const MANUAL_REUSE: Duration = Duration::from_secs(10);
@@ -213,13 +213,15 @@ impl Daemon {
 
     /// The gate, if closed now.
     pub fn gate(&self) -> Option<Timestamp> {
-        lock(&self.state).core.gate_closed_until(Timestamp::now())
+        lock(&self.state)
+            .core
+            .gate_closed_until(crate::clock::now())
     }
 
     /// Rebuilds the status, announces a state change (log, `STATUS=`), and
     /// hands the core to the state writer.
     pub fn publish(&self) {
-        let now = Timestamp::now();
+        let now = crate::clock::now();
         let config = self.config();
         let (doc, core, change, grace_ending) = {
             let mut st = lock(&self.state);
@@ -227,7 +229,7 @@ impl Daemon {
             let inputs = st.inputs();
             let si = StatusInputs {
                 daemon: &self.info,
-                config: &config,
+                schedule: &config.schedule.core(),
                 inputs: &inputs,
                 masked_key: st.key().map(LicenseKey::masked),
                 hardware_id: st.hwid.as_deref().ok(),
@@ -383,7 +385,7 @@ impl Daemon {
         self.refresh_inputs();
         let config = self.config();
         let version = self.product_version(&config);
-        let now = Timestamp::now();
+        let now = crate::clock::now();
         let (endpoint, body, inputs) = {
             let st = lock(&self.state);
             let inputs = st.inputs();
@@ -411,8 +413,8 @@ impl Daemon {
                 endpoint,
                 &c,
                 &inputs,
-                &config.schedule,
-                Timestamp::now(),
+                &config.schedule.core(),
+                crate::clock::now(),
                 &mut ThreadJitter,
             );
             // The key or hardware may have changed while the request ran.
@@ -475,7 +477,7 @@ impl Daemon {
         let _portal = self.portal_lock.lock().await;
         let config = self.config();
         let version = self.product_version(&config);
-        let now = Timestamp::now();
+        let now = crate::clock::now();
         let body = {
             let st = lock(&self.state);
             let (Some(key), Ok(hw)) = (st.key(), st.hwid.as_ref()) else {
@@ -495,8 +497,8 @@ impl Daemon {
         lock(&self.state).core.record_update(
             &c,
             &version,
-            &config.schedule,
-            Timestamp::now(),
+            &config.schedule.core(),
+            crate::clock::now(),
             &mut ThreadJitter,
         );
         self.publish();
@@ -505,7 +507,9 @@ impl Daemon {
     }
 
     fn gate_refusal(&self, until: Timestamp) -> ActionError {
-        lock(&self.state).core.note_gate_refusal(Timestamp::now());
+        lock(&self.state)
+            .core
+            .note_gate_refusal(crate::clock::now());
         self.publish();
         ActionError::Gate(until)
     }
@@ -588,8 +592,8 @@ impl Daemon {
             st.core.record_candidate_activation(
                 &c,
                 &candidate,
-                &config.schedule,
-                Timestamp::now(),
+                &config.schedule.core(),
+                crate::clock::now(),
                 &mut ThreadJitter,
             );
             match &c.outcome {
@@ -601,7 +605,7 @@ impl Daemon {
                 }
                 Outcome::Refused { reason, .. } => Err(ActionError::Refused(reason.clone())),
                 Outcome::Failed(e) if e.kind == ErrorKind::RateLimited => {
-                    match st.core.gate_closed_until(Timestamp::now()) {
+                    match st.core.gate_closed_until(crate::clock::now()) {
                         Some(until) => Err(ActionError::Gate(until)),
                         None => Err(ActionError::Unreachable(e.message.clone())),
                     }
@@ -647,8 +651,8 @@ impl Daemon {
             st.core.record_deactivation(
                 &c,
                 released,
-                &config.schedule,
-                Timestamp::now(),
+                &config.schedule.core(),
+                crate::clock::now(),
                 &mut ThreadJitter,
             );
             match &c.outcome {
@@ -763,7 +767,7 @@ pub struct Control {
 
 /// Starts everything and runs until `control.shutdown`; saves state on the way out.
 pub async fn run(config: Config, control: Control) -> Result<(), StartError> {
-    let started = Timestamp::now();
+    let started = crate::clock::now();
     let store = Store::open(&config.state_dir)?;
     let core = match store.load(started) {
         Loaded::Fresh => {
@@ -880,7 +884,7 @@ pub async fn run(config: Config, control: Control) -> Result<(), StartError> {
     }
     // The writer saved on its way out; save once more in case it could not.
     let core = lock(&daemon.state).core.clone();
-    if let Err(e) = daemon.store.save(&core, Timestamp::now()) {
+    if let Err(e) = daemon.store.save(&core, crate::clock::now()) {
         logging::event::state_not_saved(&e.to_string(), None);
     }
     let _ = std::fs::remove_file(&daemon.config().socket_path);
@@ -947,7 +951,7 @@ pub fn main(config_path: PathBuf) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            error!(error = %e, "cannot start the async runtime");
+            error!(error = %e, "cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
     };
@@ -957,7 +961,7 @@ pub fn main(config_path: PathBuf) -> ExitCode {
             reload: Arc::new(Notify::new()),
         };
         if let Err(e) = tasks::install_signals(control.clone()) {
-            error!(error = %e, "cannot install signal handlers");
+            error!(error = %e, "cannot install signal handlers: {e}");
             return ExitCode::from(1);
         }
         match run(config, control).await {

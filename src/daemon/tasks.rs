@@ -2,7 +2,6 @@
 //! shutdown token is cancelled.
 
 use super::{Control, Daemon, lock};
-use crate::timestamp::Timestamp;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -11,6 +10,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
+use wispanel_core::timestamp::Timestamp;
 
 /// Sleeps are cut at this length so that a jump of the wall clock (suspend,
 /// NTP step) is noticed.
@@ -47,7 +47,7 @@ pub async fn licence_loop(d: Arc<Daemon>) {
     let _alive = Alive::new(&d, LICENCE_LOOP);
     async {
         loop {
-            let now = Timestamp::now();
+            let now = crate::clock::now();
             let config = d.config();
             let (due, lapse, gate) = {
                 let st = lock(&d.state);
@@ -59,7 +59,7 @@ pub async fn licence_loop(d: Arc<Daemon>) {
                 };
                 (
                     due,
-                    st.core.next_lapse(&inputs, &config.schedule, now),
+                    st.core.next_lapse(&inputs, &config.schedule.core(), now),
                     st.core.portal.rate_limited_until,
                 )
             };
@@ -103,7 +103,7 @@ pub async fn update_loop(d: Arc<Daemon>) {
     let _alive = Alive::new(&d, UPDATE_LOOP);
     async {
         loop {
-            let now = Timestamp::now();
+            let now = crate::clock::now();
             let due = lock(&d.state).core.update_due(now);
             if let Some(at) = due
                 && at <= now
@@ -134,7 +134,7 @@ pub async fn update_loop(d: Arc<Daemon>) {
 /// loudly, keeps serving from memory and tries again with a growing delay.
 pub async fn state_writer(
     d: Arc<Daemon>,
-    mut rx: watch::Receiver<Arc<crate::core::machine::Core>>,
+    mut rx: watch::Receiver<Arc<wispanel_core::machine::Core>>,
 ) {
     use backon::{ExponentialBuilder, Retryable};
     async {
@@ -145,7 +145,8 @@ pub async fn state_writer(
             let save = || async {
                 let core = rx.borrow().clone();
                 let store = d.store.clone();
-                match tokio::task::spawn_blocking(move || store.save(&core, Timestamp::now())).await
+                match tokio::task::spawn_blocking(move || store.save(&core, crate::clock::now()))
+                    .await
                 {
                     Ok(r) => r.map_err(|e| e.to_string()),
                     Err(e) => Err(format!("the save task failed: {e}")),

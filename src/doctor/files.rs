@@ -5,11 +5,11 @@
 
 use super::Check;
 use crate::store::{STATE_FILE, Store};
-use crate::timestamp::Timestamp;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wispanel_core::timestamp::Timestamp;
 
 /// What a path is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -493,7 +493,7 @@ mod tests {
 
         chmod(&dir, 0o700);
         let store = Store::open(&dir).unwrap();
-        let mut core = crate::core::machine::Core::default();
+        let mut core = wispanel_core::machine::Core::default();
         core.portal.last_success_at = Some(NOW.sub(Duration::from_secs(60)));
         store.save(&core, NOW).unwrap();
         let cs = state_checks(&gather_state(&dir), NOW);

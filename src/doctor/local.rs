@@ -3,10 +3,10 @@
 
 use super::Check;
 use crate::config::{Config, ConfigError, KeySource};
-use crate::key::LicenseKey;
 use crate::store::KEY_FILE;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use wispanel_core::key::LicenseKey;
 
 /// A file's mode and owner, or why they are unknown.
 #[derive(Clone, Debug, PartialEq, Eq)]

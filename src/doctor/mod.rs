@@ -286,7 +286,7 @@ pub async fn diagnose(config_path: &Path, socket: Option<&Path>, opts: &Options)
     report.extend(portal_checks);
 
     if let Some(st) = &state {
-        report.extend(files::state_checks(st, crate::timestamp::Timestamp::now()));
+        report.extend(files::state_checks(st, crate::clock::now()));
     }
     let sock_facts = files::gather_socket(&sock);
     report.extend(files::socket_checks(

@@ -8,7 +8,6 @@
 
 use super::{Check, Options, Timeouts};
 use crate::config::Config;
-use crate::timestamp::Timestamp;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -21,6 +20,7 @@ use tokio_rustls::rustls::client::danger::{
 };
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio_rustls::rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
+use wispanel_core::timestamp::Timestamp;
 
 /// Clock skew above this many seconds warns, above [`SKEW_FAIL_SECS`] fails.
 pub const SKEW_WARN_SECS: i64 = 60;
@@ -592,7 +592,7 @@ async fn steps(config: &Config, opts: &Options, p: &mut Progress) {
             &outcome,
             config.ca_file.as_deref(),
             t.tls,
-            Timestamp::now(),
+            crate::clock::now(),
         );
         let failed = check.status == super::Status::Fail;
         p.checks.push(check);
@@ -613,7 +613,7 @@ async fn steps(config: &Config, opts: &Options, p: &mut Progress) {
     p.checks.push(http_check(&url, &outcome, t.http));
     if let HttpOutcome::Answered { date, .. } = outcome {
         p.checks
-            .push(skew_check(date.map(|d| skew_secs(Timestamp::now(), d))));
+            .push(skew_check(date.map(|d| skew_secs(crate::clock::now(), d))));
     }
 }
 

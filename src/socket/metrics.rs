@@ -1,8 +1,8 @@
 //! `GET /metrics`: Prometheus text format (version 0.0.4).
 
 use crate::api::StatusDocument;
-use crate::core::{Endpoint, LicenseState, UpdateState};
 use std::fmt::Write;
+use wispanel_core::{Endpoint, LicenseState, UpdateState};
 
 const OUTCOMES: [&str; 8] = [
     "valid",

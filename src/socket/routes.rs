@@ -3,8 +3,6 @@
 use super::{BODY_READ_TIMEOUT, MAX_BODY, PeerUid, metrics};
 use crate::api::{ActivateRequest, ErrorEnvelope, Health};
 use crate::daemon::{ActionError, Daemon, Snapshot};
-use crate::key::LicenseKey;
-use crate::timestamp::Timestamp;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -16,6 +14,8 @@ use axum::routing::{get, post};
 use futures_util::stream::{self, Stream};
 use std::convert::Infallible;
 use std::sync::Arc;
+use wispanel_core::key::LicenseKey;
+use wispanel_core::timestamp::Timestamp;
 
 #[derive(Clone)]
 struct App {
@@ -138,7 +138,11 @@ async fn health(State(app): State<App>) -> Response {
 }
 
 fn with_retry_after(mut r: Response, until: Timestamp) -> Response {
-    let secs = until.since(Timestamp::now()).as_secs_f64().ceil().max(1.0) as u64;
+    let secs = until
+        .since(crate::clock::now())
+        .as_secs_f64()
+        .ceil()
+        .max(1.0) as u64;
     if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
         r.headers_mut().insert(header::RETRY_AFTER, v);
     }

@@ -11,16 +11,9 @@
 //! removes the temporary file.
 
 use crate::config::{Config, ConfigError};
-use crate::core::classify::{Classified, Outcome, TokenAnswer};
-use crate::core::gate::GateClose;
-use crate::core::machine::Core;
-use crate::core::{Endpoint, ErrorKind, PortalError, UpdateState};
 use crate::hwid::{self, HwidError};
-use crate::key::LicenseKey;
 use crate::portal::{PortalClient, RequestFacts, SetupError, error_chain, request_body};
 use crate::store::{STATE_FILE, Store, StoreError};
-use crate::timestamp::Timestamp;
-use crate::update::version::{Version, VersionError};
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::os::unix::fs::PermissionsExt;
@@ -28,6 +21,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use url::Url;
+use wispanel_core::classify::{Classified, Outcome, TokenAnswer};
+use wispanel_core::gate::GateClose;
+use wispanel_core::key::LicenseKey;
+use wispanel_core::machine::Core;
+use wispanel_core::timestamp::Timestamp;
+use wispanel_core::version::{Version, VersionError};
+use wispanel_core::{Endpoint, ErrorKind, PortalError, UpdateState};
 
 /// The longest a whole download may take, however steadily bytes arrive
 /// (the stall limit, `request_timeout` without a byte, is the usual bound).
@@ -238,7 +238,7 @@ pub async fn download(
     let current = config.read_product_version()?;
     let hardware_id = hwid::compute_from_env(&config.hardware)?.id;
     let key = licence_key(config)?;
-    if let Some((until, state)) = saved_gate(&config.state_dir, Timestamp::now()) {
+    if let Some((until, state)) = saved_gate(&config.state_dir, crate::clock::now()) {
         return Err(DownloadError::GateClosed { until, state });
     }
     let client = PortalClient::new(config)?;

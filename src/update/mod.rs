@@ -3,7 +3,6 @@
 //! size and SHA-256 checks, atomic placement).
 
 pub mod download;
-pub mod version;
 
 pub use download::{DownloadError, Downloaded, Progress, download};
-pub use version::{Version, VersionError};
+pub use wispanel_core::version::{self, Version, VersionError};

@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use wispanel_license::sim::{self, RecordedRequest, SimHandle, SimOptions};
-use wispanel_license::timestamp::Timestamp;
+use wispanel_core::timestamp::Timestamp;
+use wispanel_portal_sim::{self as sim, RecordedRequest, SimHandle, SimOptions};
 
-pub use wispanel_license::sim::keys;
+pub use wispanel_portal_sim::keys;
 
 /// The longest any condition is waited for.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -255,7 +255,7 @@ impl Env {
     }
 
     /// Reads `state.json` and parses it with the daemon's own parser.
-    pub fn saved_core(&self) -> wispanel_license::core::machine::Core {
+    pub fn saved_core(&self) -> wispanel_core::machine::Core {
         let p = self.state_file();
         let text = std::fs::read_to_string(&p).unwrap();
         wispanel_license::store::Store::parse(&text, &p).unwrap()
@@ -659,7 +659,7 @@ impl Notify {
     pub fn from_socket(path: PathBuf, sock: UnixDatagram, earlier: Vec<String>) -> Notify {
         sock.set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
-        let now = Timestamp::now();
+        let now = wispanel_license::clock::now();
         let messages = Arc::new(Mutex::new(
             earlier.into_iter().map(|m| (now, m)).collect::<Vec<_>>(),
         ));
@@ -669,7 +669,7 @@ impl Notify {
             let mut buf = vec![0u8; 65536];
             while !st.load(std::sync::atomic::Ordering::SeqCst) {
                 if let Ok(n) = sock.recv(&mut buf) {
-                    let now = Timestamp::now();
+                    let now = wispanel_license::clock::now();
                     let text = String::from_utf8_lossy(&buf[..n]).into_owned();
                     m.lock().unwrap().push((now, text));
                 }

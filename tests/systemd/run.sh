@@ -67,7 +67,7 @@ DEB=${1:-$(ls -t target/debian/wispanel-license_*.deb 2>/dev/null | head -n 1)}
 [ -n "$DEB" ] && [ -f "$DEB" ] || fatal "no .deb (build it with .ci/packaging.sh, or name one)"
 SIM_BIN=${WISPANEL_PORTAL_SIM:-target/debug/wispanel-portal-sim}
 if [ ! -x "$SIM_BIN" ]; then
-	cargo build --quiet --bin wispanel-portal-sim || fatal "cannot build the portal simulator"
+	cargo build --quiet -p wispanel-portal-sim --bin wispanel-portal-sim || fatal "cannot build the portal simulator"
 fi
 [ -x "$SIM_BIN" ] || fatal "no portal simulator at $SIM_BIN"
 echo "package:   $DEB"

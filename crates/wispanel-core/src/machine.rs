@@ -10,7 +10,7 @@ use super::classify::{Classified, LicenseDetails, Outcome, UpdateAnswer};
 use super::gate::{self, GateClose};
 use super::schedule::{self, Jitter};
 use super::{Endpoint, ErrorKind, LicenseState, PortalError, Reason, UpdateState};
-use crate::config::Schedule;
+use crate::schedule::Schedule;
 use crate::timestamp::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -444,7 +444,7 @@ impl Core {
 
     /// Applies the answer to an update check made with `current_version`.
     /// `available` is `latest_version > current_version` when both parse as
-    /// versions ([`crate::update::Version`]), else the portal's `update_available`.
+    /// versions ([`crate::version::Version`]), else the portal's `update_available`.
     pub fn record_update(
         &mut self,
         c: &Classified,
@@ -465,7 +465,7 @@ impl Core {
                 // flag only when one does not.
                 let available = latest_version
                     .as_deref()
-                    .and_then(|latest| crate::update::version::is_newer(latest, current_version))
+                    .and_then(|latest| crate::version::is_newer(latest, current_version))
                     .unwrap_or(*update_available);
                 self.update = Update {
                     state: if available {
@@ -547,8 +547,8 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::classify::{Exchange, classify};
-    use crate::core::schedule::FixedJitter;
+    use crate::classify::{Exchange, classify};
+    use crate::schedule::FixedJitter;
     use std::time::Duration;
 
     const T0: Timestamp = Timestamp(1_800_000_000_000);

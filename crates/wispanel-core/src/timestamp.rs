@@ -15,11 +15,6 @@ use time::format_description::well_known::Rfc3339;
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
-    /// The current wall-clock time.
-    pub fn now() -> Timestamp {
-        Timestamp::from_system_time(SystemTime::now())
-    }
-
     pub fn from_system_time(t: SystemTime) -> Timestamp {
         match t.duration_since(UNIX_EPOCH) {
             Ok(d) => Timestamp(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),

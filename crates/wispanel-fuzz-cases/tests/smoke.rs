@@ -1,9 +1,7 @@
 //! The fuzz targets (`fuzz/`, run with `cargo fuzz` on nightly by
 //! `.ci/fuzz.sh`) as a bounded, deterministic random-input loop on stable.
 
-use wispanel_license::fuzzing::{
-    Mutator, classify_case, classify_seeds, config_case, config_seeds,
-};
+use wispanel_fuzz_cases::{Mutator, classify_case, classify_seeds, config_case, config_seeds};
 
 fn run(seed: u64, iterations: usize, seeds: &[Vec<u8>], case: fn(&[u8])) {
     let seeds: Vec<&[u8]> = seeds.iter().map(Vec::as_slice).collect();

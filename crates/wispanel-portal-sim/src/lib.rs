@@ -53,7 +53,6 @@ pub use scenario::{
     ScriptedAnswer, keys,
 };
 
-use crate::timestamp::Timestamp;
 use http::{After, ReadError, read_request, wait_for_close, write_reply};
 use portal::{Incoming, Plan, Portal};
 use std::net::SocketAddr;
@@ -65,6 +64,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use wispanel_core::timestamp::Timestamp;
 
 /// A keep-alive connection idle this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -194,7 +194,7 @@ pub async fn start(opts: SimOptions) -> Result<SimHandle, SimError> {
     let portal = Arc::new(Mutex::new(Portal::new(
         opts.scenario,
         base_url.clone(),
-        Timestamp::now(),
+        Timestamp::from_system_time(std::time::SystemTime::now()),
     )));
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
@@ -338,7 +338,10 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, portal: &Shared) {
             authorization: req.header("Authorization"),
             body: &req.body,
         };
-        let plan = lock(portal).answer(&incoming, Timestamp::now());
+        let plan = lock(portal).answer(
+            &incoming,
+            Timestamp::from_system_time(std::time::SystemTime::now()),
+        );
         match plan {
             Plan::Drop { delay } => {
                 tokio::time::sleep(delay).await;

@@ -4,12 +4,12 @@
 //! Each function takes arbitrary bytes, must not panic, and checks the
 //! invariants that hold for every input.
 
-use crate::config::Config;
-use crate::core::Endpoint;
-use crate::core::classify::{BodyProblem, Exchange, Outcome, classify};
-use crate::core::gate::{GateClose, MAX_WAIT, MIN_WAIT};
-use crate::timestamp::Timestamp;
 use std::path::Path;
+use wispanel_core::Endpoint;
+use wispanel_core::classify::{BodyProblem, Exchange, Outcome, classify};
+use wispanel_core::gate::{GateClose, MAX_WAIT, MIN_WAIT};
+use wispanel_core::timestamp::Timestamp;
+use wispanel_license::config::Config;
 
 /// A fixed "now" for the classifier.
 pub const NOW: Timestamp = Timestamp(1_800_000_000_000);
@@ -93,7 +93,7 @@ pub fn classify_case(data: &[u8]) {
     let _ = classify(
         endpoint,
         &Exchange::Failed {
-            kind: crate::core::ErrorKind::Connect,
+            kind: wispanel_core::ErrorKind::Connect,
             message: head.into_owned(),
         },
         NOW,

@@ -2,13 +2,19 @@
 //! answers, grace, the portal gate and the retry schedule.
 //!
 //! Everything here is a plain function of (state, answer, now, randomness).
-//! Nothing in this module reads a clock, a file or a socket; the daemon, the
+//! Nothing in this crate reads a clock, a file or a socket, and its manifest
+//! names no I/O crate, so the compiler keeps it that way: the daemon, the
 //! tests and the fleet simulation all drive the same code.
+#![forbid(unsafe_code)]
 
 pub mod classify;
+pub mod duration;
 pub mod gate;
+pub mod key;
 pub mod machine;
 pub mod schedule;
+pub mod timestamp;
+pub mod version;
 
 use serde::{Deserialize, Serialize};
 

@@ -3,21 +3,21 @@
 //! and never fail on speed; everything runs on loopback, in temporary
 //! directories, bounded in time, and stops by itself.
 //!
-//! Groups: `fleet` (the fleet simulation of [`crate::fleet`]), `daemon`
+//! Groups: `fleet` (the fleet simulation of [`wispanel_fleet`]), `daemon`
 //! (resident memory and idle CPU), `socket` (status socket throughput and
 //! latency), `startup` (spawn to `READY=1`, `hardware-id` wall time).
 
 pub mod env;
 pub mod socket;
 
-use crate::fleet::{self, FleetParams};
-use crate::sim::scenario::Endpoint;
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use env::{DaemonFiles, HWID_A, HWID_B};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
+use wispanel_fleet::{self as fleet, FleetParams};
+use wispanel_portal_sim::scenario::Endpoint;
 
 /// Benchmarks of wispanel-license (loopback only; prints figures, never fails on speed).
 #[derive(Parser, Debug)]
@@ -93,7 +93,7 @@ fn baseline_idle() -> Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        crate::systemd::ready("baseline");
+        wispanel_license::systemd::ready("baseline");
         // Bounded, like everything here: the bench kills it long before.
         tokio::time::sleep(Duration::from_secs(3600)).await;
     });

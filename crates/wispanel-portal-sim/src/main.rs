@@ -1,5 +1,5 @@
 //! `wispanel-portal-sim`: runs the simulated licensing portal (see
-//! `wispanel_license::sim`) until SIGTERM or SIGINT.
+//! `wispanel_portal_sim`) until SIGTERM or SIGINT.
 
 use clap::Parser;
 use std::io::{IsTerminal, Write};
@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tokio::signal::unix::{SignalKind, signal};
-use wispanel_license::sim::{self, Scenario, SimOptions, TlsMode};
+use wispanel_portal_sim::{self as sim, Scenario, SimOptions, TlsMode};
 
 const AFTER_HELP: &str = "\
 Known keys (default scenario): WISP-GOOD-0000-SA6T valid, WISP-EXPD-0000-0001 expired,

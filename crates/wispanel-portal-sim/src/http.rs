@@ -3,8 +3,8 @@
 //! raw answer that may be cut short or stall.
 
 use super::portal::{Delivery, Reply, reason};
-use crate::timestamp::Timestamp;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use wispanel_core::timestamp::Timestamp;
 
 pub(crate) const MAX_HEAD: usize = 64 * 1024;
 pub(crate) const MAX_BODY: usize = 1024 * 1024;
@@ -161,7 +161,7 @@ pub(crate) async fn write_reply<S: AsyncWrite + Unpin>(
 ) -> std::io::Result<After> {
     let body_len = reply.body.len();
     let date = Timestamp(
-        Timestamp::now()
+        Timestamp::from_system_time(std::time::SystemTime::now())
             .millis()
             .saturating_add(reply.date_skew_secs.saturating_mul(1000)),
     )
@@ -229,7 +229,7 @@ pub(crate) async fn wait_for_close<S: AsyncRead + Unpin>(s: &mut S) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::portal::ReplyBody;
+    use crate::portal::ReplyBody;
 
     async fn read_all(input: &[u8]) -> (Vec<Result<Request, ReadError>>, usize) {
         let mut reader = input;

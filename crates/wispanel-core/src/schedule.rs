@@ -3,22 +3,39 @@
 //! Randomness comes in through [`Jitter`] so tests and the fleet simulation
 //! are deterministic.
 
-use crate::config::Schedule;
 use crate::timestamp::Timestamp;
 use std::time::Duration;
+
+/// The schedule parameters the core needs (SPEC `[schedule]`, less
+/// `request_timeout`, which only the portal client uses). The configuration
+/// converts its `[schedule]` table into this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    pub validate_interval: Duration,
+    pub update_check_interval: Duration,
+    pub splay: Duration,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    pub offline_grace: Duration,
+}
+
+impl Default for Schedule {
+    /// SPEC's defaults.
+    fn default() -> Self {
+        Schedule {
+            validate_interval: Duration::from_secs(6 * 3600),
+            update_check_interval: Duration::from_secs(24 * 3600),
+            splay: Duration::from_secs(15 * 60),
+            retry_initial: Duration::from_secs(30),
+            retry_max: Duration::from_secs(3600),
+            offline_grace: Duration::from_secs(7 * 86400),
+        }
+    }
+}
 
 /// A source of uniform numbers in `[0, 1)`.
 pub trait Jitter {
     fn unit(&mut self) -> f64;
-}
-
-/// The daemon's jitter: the thread-local generator of `rand`.
-pub struct ThreadJitter;
-
-impl Jitter for ThreadJitter {
-    fn unit(&mut self) -> f64 {
-        rand::random::<f64>()
-    }
 }
 
 /// A fixed value, for tests: 0.0 gives the shortest wait, 0.999 nearly the longest.

@@ -2,13 +2,13 @@
 //! configuration, the portal simulator, the daemon (or a baseline process)
 //! spawned with its own `NOTIFY_SOCKET`, and readers of `/proc`.
 
-use crate::sim::{self, SimHandle, SimOptions};
 use anyhow::{Context, Result, bail};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+use wispanel_portal_sim::{self as sim, SimHandle, SimOptions};
 
 /// The simulator's always-valid key.
 pub const GOOD_KEY: &str = "WISP-GOOD-0000-SA6T";

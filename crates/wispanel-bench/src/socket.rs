@@ -148,7 +148,7 @@ pub fn run_baseline_server(socket: &Path, body_file: &Path) -> Result<()> {
     rt.block_on(async move {
         let _ = std::fs::remove_file(socket);
         let listener = UnixListener::bind(socket)?;
-        crate::systemd::ready("baseline server");
+        wispanel_license::systemd::ready("baseline server");
         let body = Arc::new(body);
         loop {
             let (stream, _) = listener.accept().await?;

@@ -2,5 +2,5 @@
 //! `wispanel_license::bench`). Not part of the test suite.
 
 fn main() -> std::process::ExitCode {
-    wispanel_license::bench::main()
+    wispanel_bench::main()
 }

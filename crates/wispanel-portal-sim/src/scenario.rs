@@ -50,7 +50,7 @@ impl Endpoint {
         if method == "GET" && path.starts_with("/releases/") {
             return Endpoint::Release;
         }
-        crate::core::Endpoint::ALL
+        wispanel_core::Endpoint::ALL
             .into_iter()
             .find(|e| method == "POST" && e.path() == path)
             .map_or(Endpoint::Unknown, Endpoint::from)
@@ -64,13 +64,13 @@ impl Endpoint {
             Endpoint::Unknown => "unknown",
             portal => portal
                 .portal()
-                .map_or("unknown", crate::core::Endpoint::as_str),
+                .map_or("unknown", wispanel_core::Endpoint::as_str),
         }
     }
 
     /// The client's endpoint, for the five portal endpoints.
-    pub fn portal(self) -> Option<crate::core::Endpoint> {
-        use crate::core::Endpoint as C;
+    pub fn portal(self) -> Option<wispanel_core::Endpoint> {
+        use wispanel_core::Endpoint as C;
         Some(match self {
             Endpoint::Activate => C::Activate,
             Endpoint::Validate => C::Validate,
@@ -83,13 +83,14 @@ impl Endpoint {
 
     /// A licence endpoint (answers carry `valid`).
     pub fn is_license(self) -> bool {
-        self.portal().is_some_and(crate::core::Endpoint::is_licence)
+        self.portal()
+            .is_some_and(wispanel_core::Endpoint::is_licence)
     }
 }
 
-impl From<crate::core::Endpoint> for Endpoint {
-    fn from(e: crate::core::Endpoint) -> Endpoint {
-        use crate::core::Endpoint as C;
+impl From<wispanel_core::Endpoint> for Endpoint {
+    fn from(e: wispanel_core::Endpoint) -> Endpoint {
+        use wispanel_core::Endpoint as C;
         match e {
             C::Activate => Endpoint::Activate,
             C::Validate => Endpoint::Validate,

@@ -6,14 +6,14 @@ use super::scenario::{
     Endpoint, LicenseBehaviour, LicenseTerms, Outage, Scenario, Script, ScriptedAnswer,
     builtin_licenses,
 };
-use crate::key::LicenseKey;
-use crate::timestamp::Timestamp;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
+use wispanel_core::key::LicenseKey;
+use wispanel_core::timestamp::Timestamp;
 
 /// How long a download token stays usable.
 const TOKEN_LIFETIME: Duration = Duration::from_secs(15 * 60);
@@ -968,7 +968,7 @@ pub fn release_sha256(version: &str, size: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::scenario::keys;
+    use crate::scenario::keys;
 
     const HW_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const HW_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";

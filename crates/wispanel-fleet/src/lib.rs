@@ -10,16 +10,16 @@
 //! clocks, no sockets. With the same [`FleetParams`] (and seed) it gives the
 //! same [`FleetReport`].
 
-use crate::config::Schedule;
-use crate::core::Endpoint;
-use crate::core::classify::{Classified, Exchange, Outcome, classify};
-use crate::core::machine::{Core, Inputs};
-use crate::core::schedule::{Jitter, SeededJitter};
-use crate::timestamp::Timestamp;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fmt::Write as _;
 use std::time::Duration;
+use wispanel_core::Endpoint;
+use wispanel_core::classify::{Classified, Exchange, Outcome, classify};
+use wispanel_core::machine::{Core, Inputs};
+use wispanel_core::schedule::Schedule;
+use wispanel_core::schedule::{Jitter, SeededJitter};
+use wispanel_core::timestamp::Timestamp;
 
 const MINUTE_MS: i64 = 60_000;
 const HOUR: Duration = Duration::from_secs(3600);
@@ -541,7 +541,7 @@ pub fn simulate(params: FleetParams) -> FleetReport {
 
 /// "1h30m"-style text for a duration.
 pub fn human(d: Duration) -> String {
-    crate::config::format_duration(d)
+    wispanel_core::duration::format_duration(d)
 }
 
 impl FleetReport {

@@ -6,11 +6,11 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wispanel_license::sim::{
-    self, Endpoint, LicenseBehaviour, Outage, Scenario, ScriptedAnswer, SimHandle, SimOptions,
-    TlsMode, keys,
+use wispanel_core::timestamp::Timestamp;
+use wispanel_portal_sim::{
+    self as sim, Endpoint, LicenseBehaviour, Outage, Scenario, ScriptedAnswer, SimHandle,
+    SimOptions, TlsMode, keys,
 };
-use wispanel_license::timestamp::Timestamp;
 
 const HW: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const VALIDATE: &str = "/api/v1/license/validate";
@@ -95,7 +95,7 @@ async fn healthy_flow_over_tls() {
         (Some(30), Some(100))
     );
     assert_eq!(l["max_databases"], -1);
-    let now = Timestamp::now();
+    let now = Timestamp::from_system_time(std::time::SystemTime::now());
     let expires = Timestamp::parse_rfc3339(l["expires_at"].as_str().unwrap()).unwrap();
     let valid_until = Timestamp::parse_rfc3339(l["valid_until"].as_str().unwrap()).unwrap();
     assert!(expires.since(now) > Duration::from_secs(364 * 86_400));
@@ -381,7 +381,8 @@ async fn date_header_is_skewed() {
         .unwrap();
     let date = r.headers()["date"].to_str().unwrap();
     let portal = Timestamp::parse_http_date(date).unwrap();
-    let behind = Timestamp::now().unix_secs() - portal.unix_secs();
+    let behind =
+        Timestamp::from_system_time(std::time::SystemTime::now()).unix_secs() - portal.unix_secs();
     assert!((3595..=3605).contains(&behind), "{date}: {behind}s behind");
     h.shutdown().await;
 }
