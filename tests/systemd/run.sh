@@ -28,6 +28,8 @@ UUID1=4C4C4544-0042-3510-8052-B7C04F4E3732
 UUID2=8e1c1f3a-5b2d-4c7e-9f10-2a3b4c5d6e7f
 # MESSAGE_IDs (src/logging.rs, packaging/wispanel-license.catalog).
 ID_STATE_CHANGED=59dfb730ad434ec980016b9e0a34b9c8
+ID_GRACE_ENDING=f718164b81394f599f54cc70e9bcaddd
+ID_LAPSED=4facc9862e5c41b881009de1246a19b8
 ID_PORTAL_UNREACHABLE=58701c86108a4775aec373693fbc80ef
 ID_RATE_LIMITED=58d12cff869e42e6b9aaf6cc22013abc
 ID_HARDWARE_CHANGED=78726d85ab0f4d7f91b84b6c7c9d22b4
@@ -107,13 +109,19 @@ dmi() {
 		fi' sh "$1"
 }
 
-# The simulator as a transient unit, its CA where the daemon can read it.
+# The simulator as a transient unit, its CA where the daemon can read it;
+# $1, when given, is its scenario (TOML).
 start_portal() {
 	put "$SIM_BIN" /opt/wispanel-tier/wispanel-portal-sim 0755 || return 1
 	sbx mkdir -p /run/portal-sim /etc/wispanel
+	local scenario=()
+	if [ -n "${1:-}" ]; then
+		printf '%s\n' "$1" | write /opt/wispanel-tier/scenario.toml || return 1
+		scenario=(--scenario /opt/wispanel-tier/scenario.toml)
+	fi
 	sbx systemd-run --quiet --unit=portal-sim --property=Type=exec \
 		/opt/wispanel-tier/wispanel-portal-sim --ca-out /run/portal-sim/ca.pem \
-		--port-file /run/portal-sim/url || return 1
+		--port-file /run/portal-sim/url "${scenario[@]}" || return 1
 	wait_for 30 sbx test -s /run/portal-sim/url || return 1
 	PORTAL_URL=$(sbx cat /run/portal-sim/url)
 	sbx install -m 0644 /run/portal-sim/ca.pem /etc/wispanel/portal-ca.pem || return 1
@@ -121,13 +129,13 @@ start_portal() {
 	note "portal simulator (unit portal-sim.service) at $PORTAL_URL"
 }
 
-prepare() { # NAME DMI
+prepare() { # NAME DMI [SCENARIO]
 	boot "$1" || fatal "cannot boot the sandbox $1"
 	# man-db's trigger rebuilds its index on every install (half a minute
 	# on 2 CPUs); it has nothing to do with this package's behaviour.
 	sbx rm -f /var/lib/man-db/auto-update
 	dmi "$2" || fatal "cannot set up DMI ($2) in the sandbox"
-	start_portal || fatal "cannot start the portal simulator in the sandbox"
+	start_portal "${3:-}" || fatal "cannot start the portal simulator in the sandbox"
 	put "$DEB" /root/wispanel-license.deb || fatal "cannot copy the package into the sandbox"
 	put "$WORK/newer.deb" /root/wispanel-license-newer.deb || fatal "cannot copy the package into the sandbox"
 }
@@ -416,6 +424,28 @@ hw2=$(field .hardware_id)
 expect_eq "another board: the hardware_id follows" "$hw2" "$(expected_hwid)"
 check "the change is logged (MESSAGE_ID hardware_id changed)" wait_for 10 journal_has \
 	MESSAGE_ID=$ID_HARDWARE_CHANGED
+shutdown_sandbox
+
+# ==========================================================================
+group "sandbox C: a portal out of reach until the licence lapses"
+# Verdicts valid for 30 s: grace_until is the portal's valid_until, so the
+# grace that follows a failure ends within 24 h at once, and lapses in 30 s.
+prepare c none $'[terms]\nvalid_for_secs = 30'
+sbx dpkg -i /root/wispanel-license.deb >/dev/null 2>&1 || fail "dpkg -i in sandbox C"
+config
+sbx systemctl restart $UNIT
+check "starts and is licensed" wait_for 60 state_is active
+sim POST /_sim/outage '{"mode": "503"}' >/dev/null
+sbx wispanel-license check >/dev/null 2>&1
+expect_eq "the portal answers 503: grace" "$(licence_state)" grace
+check "less than 24 h of grace left: logged as grace ending" wait_for 10 journal_has \
+	MESSAGE_ID=$ID_GRACE_ENDING WISPANEL_LICENSE_STATE=grace
+check "the grace runs out: lapsed" wait_for 60 state_is lapsed
+check "logged as lapsed (MESSAGE_ID lapsed)" wait_for 10 journal_has \
+	MESSAGE_ID=$ID_LAPSED WISPANEL_LICENSE_STATE=lapsed
+expect_eq "status of a lapsed host exits 2" "$(status_exit)" 2
+check "journalctl -x explains the lapse" eval \
+	'sbx journalctl -x -q --no-pager -u $UNIT MESSAGE_ID=$ID_LAPSED | grep -q "wispanel-license doctor"'
 shutdown_sandbox
 
 # ==========================================================================
