@@ -9,7 +9,9 @@
 //! activation is in doubt, a `MAX_ACTIVATIONS` or `HARDWARE_MISMATCH` refusal
 //! of the retried `activate` is held: the next request is one `validate`,
 //! whose answer is the verdict. `IDEMPOTENCY_KEY_CONFLICT` makes the next
-//! retry use a new key.
+//! retry use a new key; since a new key no longer protects the seat the
+//! earlier request may hold (a portal may count every `activate`), one
+//! `validate` goes first: valid settles it, anything else lets the retry go.
 //!
 //! The shell's flow: [`Core::due`] names the endpoint; for `activate`,
 //! [`Core::activation_key_or`] gives the key (storing a fresh one when there
@@ -40,6 +42,10 @@ pub struct PendingActivation {
     /// The refusal of a retried `activate` while in doubt, held until one
     /// `validate` decides.
     pub confirming: Option<HeldRefusal>,
+    /// After `IDEMPOTENCY_KEY_CONFLICT`: one `validate` before the retry
+    /// with a new key.
+    #[serde(default)]
+    pub validate_first: bool,
 }
 
 /// A `MAX_ACTIVATIONS` or `HARDWARE_MISMATCH` that is not final yet.
@@ -72,6 +78,7 @@ impl Core {
                 sent: 0,
                 in_doubt: false,
                 confirming: None,
+                validate_first: false,
             }),
         };
         // An earlier request for this activation went out and no verdict
@@ -96,12 +103,13 @@ impl Core {
         self.licence.activation.as_ref()
     }
 
-    /// Whether a refusal of the activation of `binding` waits for one `validate`.
+    /// Whether the activation of `binding` waits for one `validate` (a held
+    /// refusal, or a retry after a key conflict).
     pub(crate) fn confirming_activation(&self, binding: &Binding) -> bool {
         self.licence
             .activation
             .as_ref()
-            .is_some_and(|p| p.binding == *binding && p.confirming.is_some())
+            .is_some_and(|p| p.binding == *binding && (p.confirming.is_some() || p.validate_first))
     }
 
     /// Applies an answer to the pending activation of `binding`. Returns the
@@ -135,6 +143,17 @@ impl Core {
                 p.confirming = Some(held.clone());
                 return Some(held);
             }
+            // The validate before a retry with a new key found no seat: the
+            // retry goes, at once; its answer decides.
+            (Outcome::Refused { state, reason }, Endpoint::Validate)
+                if p.validate_first && p.confirming.is_none() =>
+            {
+                p.validate_first = false;
+                return Some(HeldRefusal {
+                    state: *state,
+                    reason: reason.clone(),
+                });
+            }
             // A verdict (of the activate, or of the confirming validate).
             (Outcome::Valid(_) | Outcome::Refused { .. }, _) => {
                 self.licence.activation = None;
@@ -145,6 +164,7 @@ impl Core {
                 // request may hold a seat too. The next try takes a new key.
                 if e.code.as_deref() == Some(IDEMPOTENCY_KEY_CONFLICT) {
                     p.idempotency_key = None;
+                    p.validate_first = true;
                 }
                 p.in_doubt = true;
             }
@@ -358,7 +378,7 @@ mod tests {
                 true,
                 "uuid-1",
             ),
-            (CONFLICT, S::Unknown, Endpoint::Activate, false, true, "new"),
+            (CONFLICT, S::Unknown, Endpoint::Validate, false, true, "new"),
         ];
         for (answer, want, next, at_once, pending, key) in rows {
             let mut c = in_doubt();
@@ -455,13 +475,28 @@ mod tests {
     }
 
     #[test]
-    fn a_conflict_on_the_first_try_still_leaves_the_activation_in_doubt() {
+    fn after_a_conflict_one_validate_then_the_retry_with_a_new_key() {
         let mut c = Core::default();
         c.apply_inputs(&inputs());
         assert_eq!(activate(&mut c, CONFLICT, "uuid-1"), "uuid-1");
         assert!(c.activation_in_doubt(), "the portal saw this key before");
+        // The validate first; a seat held: active, settled.
+        let mut held = c.clone();
+        assert_eq!(due(&held).endpoint, Endpoint::Validate);
+        record(&mut held, Endpoint::Validate, VALID);
+        assert_eq!(state(&held), LicenseState::Active);
+        assert_eq!(held.pending_activation(), None);
+        // No seat: not a verdict yet; the retry with a new key goes at once.
+        record(&mut c, Endpoint::Validate, MISMATCH);
+        assert_eq!(state(&c), LicenseState::Unknown);
+        let d = due(&c);
+        assert_eq!((d.endpoint, d.at), (Endpoint::Activate, T0));
+        // Still in doubt, so a MAX_ACTIVATIONS is held for one more validate.
         assert_eq!(activate(&mut c, MAX, "uuid-2"), "uuid-2");
         assert_eq!(due(&c).endpoint, Endpoint::Validate, "held, not final");
+        record(&mut c, Endpoint::Validate, MISMATCH);
+        assert_eq!(state(&c), LicenseState::HardwareMismatch);
+        assert_eq!(c.pending_activation(), None);
     }
 
     #[test]
