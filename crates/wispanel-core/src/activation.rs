@@ -528,6 +528,33 @@ mod tests {
     }
 
     #[test]
+    fn a_candidate_key_in_doubt_is_decided_by_one_validate() {
+        let s = sched();
+        let cand = Inputs {
+            key_fingerprint: Some("k9".into()),
+            hardware_id: "a".repeat(64),
+        };
+        let j = &mut FixedJitter(0.0);
+        for (validate, active) in [(VALID, true), (MISMATCH, false)] {
+            let mut c = Core::default();
+            c.apply_inputs(&inputs());
+            let a = |x: (u16, &str)| ans(Endpoint::Activate, x.0, x.1);
+            assert_eq!(c.activation_key_or(&cand, || "uuid-1".into()), "uuid-1");
+            assert!(!c.record_candidate(Endpoint::Activate, &a(LOST), &cand, &s, T0, j));
+            assert_eq!(c.activation_key_or(&cand, || "uuid-2".into()), "uuid-1");
+            assert!(
+                c.record_candidate(Endpoint::Activate, &a(MAX), &cand, &s, T0, j),
+                "held: one validate decides"
+            );
+            let v = ans(Endpoint::Validate, validate.0, validate.1);
+            assert!(!c.record_candidate(Endpoint::Validate, &v, &cand, &s, T0, j));
+            assert_eq!(c.pending_activation(), None);
+            let st = c.license_state(&cand, &s, T0);
+            assert_eq!(st == LicenseState::Active, active, "{validate:?}");
+        }
+    }
+
+    #[test]
     fn a_state_without_the_field_loads() {
         let old = r#"{"licence": {"verdict": null, "verdict_binding": null,
             "activated": null, "deactivated_key": null},

@@ -421,16 +421,37 @@ impl Core {
         now: Timestamp,
         j: &mut dyn Jitter,
     ) {
+        self.record_candidate(Endpoint::Activate, c, candidate, s, now, j);
+    }
+
+    /// As [`Core::record_candidate_activation`], for the `activate` or for
+    /// the one `validate` that decides an activation in doubt. Returns true
+    /// when the answer (a `MAX_ACTIVATIONS` or `HARDWARE_MISMATCH` to an
+    /// `activate` in doubt) is not final: the caller sends one `validate`
+    /// with the candidate and records it here too.
+    pub fn record_candidate(
+        &mut self,
+        endpoint: Endpoint,
+        c: &Classified,
+        candidate: &Inputs,
+        s: &Schedule,
+        now: Timestamp,
+        j: &mut dyn Jitter,
+    ) -> bool {
+        let binding = candidate.key_fingerprint.as_ref().map(|fp| Binding {
+            key_fingerprint: fp.clone(),
+            hardware_id: candidate.hardware_id.clone(),
+        });
         if matches!(c.outcome, Outcome::Valid(_)) {
             self.licence.deactivated_key = None;
             // The candidate becomes the inputs in force with this answer.
-            self.licence.seen = candidate.key_fingerprint.as_ref().map(|fp| Binding {
-                key_fingerprint: fp.clone(),
-                hardware_id: candidate.hardware_id.clone(),
-            });
-            self.record_licence(Endpoint::Activate, c, candidate, s, now, j);
+            self.licence.seen = binding;
+            self.record_licence(endpoint, c, candidate, s, now, j);
+            false
         } else {
             self.note_exchange(c, s, now, j);
+            self.settle_activation(endpoint, c, binding.as_ref())
+                .is_some()
         }
     }
 
