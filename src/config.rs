@@ -920,7 +920,7 @@ impl Config {
             Some(v) => {
                 let g = word(&ctx, "socket_group", v)?;
                 // Found now, so that `--check-config` and a start say the same.
-                if crate::socket::group_id(&g).is_err() {
+                if crate::host::group_id(&g).is_err() {
                     return Err(ctx.val("socket_group", v, ConfigErrorKind::UnknownGroup(g)));
                 }
                 Some(g)

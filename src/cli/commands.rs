@@ -401,5 +401,5 @@ pub fn update_check(cli: &Cli) -> ExitCode {
 }
 
 pub fn doctor(cli: &Cli) -> ExitCode {
-    crate::doctor::run(cli)
+    crate::doctor::run(cli.config.clone(), cli.socket.as_deref(), cli.json)
 }

@@ -15,7 +15,6 @@ pub mod local;
 pub mod network;
 pub mod unit;
 
-use crate::cli::args::Cli;
 use crate::config::{Config, resolve_config_path};
 use serde::Serialize;
 use std::io::Write;
@@ -303,7 +302,9 @@ pub async fn diagnose(config_path: &Path, socket: Option<&Path>, opts: &Options)
 
 /// `wispanel-license doctor`: prints the checks (or `--json`) and exits 0
 /// when all are fine, 1 on a warning, 2 on a failure.
-pub fn run(cli: &Cli) -> ExitCode {
+/// `config` is the `--config` flag, `socket` the `--socket` flag (or its
+/// environment variable), `json` the `--json` flag.
+pub fn run(config: Option<PathBuf>, socket: Option<&Path>, json: bool) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -314,10 +315,10 @@ pub fn run(cli: &Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let path = resolve_config_path(cli.config.clone());
+    let path = resolve_config_path(config);
     let opts = Options::from_env();
-    let report = rt.block_on(diagnose(&path, cli.socket.as_deref(), &opts));
-    let text = if cli.json {
+    let report = rt.block_on(diagnose(&path, socket, &opts));
+    let text = if json {
         match serde_json::to_string_pretty(&report.json()) {
             Ok(t) => format!("{t}\n"),
             Err(e) => {
