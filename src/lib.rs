@@ -14,6 +14,7 @@ pub mod doctor;
 pub mod host;
 pub mod hwid;
 pub mod logging;
+pub mod net;
 pub mod portal;
 pub mod socket;
 pub mod store;

@@ -212,7 +212,7 @@ impl Default for Timeouts {
 pub struct Options {
     pub timeouts: Timeouts,
     /// Proxy variables (`HTTPS_PROXY`, `NO_PROXY`, …) as set.
-    pub proxy_env: network::ProxyEnv,
+    pub proxy_env: crate::net::proxy::ProxyEnv,
     /// `$CREDENTIALS_DIRECTORY`.
     pub credentials_dir: Option<PathBuf>,
     /// Ask systemd about the unit (when it runs here).
@@ -224,7 +224,7 @@ impl Options {
     pub fn from_env() -> Options {
         Options {
             timeouts: Timeouts::default(),
-            proxy_env: network::ProxyEnv::from_process(),
+            proxy_env: crate::net::proxy::ProxyEnv::from_process(),
             credentials_dir: crate::config::credentials_dir_from_env(),
             systemd: true,
         }
