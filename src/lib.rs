@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod doctor;
 pub mod host;
 pub mod hwid;
+pub mod key_in_force;
 pub mod logging;
 pub mod net;
 pub mod portal;
