@@ -294,6 +294,13 @@ pub async fn diagnose(config_path: &Path, socket: Option<&Path>, opts: &Options)
         config.and_then(|c| c.socket_group.as_deref()),
     ));
     report.extend(files::daemon_checks(&sock, &daemon_facts));
+    // The proxy the daemon's requests go through, against this shell's.
+    if let (Some(c), files::DaemonFacts::Status(v)) = (config, &daemon_facts)
+        && let Some(theirs) = v["portal"].get("proxy")
+    {
+        let own = crate::net::proxy::decide(c.proxy.as_deref(), &opts.proxy_env, &c.portal_url);
+        report.extend(network::daemon_proxy_check(theirs.as_str(), &own));
+    }
     if let Some(u) = unit_facts {
         report.extend(unit::checks(&u));
     }

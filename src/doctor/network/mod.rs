@@ -19,7 +19,7 @@ mod tls;
 use crate::net::proxy::{ProxyChoice, mask_proxy};
 pub use clock::{skew_check, skew_secs};
 pub use http::{HttpOutcome, http_check};
-pub use proxy::proxy_check;
+pub use proxy::{daemon_proxy_check, proxy_check};
 pub use tls::{CertProblem, Leaf, TlsOutcome, tls_check};
 
 use super::{Check, Options, Timeouts};

@@ -122,6 +122,48 @@ pub(super) fn base64(input: &[u8]) -> String {
     out
 }
 
+/// The daemon's proxy (its status's `portal.proxy`, already masked; `None`:
+/// direct) against the decision made from this shell's environment: a
+/// `warn` naming both when they differ, else nothing. A proxy set in a login
+/// shell's profile never reaches a systemd service, so the portal checks
+/// above may have gone another way than the daemon's requests.
+pub fn daemon_proxy_check(daemon: Option<&str>, own: &ProxyChoice) -> Option<Check> {
+    let mine = own.shown();
+    if daemon == mine.as_deref() {
+        return None;
+    }
+    let name = "daemon proxy";
+    let check = match (daemon, own) {
+        (None, ProxyChoice::Via { url, source }) if !source.starts_with("the configuration") => {
+            Check::warn(
+                name,
+                format!(
+                    "the daemon uses no proxy, but this shell has {source}={}",
+                    mask_proxy(url)
+                ),
+                "a proxy set in a login shell's profile never reaches a systemd service; if the portal is only reachable through it, set `proxy` in license.toml",
+            )
+        }
+        (None, _) => Check::warn(
+            name,
+            format!(
+                "the daemon uses no proxy, but these checks used {}",
+                own.describe()
+            ),
+            "the daemon runs with an older configuration: reload it (`systemctl reload wispanel-licensed`)",
+        ),
+        (Some(theirs), _) => Check::warn(
+            name,
+            format!(
+                "the daemon uses the proxy {theirs}, but these checks used {}",
+                own.describe()
+            ),
+            "the daemon's environment (its unit's Environment=) or configuration differs from this shell's; the portal checks above went the way this shell would",
+        ),
+    };
+    Some(check)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,5 +236,39 @@ mod tests {
         assert_eq!(base64(b"ab"), "YWI=");
         assert_eq!(percent_decode("p%40ss"), "p@ss");
         assert_eq!(percent_decode("100%"), "100%");
+    }
+
+    #[test]
+    fn daemon_proxy_against_this_shell() {
+        let shell = choose_proxy(None, &env(Some("http://u:pw@proxy:3128"), None, None), "w");
+        let c = daemon_proxy_check(None, &shell).unwrap();
+        assert_eq!(c.status, Status::Warn);
+        assert_eq!(
+            c.found,
+            "the daemon uses no proxy, but this shell has HTTPS_PROXY=http://u:****@proxy:3128"
+        );
+        assert!(
+            c.hint
+                .as_deref()
+                .unwrap()
+                .contains("set `proxy` in license.toml")
+        );
+        assert!(!c.line().contains("pw"), "{}", c.line());
+
+        // The same on both sides: nothing to say.
+        assert_eq!(
+            daemon_proxy_check(Some("http://u:****@proxy:3128"), &shell),
+            None
+        );
+        assert_eq!(daemon_proxy_check(None, &ProxyChoice::Direct), None);
+        let bypassed = choose_proxy(None, &env(Some("http://p:1"), None, Some("*")), "w");
+        assert_eq!(daemon_proxy_check(None, &bypassed), None);
+
+        // The daemon has a proxy this shell does not.
+        let c = daemon_proxy_check(Some("http://proxy:3128"), &ProxyChoice::Direct).unwrap();
+        assert_eq!(
+            c.found,
+            "the daemon uses the proxy http://proxy:3128, but these checks used no proxy"
+        );
     }
 }
