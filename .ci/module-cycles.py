@@ -70,7 +70,7 @@ def main() -> int:
 
     print("edges (module -> modules it imports):")
     for m in sorted(edges):
-        print(f"  {m:<10} -> {', '.join(sorted(edges[m])) or '-'}")
+        print(f"  {m:<12} -> {', '.join(sorted(edges[m])) or '-'}")
 
     # Tarjan's strongly connected components.
     index, low, stack, on, sccs, counter = {}, {}, [], set(), [], [0]

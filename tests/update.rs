@@ -279,6 +279,60 @@ async fn the_key_saved_by_activate_is_used() {
     assert!(d.path.exists());
 }
 
+/// SPEC "Which key is in force": key A configured, key B set by `activate`
+/// while A was configured: the download asks with B, as the daemon would;
+/// once the configuration names another key, with that one.
+#[tokio::test]
+async fn the_key_in_force_is_the_daemons() {
+    let env = setup(keys::GOOD, "5s").await;
+    let ca = env.tmp.path().join("ca.pem");
+    let configured = "WISP-AAAA-0000-0009";
+    let path = write_config(
+        env.tmp.path(),
+        &env.sim.base_url,
+        &ca,
+        Some(configured),
+        "5s",
+    );
+    let config = Config::load(&path).unwrap();
+    let store = Store::open(&env.state_dir()).unwrap();
+    store
+        .save_key(&LicenseKey::parse(keys::GOOD).unwrap())
+        .unwrap();
+    let mut core = Core::default();
+    let a = LicenseKey::parse(configured).unwrap();
+    core.configured_key_changed(Some(a.fingerprint()));
+    store.save(&core, wispanel_license::clock::now()).unwrap();
+
+    let d = download(&config, None, &env.out, None).await.unwrap();
+    assert!(d.path.exists());
+    let token = env
+        .sim
+        .requests()
+        .into_iter()
+        .rfind(|r| r.endpoint == SimEndpoint::Token)
+        .expect("a token request");
+    assert_eq!(
+        token.key_masked.as_deref(),
+        Some("WISP-****SA6T"),
+        "{token:?}"
+    );
+
+    // The configuration now names a key other than the one recorded: it
+    // replaces the saved key (the simulator does not know it: refused).
+    let mut newer = Core::default();
+    newer.configured_key_changed(Some("0000000000000000".into()));
+    store.save(&newer, wispanel_license::clock::now()).unwrap();
+    let before = env.sim.requests().len();
+    let e = download(&config, None, &env.out, None).await.unwrap_err();
+    assert!(matches!(e, DownloadError::Refused { .. }), "{e}");
+    let asked: Vec<_> = env.sim.requests().into_iter().skip(before).collect();
+    assert!(!asked.is_empty());
+    for r in asked {
+        assert_eq!(r.key_masked.as_deref(), Some("WISP-****0009"), "{r:?}");
+    }
+}
+
 #[tokio::test]
 async fn a_wrong_checksum_deletes_the_file() {
     let env = setup(keys::GOOD, "5s").await;

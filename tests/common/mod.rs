@@ -7,8 +7,8 @@
 #![allow(dead_code)]
 
 use serde_json::Value;
-use std::io::{Read, Write};
-use std::os::unix::net::{UnixDatagram, UnixStream};
+
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
