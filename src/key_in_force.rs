@@ -160,8 +160,9 @@ mod tests {
             released,
         };
         use Origin::*;
+        type Want<'a> = Option<(&'a LicenseKey, Origin)>;
         #[rustfmt::skip]
-        let cases: &[(KeyFacts<'_>, Option<(&LicenseKey, Origin)>, bool)] = &[
+        let cases: &[(KeyFacts<'_>, Want<'_>, bool)] = &[
             // Nothing at all.
             (facts(None, None, None, None), None, false),
             // Configured only.
