@@ -16,8 +16,8 @@ use wispanel_license::portal::{PortalClient, RequestFacts, request_body};
 use wispanel_license::store::Store;
 use wispanel_license::update::{DownloadError, Progress, Version, download};
 use wispanel_portal_sim::{
-    self as sim, self, Endpoint as SimEndpoint, ScriptedAnswer, SimHandle, SimOptions, keys,
-    release_bytes, release_sha256,
+    self as sim, self, Endpoint as SimEndpoint, Route as SimRoute, ScriptedAnswer, SimHandle,
+    SimOptions, keys, release_bytes, release_sha256,
 };
 
 const HW: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -210,7 +210,7 @@ async fn downloads_the_latest_release_and_verifies_it() {
     // check-update named the latest, then one token, one GET.
     assert_eq!(env.sim.request_count(SimEndpoint::CheckUpdate), 1);
     assert_eq!(env.sim.request_count(SimEndpoint::Token), 1);
-    assert_eq!(env.sim.request_count(SimEndpoint::Release), 1);
+    assert_eq!(env.sim.request_count(SimRoute::Release), 1);
     // Progress: from 0 to the whole size, never backwards.
     assert!(rec.finished);
     assert_eq!(rec.seen.first(), Some(&(0, SIZE)));
@@ -356,7 +356,7 @@ async fn a_wrong_checksum_deletes_the_file() {
     assert!(entries(&env.out).is_empty(), "{:?}", entries(&env.out));
     // ...or the server sends other bytes than announced.
     env.sim.push_answers(
-        SimEndpoint::Release,
+        SimRoute::Release,
         vec![ScriptedAnswer {
             wrong_sha256: true,
             ..Default::default()
@@ -373,7 +373,7 @@ async fn a_wrong_checksum_deletes_the_file() {
 async fn a_short_body_is_refused() {
     let env = setup(keys::GOOD, "5s").await;
     env.sim.push_answers(
-        SimEndpoint::Release,
+        SimRoute::Release,
         vec![ScriptedAnswer {
             short_file: true,
             ..Default::default()
@@ -395,7 +395,7 @@ async fn a_short_body_is_refused() {
 async fn a_stalled_body_ends_after_request_timeout() {
     let env = setup(keys::GOOD, "1s").await;
     env.sim.push_answers(
-        SimEndpoint::Release,
+        SimRoute::Release,
         vec![ScriptedAnswer {
             stall_body: true,
             ..Default::default()
@@ -506,7 +506,7 @@ async fn a_stream_past_the_announced_size_is_cut_off() {
 async fn an_insecure_redirect_is_not_followed() {
     let env = setup(keys::GOOD, "5s").await;
     env.sim.push_answers(
-        SimEndpoint::Release,
+        SimRoute::Release,
         vec![ScriptedAnswer {
             redirect_to: Some("http://cdn.example/wispanel-1.5.0.tar.gz".into()),
             ..Default::default()
