@@ -17,6 +17,7 @@ use crate::api::{DaemonInfo, StatusDocument, StatusInputs};
 use crate::clock::ThreadJitter;
 use crate::config::Config;
 use crate::host::HostFacts;
+use crate::key_in_force::{InForce, KeyFacts, key_in_force};
 use crate::portal::{PortalClient, RequestFacts, request_body};
 use crate::store::{Loaded, Store};
 use crate::{hwid, logging, socket, systemd};
@@ -91,12 +92,17 @@ struct Runtime {
 }
 
 impl Runtime {
+    /// The key in force, by the one rule ([`crate::key_in_force`]).
+    fn key_in_force(&self) -> InForce<'_> {
+        key_in_force(&KeyFacts::new(
+            self.configured_key.as_ref(),
+            self.saved_key.as_ref(),
+            Some(&self.core),
+        ))
+    }
+
     fn key(&self) -> Option<&LicenseKey> {
-        if let Some(k) = &self.saved_key {
-            return Some(k);
-        }
-        let k = self.configured_key.as_ref()?;
-        (self.core.licence.deactivated_key.as_deref() != Some(&k.fingerprint())).then_some(k)
+        self.key_in_force().key()
     }
 
     fn inputs(&self) -> Inputs {
@@ -218,6 +224,7 @@ impl Daemon {
     pub fn publish(&self) {
         let now = crate::clock::now();
         let config = self.config();
+        let proxy = self.client().proxy().shown();
         let (doc, core, change) = {
             let mut st = lock(&self.state);
             st.core.expire_gate(now);
@@ -229,6 +236,7 @@ impl Daemon {
                 masked_key: st.key().map(LicenseKey::masked),
                 hardware_id: st.hwid.as_deref().ok(),
                 product_version: st.product_version.clone(),
+                proxy,
             };
             let doc = StatusDocument::build(&st.core, &si, now);
             let states = (doc.license.state, doc.update.state);
@@ -294,7 +302,9 @@ impl Daemon {
     fn adopt_configured_key(&self, st: &mut Runtime) {
         let before = st.key().map(LicenseKey::masked);
         let fp = st.configured_key.as_ref().map(LicenseKey::fingerprint);
-        if st.core.configured_key_changed(fp) && st.saved_key.is_some() {
+        let replaced = st.key_in_force().saved_replaced;
+        st.core.configured_key_changed(fp);
+        if replaced {
             info!("the configuration names a new key; it replaces the key saved by `activate`");
             st.saved_key = None;
             if let Err(e) = self.store.remove_key() {
@@ -914,6 +924,7 @@ fn placeholder_doc(started: Timestamp) -> StatusDocument {
             next_update_check_at: None,
             rate_limited_until: None,
             clock_skew_seconds: None,
+            proxy: None,
         },
     }
 }

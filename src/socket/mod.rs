@@ -9,7 +9,7 @@ pub mod client;
 mod metrics;
 mod routes;
 
-pub use bind::{SocketError, bind, group_id};
+pub use bind::{SocketError, bind};
 
 use crate::daemon::Daemon;
 use hyper_util::rt::{TokioIo, TokioTimer};
