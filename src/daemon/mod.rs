@@ -26,6 +26,9 @@ mod status_line;
 mod updates;
 mod writer;
 
+#[cfg(test)]
+mod tests;
+
 pub use portal::{BoxFuture, Portal, PortalFactory};
 pub use run::{Env, StartError, main, run};
 pub use state::{Counters, Daemon};
