@@ -365,11 +365,14 @@ async fn asks_a_running_daemon() {
     let h = Host::new();
     let (s, cfg) = trusted(&h, Scenario::default()).await;
     let config = wispanel_license::config::Config::load(&cfg).unwrap();
-    let control = wispanel_license::daemon::Control {
-        shutdown: tokio_util::sync::CancellationToken::new(),
-        reload: std::sync::Arc::new(tokio::sync::Notify::new()),
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let listener = wispanel_license::socket::bind(&config).unwrap();
+    let env = wispanel_license::daemon::Env {
+        systemd: false,
+        ..wispanel_license::daemon::Env::production()
     };
-    let daemon = tokio::spawn(wispanel_license::daemon::run(config, control.clone()));
+    let stop = shutdown.clone().cancelled_owned();
+    let daemon = tokio::spawn(wispanel_license::daemon::run(config, listener, stop, env));
     // Wait for the socket and the first verdict.
     let t0 = Instant::now();
     loop {
@@ -417,7 +420,7 @@ async fn asks_a_running_daemon() {
     let r = doctor::diagnose(&cfg, None, &opts(quick())).await;
     assert!(!has(&r, "daemon proxy"), "{}", r.text());
 
-    control.shutdown.cancel();
+    shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(6), daemon).await;
     assert!(!s.activations(keys::GOOD).is_empty());
 }
