@@ -5,7 +5,6 @@
 //! back), one host never holds more than one seat, and once the portal
 //! answers again it ends `active` on exactly one.
 
-use crate::Endpoint as SimEndpoint;
 use crate::portal::{Incoming, Plan, Portal};
 use crate::scenario::{Scenario, ScriptedAnswer, keys};
 use proptest::prelude::*;
@@ -113,13 +112,6 @@ fn classified(endpoint: Endpoint, plan: Plan, now: Timestamp) -> Classified {
     }
 }
 
-fn sim_endpoint(e: Endpoint) -> SimEndpoint {
-    match e {
-        Endpoint::Activate => SimEndpoint::Activate,
-        _ => SimEndpoint::Validate,
-    }
-}
-
 struct Run {
     portal: Portal,
     core: Core,
@@ -155,7 +147,7 @@ impl Run {
             return;
         }
         if let Some(a) = scripted(fault) {
-            self.portal.push_answers(sim_endpoint(endpoint), vec![a]);
+            self.portal.push_answers(endpoint.into(), vec![a]);
         }
         if endpoint == Endpoint::Activate {
             self.activates += 1;
