@@ -69,6 +69,15 @@ pub struct PortalView {
     pub next_update_check_at: Option<Timestamp>,
     pub rate_limited_until: Option<Timestamp>,
     pub clock_skew_seconds: Option<i64>,
+    /// The proxy the daemon's portal requests go through, its password
+    /// masked (`http://user:****@proxy:3128`), or null for a direct
+    /// connection. Absent in the answers of older daemons.
+    #[serde(default)]
+    pub proxy: Option<String>,
+    /// An activation went out and no verdict came back: it may hold a seat
+    /// (SPEC "Activation in doubt"). Absent in the answers of older daemons.
+    #[serde(default)]
+    pub activation_in_doubt: bool,
 }
 
 /// What the status document is built from besides the core.
@@ -84,6 +93,9 @@ pub struct StatusInputs<'a> {
     /// The version the daemon runs against (for `update.current_version`
     /// before the first update check).
     pub product_version: Option<String>,
+    /// `portal.proxy`: [`crate::net::proxy::ProxyChoice::shown`] of the
+    /// portal client's decision.
+    pub proxy: Option<String>,
 }
 
 impl StatusDocument {
@@ -156,6 +168,8 @@ impl StatusDocument {
                 next_update_check_at: core.update_due(now),
                 rate_limited_until: core.gate_closed_until(now),
                 clock_skew_seconds: core.portal.clock_skew_seconds,
+                proxy: si.proxy.clone(),
+                activation_in_doubt: core.activation_in_doubt(),
             },
         };
         doc.whole_seconds()

@@ -7,6 +7,7 @@
 //! a header or a log line.
 
 use crate::config::Config;
+use crate::net::proxy::{ProxyChoice, ProxyEnv, decide};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,6 +17,22 @@ use wispanel_core::ErrorKind;
 use wispanel_core::classify::{self, BodyProblem, Classified, Exchange, MAX_BODY};
 use wispanel_core::key::LicenseKey;
 use wispanel_core::timestamp::Timestamp;
+
+/// A new `Idempotency-Key` for an `activate`: a random UUID (version 4, text).
+pub fn new_idempotency_key() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
 
 /// The `User-Agent` of every request.
 pub fn user_agent() -> String {
@@ -73,17 +90,33 @@ pub fn request_body(endpoint: Endpoint, f: &RequestFacts<'_>) -> Value {
     }
 }
 
+/// Sets `b` to go through the proxy `choice` names, or through none: reqwest
+/// is never left to read the environment by itself, so the client does what
+/// [`decide`] said (and `doctor` reports).
+pub fn with_proxy(
+    b: reqwest::ClientBuilder,
+    choice: &ProxyChoice,
+) -> Result<reqwest::ClientBuilder, reqwest::Error> {
+    Ok(match choice.url() {
+        Some(url) => b.no_proxy().proxy(reqwest::Proxy::all(url)?),
+        None => b.no_proxy(),
+    })
+}
+
 /// A client bound to one portal.
 #[derive(Clone)]
 pub struct PortalClient {
     http: reqwest::Client,
     base: String,
     timeout: Duration,
+    /// Decided once, when the client is built, by [`decide`].
+    proxy: ProxyChoice,
 }
 
 impl PortalClient {
     /// Builds the client from the configuration: base URL, `ca_file`, `proxy`
-    /// (else `HTTPS_PROXY`/`NO_PROXY` from the environment), `request_timeout`.
+    /// (else `HTTPS_PROXY`/`ALL_PROXY`/`NO_PROXY` from this process's
+    /// environment, as [`decide`] says), `request_timeout`.
     pub fn new(config: &Config) -> Result<PortalClient, SetupError> {
         Self::build(
             &config.portal_url,
@@ -124,16 +157,20 @@ impl PortalClient {
             }
             b = b.tls_certs_merge(certs);
         }
-        if let Some(p) = proxy {
-            let proxy = reqwest::Proxy::all(p).map_err(|e| SetupError::Proxy(e.to_string()))?;
-            b = b.proxy(proxy);
-        }
+        let proxy = decide(proxy, &ProxyEnv::from_process(), base);
+        b = with_proxy(b, &proxy).map_err(|e| SetupError::Proxy(e.to_string()))?;
         let http = b.build().map_err(|e| SetupError::Build(error_chain(&e)))?;
         Ok(PortalClient {
             http,
             base: base.trim_end_matches('/').to_string(),
             timeout,
+            proxy,
         })
+    }
+
+    /// The proxy this client's requests go through (`portal.proxy`).
+    pub fn proxy(&self) -> &ProxyChoice {
+        &self.proxy
     }
 
     /// The portal's base URL.
@@ -144,18 +181,28 @@ impl PortalClient {
     /// POSTs `body` to `endpoint` and classifies whatever happens. Never fails:
     /// every failure is a classified non-verdict.
     pub async fn call(&self, endpoint: Endpoint, body: &Value) -> Classified {
+        self.call_keyed(endpoint, body, None).await
+    }
+
+    /// As [`PortalClient::call`], with an `Idempotency-Key` header when given
+    /// (every `activate` carries one, SPEC "Activation in doubt").
+    pub async fn call_keyed(
+        &self,
+        endpoint: Endpoint,
+        body: &Value,
+        idempotency_key: Option<&str>,
+    ) -> Classified {
         let url = format!("{}{}", self.base, endpoint.path());
         let deadline = Instant::now() + self.timeout;
-        let sent = tokio::time::timeout_at(
-            deadline,
-            self.http
-                .post(&url)
-                .header(reqwest::header::ACCEPT, "application/json")
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.to_string())
-                .send(),
-        )
-        .await;
+        let mut request = self
+            .http
+            .post(&url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        if let Some(k) = idempotency_key {
+            request = request.header("Idempotency-Key", k);
+        }
+        let sent = tokio::time::timeout_at(deadline, request.body(body.to_string()).send()).await;
         let now = crate::clock::now();
         let resp = match sent {
             Err(_) => return failed(endpoint, ErrorKind::Timeout, self.timeout_message(), now),
@@ -291,4 +338,20 @@ pub fn transport_error(e: &reqwest::Error) -> (ErrorKind, String) {
         }
     };
     (kind, msg)
+}
+
+#[cfg(test)]
+mod idempotency_key_tests {
+    use super::new_idempotency_key;
+
+    #[test]
+    fn idempotency_keys_are_v4_uuids_and_differ() {
+        let a = new_idempotency_key();
+        let parts: Vec<usize> = a.split('-').map(str::len).collect();
+        assert_eq!(parts, [8, 4, 4, 4, 12], "{a}");
+        assert!(a.chars().all(|c| c == '-' || c.is_ascii_hexdigit()));
+        assert_eq!(&a[14..15], "4", "version 4: {a}");
+        assert!("89ab".contains(&a[19..20]), "RFC 4122 variant: {a}");
+        assert_ne!(a, new_idempotency_key());
+    }
 }

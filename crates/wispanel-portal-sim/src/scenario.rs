@@ -23,85 +23,125 @@ pub mod keys {
     pub const NO_UPDATES: &str = "WISP-NOUP-0000-0005";
 }
 
-/// Which portal endpoint a request went to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Endpoint {
-    /// `POST /api/v1/license/activate`
-    Activate,
-    /// `POST /api/v1/license/validate`
-    Validate,
-    /// `POST /api/v1/license/deactivate`
-    Deactivate,
-    /// `POST /api/v1/download/check-update`
-    CheckUpdate,
-    /// `POST /api/v1/download/token`
-    Token,
+/// The portal's endpoints: the client's own enum, one for both sides.
+pub use wispanel_core::Endpoint;
+
+/// Where a request to the simulator went: one of the portal's endpoints, or
+/// one of the simulator's own routes. Serialised by [`Route::name`]
+/// (`validate`, `check_update`, …, `release`, `unknown`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Route {
+    /// `POST` to one of the five portal endpoints.
+    Portal(Endpoint),
     /// `GET /releases/<file>`
     Release,
     /// Anything else (answered 404 `NOT_FOUND`).
     Unknown,
 }
 
-impl Endpoint {
-    /// The endpoint a method and path (without query) address. The portal
-    /// paths are the client's own (`core::Endpoint::path`).
-    pub fn route(method: &str, path: &str) -> Endpoint {
+impl Route {
+    /// Every route, in order.
+    pub const ALL: [Route; 7] = [
+        Route::Portal(Endpoint::Activate),
+        Route::Portal(Endpoint::Validate),
+        Route::Portal(Endpoint::Deactivate),
+        Route::Portal(Endpoint::CheckUpdate),
+        Route::Portal(Endpoint::Token),
+        Route::Release,
+        Route::Unknown,
+    ];
+
+    /// The route a method and path (without query) address. The portal
+    /// paths are the client's own (`Endpoint::path`).
+    pub fn of(method: &str, path: &str) -> Route {
         if method == "GET" && path.starts_with("/releases/") {
-            return Endpoint::Release;
+            return Route::Release;
         }
-        wispanel_core::Endpoint::ALL
+        Endpoint::ALL
             .into_iter()
             .find(|e| method == "POST" && e.path() == path)
-            .map_or(Endpoint::Unknown, Endpoint::from)
+            .map_or(Route::Unknown, Route::Portal)
     }
 
     /// The name used in scenario files, logs and `/_sim/requests` (the
     /// client's metric label for the portal endpoints).
     pub fn name(self) -> &'static str {
         match self {
-            Endpoint::Release => "release",
-            Endpoint::Unknown => "unknown",
-            portal => portal
-                .portal()
-                .map_or("unknown", wispanel_core::Endpoint::as_str),
+            Route::Portal(e) => e.as_str(),
+            Route::Release => "release",
+            Route::Unknown => "unknown",
         }
     }
 
-    /// The client's endpoint, for the five portal endpoints.
-    pub fn portal(self) -> Option<wispanel_core::Endpoint> {
-        use wispanel_core::Endpoint as C;
-        Some(match self {
-            Endpoint::Activate => C::Activate,
-            Endpoint::Validate => C::Validate,
-            Endpoint::Deactivate => C::Deactivate,
-            Endpoint::CheckUpdate => C::CheckUpdate,
-            Endpoint::Token => C::Token,
-            Endpoint::Release | Endpoint::Unknown => return None,
-        })
+    /// The route named `name`.
+    pub fn from_name(name: &str) -> Option<Route> {
+        Route::ALL.into_iter().find(|r| r.name() == name)
+    }
+
+    /// The portal endpoint, for the five portal routes.
+    pub fn portal(self) -> Option<Endpoint> {
+        match self {
+            Route::Portal(e) => Some(e),
+            Route::Release | Route::Unknown => None,
+        }
     }
 
     /// A licence endpoint (answers carry `valid`).
     pub fn is_license(self) -> bool {
-        self.portal()
-            .is_some_and(wispanel_core::Endpoint::is_licence)
+        self.portal().is_some_and(Endpoint::is_licence)
+    }
+
+    fn rank(self) -> usize {
+        Route::ALL
+            .iter()
+            .position(|r| *r == self)
+            .unwrap_or(Route::ALL.len())
     }
 }
 
-impl From<wispanel_core::Endpoint> for Endpoint {
-    fn from(e: wispanel_core::Endpoint) -> Endpoint {
-        use wispanel_core::Endpoint as C;
-        match e {
-            C::Activate => Endpoint::Activate,
-            C::Validate => Endpoint::Validate,
-            C::Deactivate => Endpoint::Deactivate,
-            C::CheckUpdate => Endpoint::CheckUpdate,
-            C::Token => Endpoint::Token,
-        }
+impl From<Endpoint> for Route {
+    fn from(e: Endpoint) -> Route {
+        Route::Portal(e)
     }
 }
 
-impl std::fmt::Display for Endpoint {
+impl PartialEq<Endpoint> for Route {
+    fn eq(&self, other: &Endpoint) -> bool {
+        *self == Route::Portal(*other)
+    }
+}
+
+impl PartialOrd for Route {
+    fn partial_cmp(&self, other: &Route) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Route {
+    fn cmp(&self, other: &Route) -> std::cmp::Ordering {
+        self.rank().cmp(&other.rank())
+    }
+}
+
+impl Serialize for Route {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Route {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Route, D::Error> {
+        let name = String::deserialize(d)?;
+        Route::from_name(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown endpoint {name:?} (one of: {})",
+                Route::ALL.map(Route::name).join(", ")
+            ))
+        })
+    }
+}
+
+impl std::fmt::Display for Route {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
     }
@@ -221,6 +261,12 @@ pub struct ScriptedAnswer {
     pub short_file: bool,
     /// Send the headers and half of the body, then stall.
     pub stall_body: bool,
+    /// "Lost answer": the portal first does what it normally does (an
+    /// `activate` takes its seat and its `Idempotency-Key` is remembered),
+    /// then this answer is delivered instead of its own (a drop, a stall, a
+    /// 5xx, a delay). Header values may name the portal's clock:
+    /// `{date+120}` (an HTTP date 120 s ahead) or `{unix-5}` (unix seconds).
+    pub commit: bool,
 }
 
 impl ScriptedAnswer {
@@ -252,6 +298,37 @@ impl ScriptedAnswer {
         ScriptedAnswer {
             status: Some(status),
             ..Default::default()
+        }
+    }
+
+    /// The portal commits (an `activate` takes its seat) and the answer is
+    /// lost: the connection closes without a status line.
+    pub fn lost() -> Self {
+        ScriptedAnswer {
+            commit: true,
+            drop: true,
+            ..Default::default()
+        }
+    }
+
+    /// The portal commits, then the answer stalls (until the client leaves).
+    pub fn committed_then_stall() -> Self {
+        ScriptedAnswer {
+            commit: true,
+            stall: true,
+            ..Default::default()
+        }
+    }
+
+    /// The portal commits, then answers `status` with a panel error body.
+    pub fn committed_then_status(status: u16) -> Self {
+        ScriptedAnswer {
+            commit: true,
+            ..ScriptedAnswer::json(
+                status,
+                serde_json::json!({"success": false, "code": "INTERNAL_ERROR",
+                                   "error": "upstream timeout"}),
+            )
         }
     }
 
@@ -355,9 +432,15 @@ impl Outage {
 ///
 /// ```toml
 /// date_skew_secs = -300        # the Date header is 5 min behind
+/// clock_offset = "+1d"         # the portal's whole clock a day ahead ("-1d", "+30s")
 /// release_size = 262144        # bytes of the release file
 /// latest_version = "1.5.0"
-/// max_activations = 3
+/// max_activations = 3          # seats a key has (hosts it may be activated on)
+/// ignore_idempotency_key = false       # true: a portal that ignores the header
+/// activate_counts_every_request = false # true: every activate takes a seat
+///
+/// [seat_limits]                # per key, instead of max_activations
+/// "WISP-GOOD-0000-SA6T" = 1
 ///
 /// [terms]                      # how valid keys are reported
 /// tier = "free"
@@ -381,8 +464,21 @@ impl Outage {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Scenario {
-    /// Added to the clock for the `Date` header (negative: portal behind).
+    /// Added to the clock for the `Date` header only (negative: portal behind).
     pub date_skew_secs: i64,
+    /// The portal's whole clock against the real one, as `+1d`, `-1d`,
+    /// `+30s`, `-1h30m` (empty: none): its `Date`, `valid_until`,
+    /// `expires_at`, token expiry, `X-RateLimit-Reset` and the `{date+N}`
+    /// header placeholders all read it.
+    pub clock_offset: String,
+    /// The portal ignores `Idempotency-Key` entirely.
+    pub ignore_idempotency_key: bool,
+    /// Every `activate` that is not a replay takes a seat, even on a
+    /// hardware_id that already holds one ("a portal that counts every
+    /// activate"); otherwise re-activating a host is idempotent.
+    pub activate_counts_every_request: bool,
+    /// Seats per key, overriding `max_activations`.
+    pub seat_limits: BTreeMap<String, usize>,
     /// Size of every release file in bytes.
     pub release_size: u64,
     /// The release `check-update` offers (on every channel).
@@ -406,6 +502,10 @@ impl Default for Scenario {
     fn default() -> Self {
         Scenario {
             date_skew_secs: 0,
+            clock_offset: String::new(),
+            ignore_idempotency_key: false,
+            activate_counts_every_request: false,
+            seat_limits: BTreeMap::new(),
             release_size: 256 * 1024,
             latest_version: "1.5.0".to_string(),
             changelog: "## 1.5.0\n\n- Faster backups\n- New DNS template editor\n\
@@ -436,6 +536,27 @@ pub enum ScenarioError {
     Parse { path: PathBuf, message: String },
     #[error("scenario: latest_version {0:?} is not a version like 1.5.0")]
     Version(String),
+    #[error("scenario: clock_offset {0:?} is not a signed duration like \"+1d\" or \"-30s\"")]
+    ClockOffset(String),
+}
+
+/// Parses a clock offset: `+1d`, `-1d`, `+30s`, `-1h30m`, `0s`, or empty
+/// (none), into seconds.
+pub fn parse_clock_offset(text: &str) -> Option<i64> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Some(0);
+    }
+    let (sign, rest) = match t.as_bytes()[0] {
+        b'-' => (-1, &t[1..]),
+        b'+' => (1, &t[1..]),
+        _ => (1, t),
+    };
+    if rest.trim() == "0" {
+        return Some(0);
+    }
+    let d = wispanel_core::duration::parse_duration(rest).ok()?;
+    i64::try_from(d.as_secs()).ok().map(|s| sign * s)
 }
 
 impl Scenario {
@@ -459,24 +580,44 @@ impl Scenario {
     }
 
     pub(crate) fn check(&self) -> Result<(), ScenarioError> {
+        if parse_clock_offset(&self.clock_offset).is_none() {
+            return Err(ScenarioError::ClockOffset(self.clock_offset.clone()));
+        }
         match super::portal::parse_version(&self.latest_version) {
             Some(_) => Ok(()),
             None => Err(ScenarioError::Version(self.latest_version.clone())),
         }
     }
 
+    /// `clock_offset` in seconds (0 when unset or, unchecked, unreadable).
+    pub fn clock_offset_secs(&self) -> i64 {
+        parse_clock_offset(&self.clock_offset).unwrap_or(0)
+    }
+
     /// The per-endpoint scripts, taken out of the scenario.
-    pub(crate) fn take_scripts(&mut self) -> BTreeMap<Endpoint, Script> {
+    pub(crate) fn take_scripts(&mut self) -> BTreeMap<Route, Script> {
         [
-            (Endpoint::Activate, std::mem::take(&mut self.activate)),
-            (Endpoint::Validate, std::mem::take(&mut self.validate)),
-            (Endpoint::Deactivate, std::mem::take(&mut self.deactivate)),
             (
-                Endpoint::CheckUpdate,
+                Route::Portal(Endpoint::Activate),
+                std::mem::take(&mut self.activate),
+            ),
+            (
+                Route::Portal(Endpoint::Validate),
+                std::mem::take(&mut self.validate),
+            ),
+            (
+                Route::Portal(Endpoint::Deactivate),
+                std::mem::take(&mut self.deactivate),
+            ),
+            (
+                Route::Portal(Endpoint::CheckUpdate),
                 std::mem::take(&mut self.check_update),
             ),
-            (Endpoint::Token, std::mem::take(&mut self.token)),
-            (Endpoint::Release, std::mem::take(&mut self.release)),
+            (
+                Route::Portal(Endpoint::Token),
+                std::mem::take(&mut self.token),
+            ),
+            (Route::Release, std::mem::take(&mut self.release)),
         ]
         .into_iter()
         .collect()
@@ -562,6 +703,33 @@ mod tests {
     }
 
     #[test]
+    fn clock_offsets() {
+        for (text, want) in [
+            ("", Some(0)),
+            ("0", Some(0)),
+            ("+1d", Some(86_400)),
+            ("-1d", Some(-86_400)),
+            ("+30s", Some(30)),
+            ("-1h30m", Some(-5_400)),
+            ("2h", Some(7_200)),
+            ("soon", None),
+            ("+-1d", None),
+        ] {
+            assert_eq!(parse_clock_offset(text), want, "{text:?}");
+        }
+        let s = Scenario::from_toml(
+            "clock_offset = \"-1d\"\nignore_idempotency_key = true\n\
+             activate_counts_every_request = true\n[seat_limits]\n\"WISP-GOOD-0000-SA6T\" = 1",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert_eq!(s.clock_offset_secs(), -86_400);
+        assert!(s.ignore_idempotency_key && s.activate_counts_every_request);
+        assert_eq!(s.seat_limits[keys::GOOD], 1);
+        assert!(Scenario::from_toml("clock_offset = \"x\"", Path::new("t.toml")).is_err());
+    }
+
+    #[test]
     fn behaviour_from_str() {
         assert_eq!("expired".parse(), Ok(LicenseBehaviour::Expired));
         assert_eq!(
@@ -574,16 +742,13 @@ mod tests {
     #[test]
     fn routes() {
         assert_eq!(
-            Endpoint::route("POST", "/api/v1/download/check-update"),
+            Route::of("POST", "/api/v1/download/check-update"),
             Endpoint::CheckUpdate
         );
+        assert_eq!(Route::of("GET", "/api/v1/license/validate"), Route::Unknown);
         assert_eq!(
-            Endpoint::route("GET", "/api/v1/license/validate"),
-            Endpoint::Unknown
-        );
-        assert_eq!(
-            Endpoint::route("GET", "/releases/wispanel-1.5.0.tar.gz"),
-            Endpoint::Release
+            Route::of("GET", "/releases/wispanel-1.5.0.tar.gz"),
+            Route::Release
         );
     }
 }
