@@ -15,6 +15,7 @@ pub mod machine;
 pub mod schedule;
 pub mod timestamp;
 pub mod version;
+pub mod warnings;
 
 use serde::{Deserialize, Serialize};
 
