@@ -1,0 +1,303 @@
+//! `metrics_textfile`: the metrics written to a file for node_exporter's
+//! textfile collector, since Prometheus cannot scrape a Unix socket.
+//!
+//! Each write is atomic (a temporary file in the same directory, `fsync`,
+//! `rename`, `fsync` of the directory), so the collector never reads half a
+//! file. The temporary name (`.NAME.tmp-<pid>`) does not end in `.prom`, so
+//! the collector never reads it either. The file is mode 0644: node_exporter
+//! runs as its own user. [`keep_written`] rewrites it on every change and at
+//! least once a [`REWRITE_EVERY`], so that the file's age shows a daemon that
+//! stopped; it removes its temporary file on the way out, and a temporary file
+//! left by a crash is removed at the next start.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, error, info, info_span};
+
+/// SPEC: "at least once a minute".
+pub const REWRITE_EVERY: Duration = Duration::from_secs(60);
+
+/// Readable by node_exporter's user.
+pub const MODE: u32 = 0o644;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TextfileError {
+    #[error(
+        "metrics_textfile {path}: the directory {dir} does not exist; create it (for Debian's prometheus-node-exporter: /var/lib/prometheus/node-exporter) or change metrics_textfile"
+    )]
+    NoDirectory { path: PathBuf, dir: PathBuf },
+    #[error("metrics_textfile {path}: {action} {file}: {source}")]
+    Io {
+        path: PathBuf,
+        file: PathBuf,
+        action: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// The file and its temporary sibling.
+#[derive(Clone, Debug)]
+pub struct Textfile {
+    path: PathBuf,
+    dir: PathBuf,
+    name: String,
+    temp: PathBuf,
+}
+
+impl Textfile {
+    /// `path` is absolute (the configuration checks it).
+    pub fn new(path: &Path) -> Textfile {
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        Textfile {
+            path: path.to_path_buf(),
+            dir,
+            name,
+            temp,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// This process's temporary file.
+    pub fn temp_path(&self) -> &Path {
+        &self.temp
+    }
+
+    /// Replaces the file with `text`, atomically, mode 0644.
+    pub fn write(&self, text: &str) -> Result<(), TextfileError> {
+        if !self.dir.is_dir() {
+            return Err(TextfileError::NoDirectory {
+                path: self.path.clone(),
+                dir: self.dir.clone(),
+            });
+        }
+        let io = |file: &Path, action: &'static str| {
+            let (path, file) = (self.path.clone(), file.to_path_buf());
+            move |source| TextfileError::Io {
+                path,
+                file,
+                action,
+                source,
+            }
+        };
+        let result = (|| {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(MODE)
+                .open(&self.temp)
+                .map_err(io(&self.temp, "cannot create"))?;
+            // The umask (systemd's UMask=) may have taken bits away.
+            f.set_permissions(fs::Permissions::from_mode(MODE))
+                .map_err(io(&self.temp, "cannot set mode 0644 on"))?;
+            f.write_all(text.as_bytes())
+                .map_err(io(&self.temp, "cannot write"))?;
+            f.sync_all().map_err(io(&self.temp, "cannot fsync"))?;
+            drop(f);
+            fs::rename(&self.temp, &self.path).map_err(io(&self.path, "cannot rename onto"))?;
+            File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io(&self.dir, "cannot fsync the directory"))?;
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&self.temp);
+        }
+        result
+    }
+
+    /// Removes temporary files of this file that a killed daemon left
+    /// behind (`.NAME.tmp-<pid>` of another pid); returns them.
+    pub fn remove_stale_temp_files(&self) -> Vec<PathBuf> {
+        let prefix = format!(".{}.tmp-", self.name);
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.strip_prefix(&prefix)
+                    .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+                    && e.path() != self.temp
+            })
+            .filter(|e| fs::remove_file(e.path()).is_ok())
+            .map(|e| e.path())
+            .collect()
+    }
+
+    /// Removes this process's temporary file, if a write left it.
+    pub fn remove_temp(&self) {
+        let _ = fs::remove_file(&self.temp);
+    }
+}
+
+/// Writes `render(value)` to the file at once, again on every change of `rx`
+/// and at least every `every`, until `shutdown` or until the sender goes.
+/// A failed write is logged (once per distinct error, and its recovery) and
+/// tried again at the next change or tick: the daemon keeps running.
+pub async fn keep_written<T: Send + Sync + 'static>(
+    file: Textfile,
+    mut rx: watch::Receiver<T>,
+    render: impl Fn(&T) -> String + Send + 'static,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    async {
+        for stale in file.remove_stale_temp_files() {
+            info!(path = %stale.display(), "removed a temporary metrics file left by an earlier run");
+        }
+        let mut last_error: Option<String> = None;
+        loop {
+            let text = render(&rx.borrow_and_update());
+            let f = file.clone();
+            // Awaited to the end even at shutdown: a write takes milliseconds,
+            // and stopping half-way would leave the temporary file.
+            let result = match tokio::task::spawn_blocking(move || f.write(&text)).await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(e) => Err(format!("metrics_textfile {}: the write task failed: {e}", file.path().display())),
+            };
+            match result {
+                Ok(()) => {
+                    if last_error.take().is_some() {
+                        info!(path = %file.path().display(), "the metrics file is written again");
+                    }
+                }
+                Err(e) => {
+                    if last_error.as_ref() != Some(&e) {
+                        error!(path = %file.path().display(), "cannot write the metrics file: {e}");
+                    }
+                    last_error = Some(e);
+                }
+            }
+            tokio::select! {
+                r = rx.changed() => if r.is_err() { break },
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        file.remove_temp();
+    }
+    .instrument(info_span!("textfile"))
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn writes_atomically_with_mode_0644_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wispanel_license.prom");
+        let f = Textfile::new(&path);
+        f.write("a 1\n").unwrap();
+        f.write("a 2\n").unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "a 2\n");
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o644);
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            vec![std::ffi::OsString::from("wispanel_license.prom")]
+        );
+    }
+
+    #[test]
+    fn a_missing_directory_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nope/wispanel_license.prom");
+        let e = Textfile::new(&path).write("a 1\n").unwrap_err().to_string();
+        assert!(e.contains(&path.display().to_string()), "{e}");
+        assert!(e.contains("does not exist"), "{e}");
+    }
+
+    #[test]
+    fn stale_temp_files_of_this_file_only_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.prom");
+        for n in [
+            ".w.prom.tmp-12345",
+            ".w.prom.tmp-x",
+            ".other.prom.tmp-1",
+            "w.prom",
+        ] {
+            fs::write(dir.path().join(n), "x").unwrap();
+        }
+        let f = Textfile::new(&path);
+        assert_eq!(
+            f.remove_stale_temp_files(),
+            vec![dir.path().join(".w.prom.tmp-12345")]
+        );
+        for n in [".w.prom.tmp-x", ".other.prom.tmp-1", "w.prom"] {
+            assert!(dir.path().join(n).exists(), "{n}");
+        }
+    }
+
+    /// Polls the file until `want` is in it; the writer runs on the blocking
+    /// pool, so the test yields instead of assuming a time.
+    async fn until_written(path: &Path, want: &str) {
+        for _ in 0..6000 {
+            if fs::read_to_string(path).is_ok_and(|t| t == want) {
+                return;
+            }
+            tokio::task::yield_now().await;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        panic!("{} never held {want:?}", path.display());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rewritten_on_change_and_every_interval_and_clean_at_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.prom");
+        let stale = dir.path().join(".w.prom.tmp-1");
+        fs::write(&stale, "half").unwrap();
+        let (tx, rx) = watch::channel("a 1\n".to_string());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(keep_written(
+            Textfile::new(&path),
+            rx,
+            |s: &String| s.clone(),
+            REWRITE_EVERY,
+            shutdown.clone(),
+        ));
+        until_written(&path, "a 1\n").await;
+        assert!(!stale.exists(), "the crash's temporary file is gone");
+        tx.send_replace("a 2\n".into());
+        until_written(&path, "a 2\n").await;
+        // Nothing changes, yet the file is written again within the minute.
+        fs::remove_file(&path).unwrap();
+        tokio::time::sleep(REWRITE_EVERY - Duration::from_secs(1)).await;
+        assert!(!path.exists(), "not before its time");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        until_written(&path, "a 2\n").await;
+        shutdown.cancel();
+        task.await.unwrap();
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("w.prom")]);
+    }
+}
