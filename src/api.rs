@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use wispanel_core::machine::{Core, Inputs, Verdict};
 use wispanel_core::timestamp::Timestamp;
+use wispanel_core::warnings::{self, Warning};
 use wispanel_core::{LicenseState, PortalError, Reason, UpdateState};
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -20,6 +21,9 @@ pub struct StatusDocument {
     pub license: LicenseView,
     pub update: UpdateView,
     pub portal: PortalView,
+    /// Most urgent first; absent in a first release's document.
+    #[serde(default)]
+    pub warnings: Vec<Warning>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -84,6 +88,27 @@ pub struct StatusInputs<'a> {
     /// The version the daemon runs against (for `update.current_version`
     /// before the first update check).
     pub product_version: Option<String>,
+    /// The configuration's `warn_before_expiry`.
+    pub warn_before_expiry: std::time::Duration,
+    /// When the current run of failed saves of `state.json` began, if the
+    /// last save failed.
+    pub state_not_saved_since: Option<Timestamp>,
+    /// An activation went out and no verdict came back.
+    pub activation_in_doubt: bool,
+}
+
+impl StatusInputs<'_> {
+    /// What the `warnings` are computed from at `now`; the daemon also asks
+    /// it when the list next changes by itself.
+    pub fn warning_facts(&self, core: &Core, now: Timestamp) -> warnings::Facts {
+        let ctx = warnings::Context {
+            warn_before_expiry: self.warn_before_expiry,
+            hardware_known: self.hardware_id.is_some(),
+            state_not_saved_since: self.state_not_saved_since,
+            activation_in_doubt: self.activation_in_doubt,
+        };
+        warnings::Facts::from_core(core, self.inputs, self.schedule, now, &ctx)
+    }
 }
 
 impl StatusDocument {
@@ -157,8 +182,23 @@ impl StatusDocument {
                 rate_limited_until: core.gate_closed_until(now),
                 clock_skew_seconds: core.portal.clock_skew_seconds,
             },
+            warnings: warnings::warnings(&si.warning_facts(core, now), now),
         };
         doc.whole_seconds()
+    }
+
+    /// The monitoring-plugin exit code of SPEC: 0 `active` with no warning,
+    /// 1 `grace` or `active` with a warning, 2 not licensed, 3 `unknown`.
+    pub fn plugin_exit_code(&self) -> u8 {
+        match self.license.state {
+            LicenseState::Active if !self.warnings.is_empty() => 1,
+            state => state.plugin_exit_code(),
+        }
+    }
+
+    /// The most urgent warning, if any.
+    pub fn most_urgent_warning(&self) -> Option<&Warning> {
+        self.warnings.first()
     }
 
     /// The same document with every time rounded down to the second, as SPEC's

@@ -229,6 +229,9 @@ impl Daemon {
                 masked_key: st.key().map(LicenseKey::masked),
                 hardware_id: st.hwid.as_deref().ok(),
                 product_version: st.product_version.clone(),
+                warn_before_expiry: wispanel_core::warnings::DEFAULT_WARN_BEFORE_EXPIRY,
+                state_not_saved_since: None,
+                activation_in_doubt: false,
             };
             let doc = StatusDocument::build(&st.core, &si, now);
             let states = (doc.license.state, doc.update.state);
@@ -915,6 +918,7 @@ fn placeholder_doc(started: Timestamp) -> StatusDocument {
             rate_limited_until: None,
             clock_skew_seconds: None,
         },
+        warnings: Vec::new(),
     }
 }
 
