@@ -267,3 +267,91 @@ pub struct ActivateRequest {
 pub struct Health {
     pub ok: bool,
 }
+
+/// A document to build test cases from: `active`, licensed, no warning.
+#[cfg(test)]
+pub(crate) fn example_document() -> StatusDocument {
+    StatusDocument {
+        schema_version: SCHEMA_VERSION,
+        daemon: DaemonInfo {
+            version: "0.1.0".into(),
+            pid: 1,
+            started_at: Timestamp(0),
+        },
+        hardware_id: Some("a".repeat(64)),
+        hardware_changed: false,
+        license: LicenseView {
+            state: LicenseState::Active,
+            licensed: true,
+            key: Some("WISP-****SA6T".into()),
+            tier: Some("pro".into()),
+            expires_at: Some(Timestamp::from_unix_secs(1_800_000_000)),
+            valid_until: None,
+            limits: None,
+            reason: None,
+            checked_at: None,
+            grace_until: Some(Timestamp::from_unix_secs(1_700_000_000)),
+        },
+        update: UpdateView {
+            state: UpdateState::UpToDate,
+            current_version: Some("1.4.2".into()),
+            latest_version: None,
+            changelog: None,
+            checked_at: None,
+        },
+        portal: PortalView {
+            last_attempt_at: None,
+            last_success_at: None,
+            last_error: None,
+            consecutive_failures: 0,
+            next_validate_at: None,
+            next_update_check_at: None,
+            rate_limited_until: None,
+            clock_skew_seconds: None,
+        },
+        warnings: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wispanel_core::warnings::WarningCode;
+
+    fn warning(code: WarningCode) -> Warning {
+        Warning {
+            code,
+            message: "m".into(),
+            at: None,
+        }
+    }
+
+    #[test]
+    fn plugin_exit_codes_count_warnings_only_when_active() {
+        for (state, warned, code) in [
+            (LicenseState::Active, false, 0),
+            (LicenseState::Active, true, 1),
+            (LicenseState::Grace, false, 1),
+            (LicenseState::Grace, true, 1),
+            (LicenseState::Lapsed, true, 2),
+            (LicenseState::Expired, false, 2),
+            (LicenseState::Unconfigured, true, 2),
+            (LicenseState::Unknown, true, 3),
+        ] {
+            let mut doc = example_document();
+            doc.license.state = state;
+            if warned {
+                doc.warnings.push(warning(WarningCode::ClockSkew));
+            }
+            assert_eq!(doc.plugin_exit_code(), code, "{state} {warned}");
+        }
+    }
+
+    #[test]
+    fn a_first_release_document_without_warnings_still_reads() {
+        let mut v = serde_json::to_value(example_document()).unwrap();
+        v.as_object_mut().unwrap().remove("warnings");
+        let doc: StatusDocument = serde_json::from_value(v).unwrap();
+        assert!(doc.warnings.is_empty());
+    }
+}

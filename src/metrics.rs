@@ -182,62 +182,23 @@ pub fn render(doc: &StatusDocument, counters: &[((&'static str, &'static str), u
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::*;
-    use wispanel_core::timestamp::Timestamp;
+    use crate::api::example_document;
     use wispanel_core::warnings::Warning;
 
     fn doc() -> StatusDocument {
-        StatusDocument {
-            schema_version: SCHEMA_VERSION,
-            daemon: DaemonInfo {
-                version: "0.1.0".into(),
-                pid: 1,
-                started_at: Timestamp(0),
-            },
-            hardware_id: None,
-            hardware_changed: false,
-            license: LicenseView {
-                state: LicenseState::Grace,
-                licensed: true,
-                key: None,
-                tier: None,
-                expires_at: Some(Timestamp::from_unix_secs(1_800_000_000)),
-                valid_until: None,
-                limits: None,
-                reason: None,
-                checked_at: None,
-                grace_until: Some(Timestamp::from_unix_secs(1_700_000_000)),
-            },
-            update: UpdateView {
-                state: UpdateState::UpdatesExpired,
-                current_version: None,
-                latest_version: None,
-                changelog: None,
-                checked_at: None,
-            },
-            portal: PortalView {
-                last_attempt_at: None,
-                last_success_at: None,
-                last_error: None,
-                consecutive_failures: 3,
-                next_validate_at: None,
-                next_update_check_at: None,
-                rate_limited_until: None,
-                clock_skew_seconds: None,
-            },
-            warnings: vec![
-                Warning {
-                    code: WarningCode::GraceEnding,
-                    message: "m".into(),
-                    at: None,
-                },
-                Warning {
-                    code: WarningCode::UpdatesExpired,
-                    message: "m".into(),
-                    at: None,
-                },
-            ],
-        }
+        let mut doc = example_document();
+        doc.license.state = LicenseState::Grace;
+        doc.update.state = UpdateState::UpdatesExpired;
+        doc.portal.consecutive_failures = 3;
+        doc.warnings = [WarningCode::GraceEnding, WarningCode::UpdatesExpired]
+            .into_iter()
+            .map(|code| Warning {
+                code,
+                message: "m".into(),
+                at: None,
+            })
+            .collect();
+        doc
     }
 
     fn sample<'a>(text: &'a str, series: &str) -> Option<&'a str> {
