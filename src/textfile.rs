@@ -149,51 +149,85 @@ impl Textfile {
     }
 }
 
-/// Writes `render(value)` to the file at once, again on every change of `rx`
-/// and at least every `every`, until `shutdown` or until the sender goes.
-/// A failed write is logged (once per distinct error, and its recovery) and
-/// tried again at the next change or tick: the daemon keeps running.
+/// Writes `render(value)` to the file that `target` names, at once, again on
+/// every change of `rx` and at least every `every`, until `shutdown` or until
+/// the sender goes. `target` is asked before each write, so a reloaded
+/// configuration takes effect at the next change: a file that is no longer
+/// named is removed (it would only look like a daemon that stopped), and
+/// nothing is written while none is named. A failed write is logged (once
+/// per distinct error, and its recovery) and tried again at the next change
+/// or tick: the daemon keeps running.
 pub async fn keep_written<T: Send + Sync + 'static>(
-    file: Textfile,
+    target: impl Fn() -> Option<PathBuf> + Send + 'static,
     mut rx: watch::Receiver<T>,
     render: impl Fn(&T) -> String + Send + 'static,
     every: Duration,
     shutdown: CancellationToken,
 ) {
     async {
-        for stale in file.remove_stale_temp_files() {
-            info!(path = %stale.display(), "removed a temporary metrics file left by an earlier run");
-        }
+        let mut current: Option<Textfile> = None;
         let mut last_error: Option<String> = None;
         loop {
-            let text = render(&rx.borrow_and_update());
-            let f = file.clone();
-            // Awaited to the end even at shutdown: a write takes milliseconds,
-            // and stopping half-way would leave the temporary file.
-            let result = match tokio::task::spawn_blocking(move || f.write(&text)).await {
-                Ok(r) => r.map_err(|e| e.to_string()),
-                Err(e) => Err(format!("metrics_textfile {}: the write task failed: {e}", file.path().display())),
-            };
-            match result {
-                Ok(()) => {
-                    if last_error.take().is_some() {
-                        info!(path = %file.path().display(), "the metrics file is written again");
-                    }
+            let wanted = target();
+            if current.as_ref().map(Textfile::path) != wanted.as_deref() {
+                if let Some(old) = current.take() {
+                    info!(path = %old.path().display(), "metrics_textfile changed; removing the old metrics file");
+                    old.remove_temp();
+                    let _ = fs::remove_file(old.path());
                 }
-                Err(e) => {
-                    if last_error.as_ref() != Some(&e) {
-                        error!(path = %file.path().display(), "cannot write the metrics file: {e}");
+                current = wanted.as_deref().map(Textfile::new);
+                last_error = None;
+                if let Some(new) = &current {
+                    for stale in new.remove_stale_temp_files() {
+                        info!(path = %stale.display(), "removed a temporary metrics file left by an earlier run");
                     }
-                    last_error = Some(e);
                 }
             }
+            if let Some(file) = &current {
+                let text = render(&rx.borrow_and_update());
+                let f = file.clone();
+                // Awaited to the end even at shutdown: a write takes
+                // milliseconds, and stopping half-way would leave the
+                // temporary file.
+                let result = match tokio::task::spawn_blocking(move || f.write(&text)).await {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(e) => Err(format!(
+                        "metrics_textfile {}: the write task failed: {e}",
+                        file.path().display()
+                    )),
+                };
+                match result {
+                    Ok(()) => {
+                        if last_error.take().is_some() {
+                            info!(path = %file.path().display(), "the metrics file is written again");
+                        }
+                    }
+                    Err(e) => {
+                        if last_error.as_ref() != Some(&e) {
+                            error!(path = %file.path().display(), "cannot write the metrics file: {e}");
+                        }
+                        last_error = Some(e);
+                    }
+                }
+            } else {
+                rx.borrow_and_update();
+            }
+            let tick = async {
+                if current.is_some() {
+                    tokio::time::sleep(every).await
+                } else {
+                    std::future::pending().await
+                }
+            };
             tokio::select! {
                 r = rx.changed() => if r.is_err() { break },
-                _ = tokio::time::sleep(every) => {}
+                _ = tick => {}
                 _ = shutdown.cancelled() => break,
             }
         }
-        file.remove_temp();
+        if let Some(file) = current {
+            file.remove_temp();
+        }
     }
     .instrument(info_span!("textfile"))
     .await
@@ -275,8 +309,9 @@ mod tests {
         fs::write(&stale, "half").unwrap();
         let (tx, rx) = watch::channel("a 1\n".to_string());
         let shutdown = CancellationToken::new();
+        let target = path.clone();
         let task = tokio::spawn(keep_written(
-            Textfile::new(&path),
+            move || Some(target.clone()),
             rx,
             |s: &String| s.clone(),
             REWRITE_EVERY,
@@ -299,5 +334,49 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("w.prom")]);
+    }
+}
+
+#[cfg(test)]
+mod target_tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[tokio::test]
+    async fn a_changed_target_moves_the_file_and_none_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.prom");
+        let b = dir.path().join("b.prom");
+        let target = Arc::new(Mutex::new(Some(a.clone())));
+        let (tx, rx) = watch::channel(1u32);
+        let shutdown = CancellationToken::new();
+        let t = target.clone();
+        let task = tokio::spawn(keep_written(
+            move || t.lock().unwrap().clone(),
+            rx,
+            |n: &u32| format!("n {n}\n"),
+            REWRITE_EVERY,
+            shutdown.clone(),
+        ));
+        let wait = |p: PathBuf, want: Option<&'static str>| async move {
+            for _ in 0..6000 {
+                if fs::read_to_string(&p).ok().as_deref() == want {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            panic!("{} never became {want:?}", p.display());
+        };
+        wait(a.clone(), Some("n 1\n")).await;
+        *target.lock().unwrap() = Some(b.clone());
+        tx.send_replace(2);
+        wait(b.clone(), Some("n 2\n")).await;
+        wait(a.clone(), None).await;
+        *target.lock().unwrap() = None;
+        tx.send_replace(3);
+        wait(b.clone(), None).await;
+        shutdown.cancel();
+        task.await.unwrap();
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }
