@@ -196,6 +196,16 @@ impl StatusDocument {
         }
     }
 
+    /// What `GET /v1/events` sends an event for a change of (SPEC: the
+    /// licence state, the update state or the warnings).
+    pub fn announced(&self) -> Announced {
+        Announced {
+            license: self.license.state,
+            update: self.update.state,
+            warnings: self.warnings.clone(),
+        }
+    }
+
     /// The most urgent warning, if any.
     pub fn most_urgent_warning(&self) -> Option<&Warning> {
         self.warnings.first()
@@ -230,6 +240,14 @@ impl StatusDocument {
         }
         self
     }
+}
+
+/// The part of the status whose change is announced (events, logs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Announced {
+    pub license: LicenseState,
+    pub update: UpdateState,
+    pub warnings: Vec<Warning>,
 }
 
 /// The panel API's error envelope.
