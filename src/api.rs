@@ -73,6 +73,11 @@ pub struct PortalView {
     pub next_update_check_at: Option<Timestamp>,
     pub rate_limited_until: Option<Timestamp>,
     pub clock_skew_seconds: Option<i64>,
+    /// The proxy the daemon's portal requests go through, its password
+    /// masked (`http://user:****@proxy:3128`), or null for a direct
+    /// connection. Absent in the answers of older daemons.
+    #[serde(default)]
+    pub proxy: Option<String>,
 }
 
 /// What the status document is built from besides the core.
@@ -88,6 +93,9 @@ pub struct StatusInputs<'a> {
     /// The version the daemon runs against (for `update.current_version`
     /// before the first update check).
     pub product_version: Option<String>,
+    /// `portal.proxy`: [`crate::net::proxy::ProxyChoice::shown`] of the
+    /// portal client's decision.
+    pub proxy: Option<String>,
     /// The configuration's `warn_before_expiry`.
     pub warn_before_expiry: std::time::Duration,
     /// When the current run of failed saves of `state.json` began, if the
@@ -181,6 +189,7 @@ impl StatusDocument {
                 next_update_check_at: core.update_due(now),
                 rate_limited_until: core.gate_closed_until(now),
                 clock_skew_seconds: core.portal.clock_skew_seconds,
+                proxy: si.proxy.clone(),
             },
             warnings: warnings::warnings(&si.warning_facts(core, now), now),
         };
@@ -326,6 +335,7 @@ pub(crate) fn example_document() -> StatusDocument {
             next_update_check_at: None,
             rate_limited_until: None,
             clock_skew_seconds: None,
+            proxy: None,
         },
         warnings: Vec::new(),
     }

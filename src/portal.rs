@@ -7,6 +7,7 @@
 //! a header or a log line.
 
 use crate::config::Config;
+use crate::net::proxy::{ProxyChoice, ProxyEnv, decide};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -73,17 +74,33 @@ pub fn request_body(endpoint: Endpoint, f: &RequestFacts<'_>) -> Value {
     }
 }
 
+/// Sets `b` to go through the proxy `choice` names, or through none: reqwest
+/// is never left to read the environment by itself, so the client does what
+/// [`decide`] said (and `doctor` reports).
+pub fn with_proxy(
+    b: reqwest::ClientBuilder,
+    choice: &ProxyChoice,
+) -> Result<reqwest::ClientBuilder, reqwest::Error> {
+    Ok(match choice.url() {
+        Some(url) => b.no_proxy().proxy(reqwest::Proxy::all(url)?),
+        None => b.no_proxy(),
+    })
+}
+
 /// A client bound to one portal.
 #[derive(Clone)]
 pub struct PortalClient {
     http: reqwest::Client,
     base: String,
     timeout: Duration,
+    /// Decided once, when the client is built, by [`decide`].
+    proxy: ProxyChoice,
 }
 
 impl PortalClient {
     /// Builds the client from the configuration: base URL, `ca_file`, `proxy`
-    /// (else `HTTPS_PROXY`/`NO_PROXY` from the environment), `request_timeout`.
+    /// (else `HTTPS_PROXY`/`ALL_PROXY`/`NO_PROXY` from this process's
+    /// environment, as [`decide`] says), `request_timeout`.
     pub fn new(config: &Config) -> Result<PortalClient, SetupError> {
         Self::build(
             &config.portal_url,
@@ -124,16 +141,20 @@ impl PortalClient {
             }
             b = b.tls_certs_merge(certs);
         }
-        if let Some(p) = proxy {
-            let proxy = reqwest::Proxy::all(p).map_err(|e| SetupError::Proxy(e.to_string()))?;
-            b = b.proxy(proxy);
-        }
+        let proxy = decide(proxy, &ProxyEnv::from_process(), base);
+        b = with_proxy(b, &proxy).map_err(|e| SetupError::Proxy(e.to_string()))?;
         let http = b.build().map_err(|e| SetupError::Build(error_chain(&e)))?;
         Ok(PortalClient {
             http,
             base: base.trim_end_matches('/').to_string(),
             timeout,
+            proxy,
         })
+    }
+
+    /// The proxy this client's requests go through (`portal.proxy`).
+    pub fn proxy(&self) -> &ProxyChoice {
+        &self.proxy
     }
 
     /// The portal's base URL.

@@ -802,3 +802,62 @@ fn a_new_configured_key_replaces_the_activated_one() {
     );
     d.wait_log("replaces the key saved by `activate`");
 }
+
+/// SPEC "Which key is in force": key A configured, key B activated through
+/// the socket. The daemon, `update download` and `doctor` all use B.
+#[test]
+fn the_daemon_update_download_and_doctor_agree_on_the_key() {
+    let (sim, env, _d) = active_daemon(|_| {});
+    let body = format!("{{\"license_key\": \"{}\"}}", keys::NO_UPDATES);
+    let r = env.post("/v1/activate", Some(&body));
+    if r.status == 403 {
+        eprintln!("skipping: not root, activation is refused as it should be");
+        return;
+    }
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The daemon: B.
+    assert_eq!(env.status()["license"]["key"], "WISP-****0005");
+
+    let run = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wispanel-license"));
+        cmd.arg("--config").arg(&env.config).args(args);
+        for v in ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"] {
+            cmd.env_remove(v);
+        }
+        cmd.env_remove("WISPANEL_LICENSE_SOCKET")
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .output()
+            .unwrap()
+    };
+
+    // `update download`: the portal sees B (which has no updates: refused).
+    let out_dir = env.dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let t = wispanel_license::clock::now();
+    let out = run(&["update", "download", "--dir", out_dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let asked = sim.since(t);
+    assert!(!asked.is_empty(), "update download asked the portal");
+    for r in &asked {
+        assert_eq!(r.key_last4.as_deref(), Some("0005"), "{r:?}");
+    }
+
+    // `doctor`: reports B.
+    let out = run(&["doctor", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let key = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "licence key")
+        .unwrap_or_else(|| panic!("no licence key check: {v}"));
+    let found = key["found"].as_str().unwrap();
+    assert!(
+        found.starts_with("WISP-****0005 saved by `activate`"),
+        "{found}"
+    );
+    assert!(
+        found.contains("over the configured WISP-****SA6T"),
+        "{found}"
+    );
+}

@@ -365,11 +365,14 @@ async fn asks_a_running_daemon() {
     let h = Host::new();
     let (s, cfg) = trusted(&h, Scenario::default()).await;
     let config = wispanel_license::config::Config::load(&cfg).unwrap();
-    let control = wispanel_license::daemon::Control {
-        shutdown: tokio_util::sync::CancellationToken::new(),
-        reload: std::sync::Arc::new(tokio::sync::Notify::new()),
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let listener = wispanel_license::socket::bind(&config).unwrap();
+    let env = wispanel_license::daemon::Env {
+        systemd: false,
+        ..wispanel_license::daemon::Env::production()
     };
-    let daemon = tokio::spawn(wispanel_license::daemon::run(config, control.clone()));
+    let stop = shutdown.clone().cancelled_owned();
+    let daemon = tokio::spawn(wispanel_license::daemon::run(config, listener, stop, env));
     // Wait for the socket and the first verdict.
     let t0 = Instant::now();
     loop {
@@ -395,7 +398,29 @@ async fn asks_a_running_daemon() {
         assert!(t0.elapsed() < Duration::from_secs(20), "{}", r.text());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    control.shutdown.cancel();
+    // The daemon reports the proxy it uses (none here); a proxy that only
+    // this shell has is named, masked, with what to do about it.
+    let mut o = opts(quick());
+    o.proxy_env.https_proxy = Some("http://user:pw@127.0.0.1:9".into());
+    let r = doctor::diagnose(&cfg, None, &o).await;
+    let text = r.text();
+    let c = named(&r, "daemon proxy");
+    assert_eq!(c.status, Status::Warn, "{text}");
+    assert_eq!(
+        c.found,
+        "the daemon uses no proxy, but this shell has HTTPS_PROXY=http://user:****@127.0.0.1:9",
+        "{text}"
+    );
+    assert!(
+        c.hint.as_deref().unwrap_or("").contains("license.toml"),
+        "{text}"
+    );
+    assert!(!text.contains(":pw@"), "{text}");
+    // Without it, nothing to say.
+    let r = doctor::diagnose(&cfg, None, &opts(quick())).await;
+    assert!(!has(&r, "daemon proxy"), "{}", r.text());
+
+    shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(6), daemon).await;
     assert!(!s.activations(keys::GOOD).is_empty());
 }

@@ -9,7 +9,7 @@ mod common;
 use common::*;
 use serde_json::json;
 use std::time::Duration;
-use wispanel_portal_sim::{Endpoint, Outage, ScriptedAnswer, SimOptions, TlsMode};
+use wispanel_portal_sim::{Endpoint, Outage, Route, ScriptedAnswer, SimOptions, TlsMode};
 
 /// How long the gate must stay closed after the faulty answer, if at all.
 #[derive(Clone, Copy, Debug)]
@@ -114,9 +114,7 @@ fn run(case: Case) {
     }
     // Never followed anywhere else (a redirect) and never a verdict.
     assert!(
-        sim.requests()
-            .iter()
-            .all(|r| r.endpoint != Endpoint::Unknown),
+        sim.requests().iter().all(|r| r.endpoint != Route::Unknown),
         "{:?}",
         sim.requests()
     );

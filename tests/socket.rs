@@ -103,9 +103,12 @@ fn assert_document_shape(s: &Value) {
             "next_validate_at",
             "next_update_check_at",
             "rate_limited_until",
-            "clock_skew_seconds"
+            "clock_skew_seconds",
+            "proxy"
         ])
     );
+    // The daemon runs without proxy variables (see tests/common): no proxy.
+    assert!(s["portal"]["proxy"].is_null(), "{}", s["portal"]);
     for (obj, f) in [
         ("license", "expires_at"),
         ("license", "valid_until"),

@@ -16,8 +16,8 @@ use wispanel_license::portal::{PortalClient, RequestFacts, request_body};
 use wispanel_license::store::Store;
 use wispanel_license::update::{DownloadError, Progress, Version, download};
 use wispanel_portal_sim::{
-    self as sim, self, Endpoint as SimEndpoint, ScriptedAnswer, SimHandle, SimOptions, keys,
-    release_bytes, release_sha256,
+    self as sim, self, Endpoint as SimEndpoint, Route as SimRoute, ScriptedAnswer, SimHandle,
+    SimOptions, keys, release_bytes, release_sha256,
 };
 
 const HW: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -210,7 +210,7 @@ async fn downloads_the_latest_release_and_verifies_it() {
     // check-update named the latest, then one token, one GET.
     assert_eq!(env.sim.request_count(SimEndpoint::CheckUpdate), 1);
     assert_eq!(env.sim.request_count(SimEndpoint::Token), 1);
-    assert_eq!(env.sim.request_count(SimEndpoint::Release), 1);
+    assert_eq!(env.sim.request_count(SimRoute::Release), 1);
     // Progress: from 0 to the whole size, never backwards.
     assert!(rec.finished);
     assert_eq!(rec.seen.first(), Some(&(0, SIZE)));
@@ -279,6 +279,60 @@ async fn the_key_saved_by_activate_is_used() {
     assert!(d.path.exists());
 }
 
+/// SPEC "Which key is in force": key A configured, key B set by `activate`
+/// while A was configured: the download asks with B, as the daemon would;
+/// once the configuration names another key, with that one.
+#[tokio::test]
+async fn the_key_in_force_is_the_daemons() {
+    let env = setup(keys::GOOD, "5s").await;
+    let ca = env.tmp.path().join("ca.pem");
+    let configured = "WISP-AAAA-0000-0009";
+    let path = write_config(
+        env.tmp.path(),
+        &env.sim.base_url,
+        &ca,
+        Some(configured),
+        "5s",
+    );
+    let config = Config::load(&path).unwrap();
+    let store = Store::open(&env.state_dir()).unwrap();
+    store
+        .save_key(&LicenseKey::parse(keys::GOOD).unwrap())
+        .unwrap();
+    let mut core = Core::default();
+    let a = LicenseKey::parse(configured).unwrap();
+    core.configured_key_changed(Some(a.fingerprint()));
+    store.save(&core, wispanel_license::clock::now()).unwrap();
+
+    let d = download(&config, None, &env.out, None).await.unwrap();
+    assert!(d.path.exists());
+    let token = env
+        .sim
+        .requests()
+        .into_iter()
+        .rfind(|r| r.endpoint == SimEndpoint::Token)
+        .expect("a token request");
+    assert_eq!(
+        token.key_masked.as_deref(),
+        Some("WISP-****SA6T"),
+        "{token:?}"
+    );
+
+    // The configuration now names a key other than the one recorded: it
+    // replaces the saved key (the simulator does not know it: refused).
+    let mut newer = Core::default();
+    newer.configured_key_changed(Some("0000000000000000".into()));
+    store.save(&newer, wispanel_license::clock::now()).unwrap();
+    let before = env.sim.requests().len();
+    let e = download(&config, None, &env.out, None).await.unwrap_err();
+    assert!(matches!(e, DownloadError::Refused { .. }), "{e}");
+    let asked: Vec<_> = env.sim.requests().into_iter().skip(before).collect();
+    assert!(!asked.is_empty());
+    for r in asked {
+        assert_eq!(r.key_masked.as_deref(), Some("WISP-****0009"), "{r:?}");
+    }
+}
+
 #[tokio::test]
 async fn a_wrong_checksum_deletes_the_file() {
     let env = setup(keys::GOOD, "5s").await;
@@ -302,7 +356,7 @@ async fn a_wrong_checksum_deletes_the_file() {
     assert!(entries(&env.out).is_empty(), "{:?}", entries(&env.out));
     // ...or the server sends other bytes than announced.
     env.sim.push_answers(
-        SimEndpoint::Release,
+        SimRoute::Release,
         vec![ScriptedAnswer {
             wrong_sha256: true,
             ..Default::default()
@@ -319,7 +373,7 @@ async fn a_wrong_checksum_deletes_the_file() {
 async fn a_short_body_is_refused() {
     let env = setup(keys::GOOD, "5s").await;
     env.sim.push_answers(
-        SimEndpoint::Release,
+        SimRoute::Release,
         vec![ScriptedAnswer {
             short_file: true,
             ..Default::default()
@@ -341,7 +395,7 @@ async fn a_short_body_is_refused() {
 async fn a_stalled_body_ends_after_request_timeout() {
     let env = setup(keys::GOOD, "1s").await;
     env.sim.push_answers(
-        SimEndpoint::Release,
+        SimRoute::Release,
         vec![ScriptedAnswer {
             stall_body: true,
             ..Default::default()
@@ -452,7 +506,7 @@ async fn a_stream_past_the_announced_size_is_cut_off() {
 async fn an_insecure_redirect_is_not_followed() {
     let env = setup(keys::GOOD, "5s").await;
     env.sim.push_answers(
-        SimEndpoint::Release,
+        SimRoute::Release,
         vec![ScriptedAnswer {
             redirect_to: Some("http://cdn.example/wispanel-1.5.0.tar.gz".into()),
             ..Default::default()

@@ -77,18 +77,11 @@ fn ask(
 }
 
 fn parse_doc(a: &Answer) -> Result<StatusDocument, String> {
-    serde_json::from_slice(&a.body)
-        .map_err(|e| format!("the daemon's status document cannot be read: {e}"))
+    a.status_document()
 }
 
 fn envelope(a: &Answer) -> ErrorEnvelope {
-    serde_json::from_slice(&a.body).unwrap_or_else(|_| {
-        ErrorEnvelope::new(
-            a.status,
-            "INTERNAL_ERROR",
-            String::from_utf8_lossy(&a.body).into_owned(),
-        )
-    })
+    a.envelope()
 }
 
 fn when(t: Option<Timestamp>) -> String {
@@ -450,7 +443,7 @@ pub fn update_check(cli: &Cli) -> ExitCode {
 }
 
 pub fn doctor(cli: &Cli) -> ExitCode {
-    crate::doctor::run(cli)
+    crate::doctor::run(cli.config.clone(), cli.socket.as_deref(), cli.json)
 }
 
 #[cfg(test)]

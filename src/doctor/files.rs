@@ -4,11 +4,11 @@
 //! last success, and the daemon's own view when it answers.
 
 use super::Check;
+use crate::socket::client::{self, ClientError};
 use crate::store::{STATE_FILE, Store};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wispanel_core::timestamp::Timestamp;
 
 /// What a path is.
@@ -295,82 +295,44 @@ pub enum DaemonFacts {
 
 /// `GET /v1/status` over the Unix socket, within `limit`.
 pub async fn ask_daemon(path: &Path, limit: Duration) -> DaemonFacts {
-    match tokio::time::timeout(limit, get_status(path)).await {
+    match tokio::time::timeout(limit, get_status(path, limit)).await {
         Err(_) => DaemonFacts::TimedOut,
         Ok(f) => f,
     }
 }
 
-/// Status documents are small; read at most this much.
-const MAX_ANSWER: u64 = 1024 * 1024;
-
-async fn get_status(path: &Path) -> DaemonFacts {
-    let mut s = match tokio::net::UnixStream::connect(path).await {
-        Ok(s) => s,
-        Err(e) => return DaemonFacts::Unreachable(e.to_string()),
-    };
-    let req = b"GET /v1/status HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\nConnection: close\r\n\r\n";
-    if let Err(e) = s.write_all(req).await {
-        return DaemonFacts::Unreachable(e.to_string());
+async fn get_status(path: &Path, limit: Duration) -> DaemonFacts {
+    let p = path.to_path_buf();
+    let asked =
+        tokio::task::spawn_blocking(move || client::request(&p, "GET", "/v1/status", None, limit))
+            .await;
+    match asked {
+        Err(e) => DaemonFacts::BadAnswer(e.to_string()),
+        Ok(Err(ClientError::Connect { source, .. })) => {
+            DaemonFacts::Unreachable(source.to_string())
+        }
+        Ok(Err(ClientError::TimedOut { .. })) => DaemonFacts::TimedOut,
+        Ok(Err(ClientError::Exchange { message, .. })) => DaemonFacts::BadAnswer(message),
+        Ok(Ok(a)) => facts_of(&a),
     }
-    let mut bytes = Vec::new();
-    if let Err(e) = (&mut s).take(MAX_ANSWER).read_to_end(&mut bytes).await {
-        return DaemonFacts::BadAnswer(e.to_string());
-    }
-    parse_answer(&bytes)
 }
 
 /// Parses an HTTP/1.1 answer holding the status document.
 pub fn parse_answer(bytes: &[u8]) -> DaemonFacts {
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut resp = httparse::Response::new(&mut headers);
-    let head_len = match resp.parse(bytes) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return DaemonFacts::BadAnswer("a cut answer".into()),
-        Err(e) => return DaemonFacts::BadAnswer(format!("not HTTP: {e}")),
-    };
-    let status = resp.code.unwrap_or(0);
-    let chunked = resp.headers.iter().any(|h| {
-        h.name.eq_ignore_ascii_case("transfer-encoding")
-            && String::from_utf8_lossy(h.value)
-                .to_ascii_lowercase()
-                .contains("chunked")
-    });
-    let raw = &bytes[head_len..];
-    let body = if chunked {
-        match dechunk(raw) {
-            Some(b) => b,
-            None => return DaemonFacts::BadAnswer("a bad chunked body".into()),
-        }
-    } else {
-        raw.to_vec()
-    };
-    if status != 200 {
-        return DaemonFacts::BadAnswer(format!("HTTP {status}"));
-    }
-    match serde_json::from_slice::<serde_json::Value>(&body) {
-        Ok(v) if v.get("license").is_some() => DaemonFacts::Status(v),
-        Ok(_) => DaemonFacts::BadAnswer("JSON that is not a status document".into()),
-        Err(e) => DaemonFacts::BadAnswer(format!("not JSON: {e}")),
+    match client::parse_answer(bytes) {
+        Ok(a) => facts_of(&a),
+        Err(e) => DaemonFacts::BadAnswer(e),
     }
 }
 
-fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let eol = raw.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(&raw[..eol]).ok()?;
-        let size_text = size_text.split(';').next()?.trim();
-        let size = usize::from_str_radix(size_text, 16).ok()?;
-        raw = &raw[eol + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        if raw.len() < size + 2 {
-            return None;
-        }
-        out.extend_from_slice(&raw[..size]);
-        raw = &raw[size + 2..];
+fn facts_of(a: &client::Answer) -> DaemonFacts {
+    if a.status != 200 {
+        return DaemonFacts::BadAnswer(format!("HTTP {}", a.status));
+    }
+    match a.json::<serde_json::Value>() {
+        Ok(v) if v.get("license").is_some() => DaemonFacts::Status(v),
+        Ok(_) => DaemonFacts::BadAnswer("JSON that is not a status document".into()),
+        Err(e) => DaemonFacts::BadAnswer(format!("not JSON: {e}")),
     }
 }
 

@@ -3,10 +3,12 @@
 
 use super::Check;
 use crate::config::{Config, ConfigError, KeySource};
-use crate::store::KEY_FILE;
+use crate::key_in_force::{KeyFacts, Origin, key_in_force};
+use crate::store::{KEY_FILE, STATE_FILE, Store};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use wispanel_core::key::LicenseKey;
+use wispanel_core::machine::Core;
 
 /// A file's mode and owner, or why they are unknown.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,9 +35,10 @@ impl FileMode {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ActivatedKey {
     None,
-    /// Masked form.
     Present {
+        /// Masked form.
         masked: String,
+        key: LicenseKey,
         path: PathBuf,
         mode: FileMode,
     },
@@ -56,6 +59,9 @@ pub struct Loaded {
     /// The key file's mode (`license_key_file`), or the credential's.
     pub key_file_mode: Option<(PathBuf, FileMode)>,
     pub activated: ActivatedKey,
+    /// The daemon's saved state, when readable: the key-in-force rule needs
+    /// the configured key it recorded and the key a `deactivate` released.
+    pub state: Option<Core>,
 }
 
 /// Loads the configuration and looks at the files that hold the key.
@@ -80,6 +86,11 @@ pub fn load(path: &Path, credentials_dir: Option<&Path>) -> Loaded {
         Some(c) => activated_key(&c.state_dir.join(KEY_FILE)),
         None => ActivatedKey::None,
     };
+    let state = config.as_ref().and_then(|c| {
+        let path = c.state_dir.join(STATE_FILE);
+        let text = std::fs::read_to_string(&path).ok()?;
+        Store::parse(&text, &path).ok()
+    });
     Loaded {
         path: path.to_path_buf(),
         config,
@@ -87,6 +98,7 @@ pub fn load(path: &Path, credentials_dir: Option<&Path>) -> Loaded {
         config_mode,
         key_file_mode,
         activated,
+        state,
     }
 }
 
@@ -100,6 +112,7 @@ fn activated_key(path: &Path) -> ActivatedKey {
         Ok(text) => match LicenseKey::parse(&text) {
             Ok(k) => ActivatedKey::Present {
                 masked: k.masked(),
+                key: k,
                 path: path.to_path_buf(),
                 mode: FileMode::of(path),
             },
@@ -165,35 +178,66 @@ pub fn checks(l: &Loaded) -> Vec<Check> {
         format!("{} loads; portal {}", l.path.display(), c.portal_url),
     ));
 
-    // The key in force: configured, else the activated one.
-    let key = match (&c.license_key, &c.key_source) {
-        (Some(k), Some(source)) => {
-            let from = match source {
-                KeySource::Inline => format!("license_key in {}", l.path.display()),
-                KeySource::File(p) => format!("license_key_file {}", p.display()),
-                KeySource::Credential(p) => format!("systemd credential {}", p.display()),
-            };
-            Check::ok("licence key", format!("{} from {from}", k.masked()))
+    // The key in force, by the daemon's own rule.
+    let saved = match &l.activated {
+        ActivatedKey::Present { key, .. } => Some(key),
+        _ => None,
+    };
+    let rule = key_in_force(&KeyFacts::new(
+        c.license_key.as_ref(),
+        saved,
+        l.state.as_ref(),
+    ));
+    let configured_from = |source: &KeySource| match source {
+        KeySource::Inline => format!("license_key in {}", l.path.display()),
+        KeySource::File(p) => format!("license_key_file {}", p.display()),
+        KeySource::Credential(p) => format!("systemd credential {}", p.display()),
+    };
+    let key = match (rule.key, &l.activated, &c.key_source) {
+        (Some((k, Origin::Configured)), _, Some(source)) => {
+            let mut found = format!("{} from {}", k.masked(), configured_from(source));
+            if rule.saved_replaced {
+                found.push_str(
+                    " (it replaces the key saved by `activate`: the configuration names a new key)",
+                );
+            }
+            Check::ok("licence key", found)
         }
-        _ => match &l.activated {
-            ActivatedKey::Present { masked, path, .. } => Check::ok(
-                "licence key",
-                format!("{masked} saved by `activate` in {}", path.display()),
+        (Some((k, _)), ActivatedKey::Present { path, .. }, _) => {
+            let mut found = format!("{} saved by `activate` in {}", k.masked(), path.display());
+            if let Some(configured) = &c.license_key {
+                found.push_str(&format!(
+                    " (in force over the configured {}, as in the daemon)",
+                    configured.masked()
+                ));
+            }
+            Check::ok("licence key", found)
+        }
+        (Some((k, _)), _, _) => Check::ok("licence key", k.masked()),
+        (None, ActivatedKey::Bad { path, problem }, _) => Check::fail(
+            "licence key",
+            format!(
+                "the activated key {} is unusable: {problem}",
+                path.display()
             ),
-            ActivatedKey::Bad { path, problem } => Check::fail(
-                "licence key",
-                format!(
-                    "the activated key {} is unusable: {problem}",
-                    path.display()
-                ),
-                "run `wispanel-license activate` again",
+            "run `wispanel-license activate` again",
+        ),
+        (None, _, _) if rule.configured_released => Check::fail(
+            "licence key",
+            format!(
+                "the configured key {} was released by `deactivate`; no key is in force",
+                c.license_key
+                    .as_ref()
+                    .map(LicenseKey::masked)
+                    .unwrap_or_default()
             ),
-            ActivatedKey::None => Check::fail(
-                "licence key",
-                "none configured and none activated",
-                "set license_key_file in the configuration, or run `wispanel-license activate`",
-            ),
-        },
+            "run `wispanel-license activate`, or configure another key",
+        ),
+        (None, _, _) => Check::fail(
+            "licence key",
+            "none configured and none activated",
+            "set license_key_file in the configuration, or run `wispanel-license activate`",
+        ),
     };
     out.push(key);
 
@@ -367,5 +411,57 @@ mod tests {
         assert_eq!(cs[1].status, super::super::Status::Ok);
         assert!(cs[1].found.contains("systemd credential"));
         assert_eq!(cs[2].status, super::super::Status::Ok);
+    }
+
+    #[test]
+    fn the_key_in_force_is_the_daemons() {
+        use crate::doctor::Status;
+        let d = tempfile::tempdir().unwrap();
+        let configured = "WISP-AAAA-AAAA-AAAA";
+        let p = conf(
+            d.path(),
+            &format!("license_key = \"{configured}\"\n"),
+            0o600,
+        );
+        std::fs::create_dir(d.path().join("state")).unwrap();
+        write(&d.path().join("state"), "license.key", KEY, 0o600);
+        let a = LicenseKey::parse(configured).unwrap();
+
+        // B activated while A was configured: B is in force, as in the daemon.
+        let mut l = load(&p, None);
+        let mut core = Core::default();
+        core.configured_key_changed(Some(a.fingerprint()));
+        l.state = Some(core.clone());
+        let cs = checks(&l);
+        assert_eq!(cs[1].status, Status::Ok, "{cs:?}");
+        assert!(
+            cs[1].found.starts_with("WISP-****SA6T saved by `activate`"),
+            "{cs:?}"
+        );
+        assert!(
+            cs[1].found.contains("over the configured WISP-****AAAA"),
+            "{cs:?}"
+        );
+
+        // The configuration has named a new key since: it replaces B.
+        let mut l = load(&p, None);
+        let mut old = Core::default();
+        old.configured_key_changed(Some("0000000000000000".into()));
+        l.state = Some(old);
+        let cs = checks(&l);
+        assert!(
+            cs[1].found.starts_with("WISP-****AAAA from license_key"),
+            "{cs:?}"
+        );
+
+        // A deactivate released the configured key, and no key was activated.
+        std::fs::remove_file(d.path().join("state/license.key")).unwrap();
+        let mut l = load(&p, None);
+        let mut released = core;
+        released.licence.deactivated_key = Some(a.fingerprint());
+        l.state = Some(released);
+        let cs = checks(&l);
+        assert_eq!(cs[1].status, Status::Fail, "{cs:?}");
+        assert!(cs[1].found.contains("released by `deactivate`"), "{cs:?}");
     }
 }

@@ -15,7 +15,6 @@ pub mod local;
 pub mod network;
 pub mod unit;
 
-use crate::cli::args::Cli;
 use crate::config::{Config, resolve_config_path};
 use serde::Serialize;
 use std::io::Write;
@@ -213,7 +212,7 @@ impl Default for Timeouts {
 pub struct Options {
     pub timeouts: Timeouts,
     /// Proxy variables (`HTTPS_PROXY`, `NO_PROXY`, …) as set.
-    pub proxy_env: network::ProxyEnv,
+    pub proxy_env: crate::net::proxy::ProxyEnv,
     /// `$CREDENTIALS_DIRECTORY`.
     pub credentials_dir: Option<PathBuf>,
     /// Ask systemd about the unit (when it runs here).
@@ -225,7 +224,7 @@ impl Options {
     pub fn from_env() -> Options {
         Options {
             timeouts: Timeouts::default(),
-            proxy_env: network::ProxyEnv::from_process(),
+            proxy_env: crate::net::proxy::ProxyEnv::from_process(),
             credentials_dir: crate::config::credentials_dir_from_env(),
             systemd: true,
         }
@@ -295,6 +294,13 @@ pub async fn diagnose(config_path: &Path, socket: Option<&Path>, opts: &Options)
         config.and_then(|c| c.socket_group.as_deref()),
     ));
     report.extend(files::daemon_checks(&sock, &daemon_facts));
+    // The proxy the daemon's requests go through, against this shell's.
+    if let (Some(c), files::DaemonFacts::Status(v)) = (config, &daemon_facts)
+        && let Some(theirs) = v["portal"].get("proxy")
+    {
+        let own = crate::net::proxy::decide(c.proxy.as_deref(), &opts.proxy_env, &c.portal_url);
+        report.extend(network::daemon_proxy_check(theirs.as_str(), &own));
+    }
     if let Some(u) = unit_facts {
         report.extend(unit::checks(&u));
     }
@@ -303,7 +309,9 @@ pub async fn diagnose(config_path: &Path, socket: Option<&Path>, opts: &Options)
 
 /// `wispanel-license doctor`: prints the checks (or `--json`) and exits 0
 /// when all are fine, 1 on a warning, 2 on a failure.
-pub fn run(cli: &Cli) -> ExitCode {
+/// `config` is the `--config` flag, `socket` the `--socket` flag (or its
+/// environment variable), `json` the `--json` flag.
+pub fn run(config: Option<PathBuf>, socket: Option<&Path>, json: bool) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -314,10 +322,10 @@ pub fn run(cli: &Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let path = resolve_config_path(cli.config.clone());
+    let path = resolve_config_path(config);
     let opts = Options::from_env();
-    let report = rt.block_on(diagnose(&path, cli.socket.as_deref(), &opts));
-    let text = if cli.json {
+    let report = rt.block_on(diagnose(&path, socket, &opts));
+    let text = if json {
         match serde_json::to_string_pretty(&report.json()) {
             Ok(t) => format!("{t}\n"),
             Err(e) => {

@@ -3,6 +3,7 @@
 //! (never deleted), and the mode and group set before anyone can connect.
 
 use crate::config::Config;
+use crate::host::group_id;
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -35,24 +36,6 @@ fn io(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> Socke
     }
 }
 
-/// Resolves a group name (or a number) to a gid through `/etc/group`.
-pub fn group_id(name: &str) -> Result<u32, SocketError> {
-    if let Ok(n) = name.parse::<u32>() {
-        return Ok(n);
-    }
-    let text = fs::read_to_string("/etc/group").unwrap_or_default();
-    text.lines()
-        .filter_map(|l| {
-            let mut f = l.split(':');
-            let n = f.next()?;
-            let _pw = f.next()?;
-            let gid = f.next()?.parse::<u32>().ok()?;
-            (n == name).then_some(gid)
-        })
-        .next()
-        .ok_or_else(|| SocketError::NoGroup(name.to_string()))
-}
-
 /// Binds the status socket at `socket_path` with `socket_mode` and
 /// `socket_group`. The socket is made under a temporary name and renamed into
 /// place, so no client ever sees it with the wrong mode.
@@ -80,7 +63,12 @@ pub fn bind(config: &Config) -> Result<UnixListener, SocketError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io(path, "cannot inspect")(e)),
     }
-    let gid = config.socket_group.as_deref().map(group_id).transpose()?;
+    let gid = config
+        .socket_group
+        .as_deref()
+        .map(group_id)
+        .transpose()
+        .map_err(|e| SocketError::NoGroup(e.0))?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -1,6 +1,10 @@
-//! A small blocking HTTP/1.1 client for the status socket, used by the CLI.
-//! One request per connection (`Connection: close`), bounded reads.
+//! The one client of the status socket: a small blocking HTTP/1.1 client
+//! (one request per connection, `Connection: close`, bounded reads) and the
+//! one parser of the daemon's answers, used by the CLI, `doctor`, the
+//! benchmarks and the tests. Answers read as the types the server writes
+//! ([`StatusDocument`], [`ErrorEnvelope`]).
 
+use crate::api::{ErrorEnvelope, StatusDocument};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -24,6 +28,29 @@ impl Answer {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+
+    /// The body as JSON of type `T`.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.body)
+    }
+
+    /// The status document of a 2xx answer.
+    pub fn status_document(&self) -> Result<StatusDocument, String> {
+        self.json()
+            .map_err(|e| format!("the daemon's status document cannot be read: {e}"))
+    }
+
+    /// The error envelope of a non-2xx answer; a body that is not one is
+    /// read as an `INTERNAL_ERROR` carrying the body's text.
+    pub fn envelope(&self) -> ErrorEnvelope {
+        self.json().unwrap_or_else(|_| {
+            ErrorEnvelope::new(
+                self.status,
+                "INTERNAL_ERROR",
+                String::from_utf8_lossy(&self.body).into_owned(),
+            )
+        })
+    }
 }
 
 /// Why the daemon could not be asked.
@@ -34,6 +61,8 @@ pub enum ClientError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("the daemon at {path} did not answer within {} s", limit.as_secs_f64())]
+    TimedOut { path: PathBuf, limit: Duration },
     #[error("the daemon at {path} did not answer: {message}")]
     Exchange { path: PathBuf, message: String },
 }
@@ -46,9 +75,27 @@ pub fn request(
     body: Option<&[u8]>,
     timeout: Duration,
 ) -> Result<Answer, ClientError> {
+    request_with(socket, method, path, &[], body, timeout)
+}
+
+/// As [`request`], with extra request headers.
+pub fn request_with(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<Answer, ClientError> {
     let fail = |message: String| ClientError::Exchange {
         path: socket.to_path_buf(),
         message,
+    };
+    let timed_out = |e: &std::io::Error| {
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        )
     };
     let mut s = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
         path: socket.to_path_buf(),
@@ -58,50 +105,120 @@ pub fn request(
         .and_then(|_| s.set_write_timeout(Some(timeout)))
         .map_err(|e| fail(e.to_string()))?;
     let body = body.unwrap_or_default();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: wispanel-license/{}\r\nAccept: application/json\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: wispanel-license/{}\r\nAccept: application/json\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
         env!("CARGO_PKG_VERSION"),
         body.len()
     );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
     s.write_all(head.as_bytes())
-        .and_then(|_| s.write_all(body))
         .map_err(|e| fail(format!("cannot send the request: {e}")))?;
+    // A server may answer (413) and close before it has read the whole
+    // body: what it said is still read below.
+    let wrote = s.write_all(body);
     let mut raw = Vec::new();
-    s.take(MAX_ANSWER)
-        .read_to_end(&mut raw)
-        .map_err(|e| fail(format!("cannot read the answer: {e}")))?;
-    parse(&raw).map_err(fail)
+    let read = (&mut s).take(MAX_ANSWER).read_to_end(&mut raw);
+    if raw.is_empty() {
+        if let Err(e) = read {
+            if timed_out(&e) {
+                return Err(ClientError::TimedOut {
+                    path: socket.to_path_buf(),
+                    limit: timeout,
+                });
+            }
+            return Err(fail(format!("cannot read the answer: {e}")));
+        }
+        if let Err(e) = wrote {
+            return Err(fail(format!("cannot send the request: {e}")));
+        }
+    }
+    parse_answer(&raw).map_err(fail)
 }
 
-fn parse(raw: &[u8]) -> Result<Answer, String> {
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("the answer has no complete header")?;
-    let head = std::str::from_utf8(&raw[..end]).map_err(|_| "the header is not text")?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status: u16 = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            Some((k.trim().to_string(), v.trim().to_string()))
+/// How the body of an answer ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// `Content-Length` bytes.
+    Length(usize),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// At the end of the connection.
+    ToEnd,
+}
+
+/// The head of an answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Head {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    /// Bytes of the head, the blank line included.
+    pub len: usize,
+    pub framing: Framing,
+}
+
+/// Parses the head at the start of `raw`: `Ok(None)` while it is
+/// incomplete. For a client that keeps its connection open (the benchmarks).
+pub fn parse_head(raw: &[u8]) -> Result<Option<Head>, String> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut resp = httparse::Response::new(&mut headers);
+    let len = match resp.parse(raw) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(format!("not an HTTP answer: {e}")),
+    };
+    let status = resp.code.ok_or("an answer without a status")?;
+    let headers: Vec<(String, String)> = resp
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_string(),
+                String::from_utf8_lossy(h.value).trim().to_string(),
+            )
         })
         .collect();
-    let mut body = raw[end + 4..].to_vec();
-    let chunked = headers.iter().any(|(k, v)| {
-        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
-    });
-    if chunked {
-        body = dechunk(&body)?;
-    }
-    Ok(Answer {
+    let find = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    let framing = if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        Framing::Chunked
+    } else if let Some(v) = find("content-length") {
+        Framing::Length(v.parse().map_err(|_| format!("bad Content-Length {v:?}"))?)
+    } else {
+        Framing::ToEnd
+    };
+    Ok(Some(Head {
         status,
         headers,
+        len,
+        framing,
+    }))
+}
+
+/// Parses a whole answer, read to the end of the connection.
+pub fn parse_answer(raw: &[u8]) -> Result<Answer, String> {
+    let head = parse_head(raw)?.ok_or("the answer has no complete header")?;
+    let rest = &raw[head.len..];
+    let body = match head.framing {
+        Framing::Chunked => dechunk(rest)?,
+        Framing::Length(n) if rest.len() < n => {
+            return Err(format!(
+                "the answer was cut short ({} of {n} bytes)",
+                rest.len()
+            ));
+        }
+        Framing::Length(n) => rest[..n].to_vec(),
+        Framing::ToEnd => rest.to_vec(),
+    };
+    Ok(Answer {
+        status: head.status,
+        headers: head.headers,
         body,
     })
 }
@@ -134,13 +251,38 @@ mod tests {
 
     #[test]
     fn parses_plain_and_chunked() {
-        let a = parse(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}").unwrap();
+        let a = parse_answer(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}").unwrap();
         assert_eq!((a.status, a.body.as_slice()), (200, &b"{}"[..]));
-        let c = parse(b"HTTP/1.1 429 Too Many\r\nTransfer-Encoding: chunked\r\nRetry-After: 3\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
+        let c = parse_answer(b"HTTP/1.1 429 Too Many\r\nTransfer-Encoding: chunked\r\nRetry-After: 3\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
             .unwrap();
         assert_eq!(c.body, b"{}");
         assert_eq!(c.header("retry-after"), Some("3"));
-        assert!(parse(b"garbage").is_err());
-        assert!(parse(b"HTTP/1.1 abc\r\n\r\n").is_err());
+        assert!(parse_answer(b"garbage").is_err());
+        assert!(parse_answer(b"HTTP/1.1 abc\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn heads_for_a_kept_connection() {
+        assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\ncontent-len"), Ok(None));
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}HTTP/1.1 200";
+        let h = parse_head(raw).unwrap().unwrap();
+        assert_eq!((h.status, h.framing), (200, Framing::Length(2)));
+        assert_eq!(&raw[h.len..h.len + 2], b"{}");
+        assert!(parse_answer(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{}").is_err());
+    }
+
+    #[test]
+    fn typed_bodies() {
+        let body = r#"{"success":false,"code":"FORBIDDEN","error":"Forbidden","message":"root only","status":403}"#;
+        let raw = format!(
+            "HTTP/1.1 403 Forbidden\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let a = parse_answer(raw.as_bytes()).unwrap();
+        let e = a.envelope();
+        assert_eq!((e.code.as_str(), e.status), ("FORBIDDEN", 403));
+        let a = parse_answer(b"HTTP/1.1 500 Oops\r\n\r\nnot json").unwrap();
+        assert_eq!(a.envelope().code, "INTERNAL_ERROR");
+        assert!(a.status_document().is_err());
     }
 }

@@ -3,23 +3,31 @@
 //! connection carries its peer's uid (`SO_PEERCRED`) and the limits that keep
 //! the daemon safe from local clients: a connection cap, a header-read
 //! timeout, a body cap, and no browsers (`Origin`/`Referer` refused).
+//!
+//! The socket does not know the daemon: it serves any [`Service`], a small
+//! trait over the status snapshot and the four actions that the daemon
+//! implements. The types it hands back ([`Snapshot`], [`ActionError`]) live
+//! here, beside the routes that turn them into answers.
 
 mod bind;
 pub mod client;
 mod metrics;
 mod routes;
 
-pub use bind::{SocketError, bind, group_id};
+pub use bind::{SocketError, bind};
 
-use crate::daemon::Daemon;
+use crate::api::StatusDocument;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::UnixListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::{Instrument, debug, info_span, warn};
+use wispanel_core::Reason;
+use wispanel_core::key::LicenseKey;
+use wispanel_core::timestamp::Timestamp;
 
 /// Concurrent connections served; past this, new ones are closed at once.
 pub const MAX_CONNECTIONS: usize = 768;
@@ -33,12 +41,66 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A whole request body must arrive within this time.
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The status as served: the document and its JSON bytes.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub doc: StatusDocument,
+    pub json: bytes::Bytes,
+}
+
+/// What the service was asked to do and could not.
+#[derive(Debug)]
+pub enum ActionError {
+    /// No licence key in force (409 `CONFLICT`).
+    NoKey,
+    /// The portal gate is closed until then (429 `RATE_LIMITED`).
+    Gate(Timestamp),
+    /// The portal refused (422 with its code).
+    Refused(Reason),
+    /// No verdict (503 `PORTAL_UNREACHABLE`).
+    Unreachable(String),
+    /// The hardware_id cannot be computed (500 `INTERNAL_ERROR`).
+    NoHardwareId(String),
+}
+
+/// An action's result: the status after it, or why it could not be done.
+pub type ActionResult = Result<Arc<Snapshot>, ActionError>;
+
+/// What the socket serves from (the daemon implements it).
+pub trait Service: Send + Sync + 'static {
+    /// The status for a status request (the service may refresh what it must
+    /// show "computed now" first).
+    fn status(&self) -> Arc<Snapshot>;
+    /// The status as last published.
+    fn snapshot(&self) -> Arc<Snapshot>;
+    /// Every published status from now on (the newest only).
+    fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>>;
+    /// Whether the daemon's loops run (`/v1/health`).
+    fn healthy(&self) -> bool;
+    /// Portal requests so far by (endpoint, outcome), for the metrics.
+    fn request_counts(&self) -> Vec<((&'static str, &'static str), u64)>;
+    /// The service's wall clock (for `Retry-After`).
+    fn now(&self) -> Timestamp;
+    /// `POST /v1/check`.
+    fn check(&self) -> impl Future<Output = ActionResult> + Send;
+    /// `POST /v1/update/check`.
+    fn update_check(&self) -> impl Future<Output = ActionResult> + Send;
+    /// `POST /v1/activate` (the caller is root).
+    fn activate(&self, key: LicenseKey) -> impl Future<Output = ActionResult> + Send;
+    /// `POST /v1/deactivate` (the caller is root).
+    fn deactivate(&self) -> impl Future<Output = ActionResult> + Send;
+}
+
 /// The uid of the connected peer, from `SO_PEERCRED`.
 #[derive(Clone, Copy, Debug)]
 pub struct PeerUid(pub Option<u32>);
 
 /// Serves the socket until `shutdown`.
-pub async fn serve(listener: UnixListener, daemon: Arc<Daemon>, shutdown: CancellationToken) {
+pub async fn serve<S: Service>(
+    listener: UnixListener,
+    service: Arc<S>,
+    shutdown: CancellationToken,
+) {
     async {
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let conns = tokio_util::task::TaskTracker::new();
@@ -62,15 +124,15 @@ pub async fn serve(listener: UnixListener, daemon: Arc<Daemon>, shutdown: Cancel
                 continue;
             };
             let uid = PeerUid(stream.peer_cred().ok().map(|c| c.uid()));
-            let app = routes::router(daemon.clone(), uid);
+            let app = routes::router(service.clone(), uid, shutdown.clone());
             let shutdown = shutdown.clone();
-            let d = daemon.clone();
+            let d = service.clone();
             conns.spawn(async move {
                 // `GET /v1/status` is what the panel and monitoring poll: it is
                 // answered straight from the snapshot; everything else goes
                 // through the router.
                 let service = hyper::service::service_fn(move |req| {
-                    let fast = routes::fast_status(&d, &req);
+                    let fast = routes::fast_status(&*d, &req);
                     let app = app.clone();
                     async move {
                         match fast {

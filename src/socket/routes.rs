@@ -1,8 +1,7 @@
 //! The endpoints of the status socket and their error envelopes.
 
-use super::{BODY_READ_TIMEOUT, MAX_BODY, PeerUid, metrics};
+use super::{ActionError, BODY_READ_TIMEOUT, MAX_BODY, PeerUid, Service, Snapshot, metrics};
 use crate::api::{ActivateRequest, ErrorEnvelope, Health};
-use crate::daemon::{ActionError, Daemon, Snapshot};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -14,30 +13,46 @@ use axum::routing::{get, post};
 use futures_util::stream::{self, Stream};
 use std::convert::Infallible;
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 use wispanel_core::key::LicenseKey;
 use wispanel_core::timestamp::Timestamp;
 
-#[derive(Clone)]
-struct App {
-    daemon: Arc<Daemon>,
+struct App<S> {
+    service: Arc<S>,
     peer: PeerUid,
+    /// Ends event streams when the socket shuts down.
+    shutdown: CancellationToken,
+}
+
+impl<S> Clone for App<S> {
+    fn clone(&self) -> Self {
+        App {
+            service: self.service.clone(),
+            peer: self.peer,
+            shutdown: self.shutdown.clone(),
+        }
+    }
 }
 
 /// The router for one connection (it carries the peer's uid).
-pub fn router(daemon: Arc<Daemon>, peer: PeerUid) -> Router {
+pub fn router<S: Service>(service: Arc<S>, peer: PeerUid, shutdown: CancellationToken) -> Router {
     Router::new()
-        .route("/v1/status", get(status))
-        .route("/v1/health", get(health))
-        .route("/v1/check", post(check))
-        .route("/v1/update/check", post(update_check))
-        .route("/v1/activate", post(activate))
-        .route("/v1/deactivate", post(deactivate))
-        .route("/v1/events", get(events))
-        .route("/metrics", get(metrics_handler))
+        .route("/v1/status", get(status::<S>))
+        .route("/v1/health", get(health::<S>))
+        .route("/v1/check", post(check::<S>))
+        .route("/v1/update/check", post(update_check::<S>))
+        .route("/v1/activate", post(activate::<S>))
+        .route("/v1/deactivate", post(deactivate::<S>))
+        .route("/v1/events", get(events::<S>))
+        .route("/metrics", get(metrics_handler::<S>))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(guard))
-        .with_state(App { daemon, peer })
+        .with_state(App {
+            service,
+            peer,
+            shutdown,
+        })
 }
 
 /// An error in the panel's envelope.
@@ -105,7 +120,7 @@ async fn method_not_allowed(req: Request) -> Response {
 /// The hot path: `GET /v1/status` without browser headers, answered from the
 /// snapshot's bytes without the router. `None` sends the request through the
 /// router (which also answers every refusal).
-pub fn fast_status<B>(daemon: &Arc<Daemon>, req: &axum::http::Request<B>) -> Option<Response> {
+pub fn fast_status<S: Service, B>(service: &S, req: &axum::http::Request<B>) -> Option<Response> {
     let plain = req.method() == axum::http::Method::GET
         && req.uri().path() == "/v1/status"
         && !req.headers().contains_key(header::ORIGIN)
@@ -115,20 +130,15 @@ pub fn fast_status<B>(daemon: &Arc<Daemon>, req: &axum::http::Request<B>) -> Opt
     if !plain {
         return None;
     }
-    daemon.refresh_hardware_if_stale();
-    Some(json_doc(&daemon.snapshot()))
+    Some(json_doc(&service.status()))
 }
 
-async fn status(State(app): State<App>) -> Response {
-    app.daemon.refresh_hardware_if_stale();
-    json_doc(&app.daemon.snapshot())
+async fn status<S: Service>(State(app): State<App<S>>) -> Response {
+    json_doc(&app.service.status())
 }
 
-async fn health(State(app): State<App>) -> Response {
-    use std::sync::atomic::Ordering;
-    let all = crate::daemon::LOOPS_ALL;
-    let ok =
-        app.daemon.loops_alive.load(Ordering::SeqCst) == all && !app.daemon.shutdown.is_cancelled();
+async fn health<S: Service>(State(app): State<App<S>>) -> Response {
+    let ok = app.service.healthy();
     let code = if ok {
         StatusCode::OK
     } else {
@@ -137,12 +147,8 @@ async fn health(State(app): State<App>) -> Response {
     (code, axum::Json(Health { ok })).into_response()
 }
 
-fn with_retry_after(mut r: Response, until: Timestamp) -> Response {
-    let secs = until
-        .since(crate::clock::now())
-        .as_secs_f64()
-        .ceil()
-        .max(1.0) as u64;
+fn with_retry_after(mut r: Response, until: Timestamp, now: Timestamp) -> Response {
+    let secs = until.since(now).as_secs_f64().ceil().max(1.0) as u64;
     if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
         r.headers_mut().insert(header::RETRY_AFTER, v);
     }
@@ -152,7 +158,7 @@ fn with_retry_after(mut r: Response, until: Timestamp) -> Response {
 /// Activation and deactivation: SPEC gives them 503 `PORTAL_UNREACHABLE` for
 /// any answer without a verdict, and a closed gate is one (SPEC's 429 is for
 /// the checks); `Retry-After` still says when to try again.
-fn licence_action_error(e: ActionError) -> Response {
+fn licence_action_error(e: ActionError, now: Timestamp) -> Response {
     match e {
         ActionError::Gate(until) => with_retry_after(
             envelope(
@@ -163,12 +169,13 @@ fn licence_action_error(e: ActionError) -> Response {
                 ),
             ),
             until,
+            now,
         ),
-        other => action_error(other),
+        other => action_error(other, now),
     }
 }
 
-fn action_error(e: ActionError) -> Response {
+fn action_error(e: ActionError, now: Timestamp) -> Response {
     match e {
         ActionError::NoKey => envelope(
             StatusCode::CONFLICT,
@@ -182,6 +189,7 @@ fn action_error(e: ActionError) -> Response {
                 format!("the portal asked us to wait; the next request may go at {until}"),
             ),
             until,
+            now,
         ),
         ActionError::Refused(reason) => envelope(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -201,17 +209,17 @@ fn action_error(e: ActionError) -> Response {
     }
 }
 
-async fn check(State(app): State<App>) -> Response {
-    match app.daemon.manual_check().await {
+async fn check<S: Service>(State(app): State<App<S>>) -> Response {
+    match app.service.check().await {
         Ok(s) => json_doc(&s),
-        Err(e) => action_error(e),
+        Err(e) => action_error(e, app.service.now()),
     }
 }
 
-async fn update_check(State(app): State<App>) -> Response {
-    match app.daemon.manual_update_check().await {
+async fn update_check<S: Service>(State(app): State<App<S>>) -> Response {
+    match app.service.update_check().await {
         Ok(s) => json_doc(&s),
-        Err(e) => action_error(e),
+        Err(e) => action_error(e, app.service.now()),
     }
 }
 
@@ -244,7 +252,7 @@ async fn read_body(body: Body) -> Result<Bytes, Response> {
     }
 }
 
-async fn activate(State(app): State<App>, req: Request) -> Response {
+async fn activate<S: Service>(State(app): State<App<S>>, req: Request) -> Response {
     if let Some(r) = refuse_unless_root(app.peer) {
         return r;
     }
@@ -266,25 +274,25 @@ async fn activate(State(app): State<App>, req: Request) -> Response {
         Ok(k) => k,
         Err(e) => return envelope(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", e.to_string()),
     };
-    match app.daemon.activate(key).await {
+    match app.service.activate(key).await {
         Ok(s) => json_doc(&s),
-        Err(e) => licence_action_error(e),
+        Err(e) => licence_action_error(e, app.service.now()),
     }
 }
 
-async fn deactivate(State(app): State<App>) -> Response {
+async fn deactivate<S: Service>(State(app): State<App<S>>) -> Response {
     if let Some(r) = refuse_unless_root(app.peer) {
         return r;
     }
-    match app.daemon.deactivate().await {
+    match app.service.deactivate().await {
         Ok(s) => json_doc(&s),
-        Err(e) => licence_action_error(e),
+        Err(e) => licence_action_error(e, app.service.now()),
     }
 }
 
-async fn metrics_handler(State(app): State<App>) -> Response {
-    let snap = app.daemon.snapshot();
-    let text = metrics::render(&snap.doc, &app.daemon.counters.snapshot());
+async fn metrics_handler<S: Service>(State(app): State<App<S>>) -> Response {
+    let snap = app.service.snapshot();
+    let text = metrics::render(&snap.doc, &app.service.request_counts());
     (
         StatusCode::OK,
         [(
@@ -299,9 +307,11 @@ async fn metrics_handler(State(app): State<App>) -> Response {
 /// One `status` event now, then one on every change of the licence or update
 /// state. The watch channel holds only the newest document, so a client that
 /// reads slowly never makes the daemon buffer.
-async fn events(State(app): State<App>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let rx = app.daemon.subscribe();
-    let shutdown = app.daemon.shutdown.clone();
+async fn events<S: Service>(
+    State(app): State<App<S>>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let rx = app.service.subscribe();
+    let shutdown = app.shutdown.clone();
     let stream = stream::unfold(
         (rx, None, shutdown),
         |(mut rx, last, shutdown)| async move {

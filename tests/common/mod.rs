@@ -7,13 +7,14 @@
 #![allow(dead_code)]
 
 use serde_json::Value;
-use std::io::{Read, Write};
-use std::os::unix::net::{UnixDatagram, UnixStream};
+
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wispanel_core::timestamp::Timestamp;
+use wispanel_license::socket::client;
 use wispanel_portal_sim::{self as sim, RecordedRequest, SimHandle, SimOptions};
 
 pub use wispanel_portal_sim::keys;
@@ -448,6 +449,16 @@ pub struct Resp {
     pub body: Vec<u8>,
 }
 
+impl From<client::Answer> for Resp {
+    fn from(a: client::Answer) -> Resp {
+        Resp {
+            status: a.status,
+            headers: a.headers,
+            body: a.body,
+        }
+    }
+}
+
 impl Resp {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -510,116 +521,24 @@ pub fn try_request(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> std::io::Result<Resp> {
-    let mut s = UnixStream::connect(socket)?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    s.set_write_timeout(Some(Duration::from_secs(30)))?;
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    let body = body.unwrap_or("");
-    if method == "POST" || !body.is_empty() {
-        head.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes())?;
-    // A server may answer (413) and close before it has read the whole body:
-    // keep what it said.
-    let wrote = s.write_all(body.as_bytes());
-    let mut raw = Vec::new();
-    let read = read_all(&mut s, &mut raw);
-    if raw.is_empty() {
-        wrote?;
-        read?;
-    }
-    parse_response(&raw)
-}
-
-/// Reads to EOF; an error after some bytes arrived ends the read.
-fn read_all(s: &mut UnixStream, out: &mut Vec<u8>) -> std::io::Result<()> {
-    let mut buf = [0u8; 16384];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-fn bad(msg: String) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, msg)
+    // The product's own client of the socket: one parser for everyone.
+    client::request_with(
+        socket,
+        method,
+        path,
+        headers,
+        body.map(str::as_bytes),
+        Duration::from_secs(30),
+    )
+    .map(Resp::from)
+    .map_err(std::io::Error::other)
 }
 
 /// Parses a whole HTTP/1.1 response (Content-Length, chunked, or to EOF).
 pub fn parse_response(raw: &[u8]) -> std::io::Result<Resp> {
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| {
-            bad(format!(
-                "no header end in {:?}",
-                String::from_utf8_lossy(raw)
-            ))
-        })?;
-    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status: u16 = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad(format!("bad status line {status_line:?}")))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let rest = &raw[end + 4..];
-    let chunked = headers.iter().any(|(k, v)| {
-        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
-    });
-    let body = if chunked {
-        dechunk(rest)?
-    } else {
-        rest.to_vec()
-    };
-    Ok(Resp {
-        status,
-        headers,
-        body,
-    })
-}
-
-fn dechunk(mut b: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let Some(nl) = b.windows(2).position(|w| w == b"\r\n") else {
-            return Ok(out);
-        };
-        let size = usize::from_str_radix(
-            String::from_utf8_lossy(&b[..nl])
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim(),
-            16,
-        )
-        .map_err(|e| bad(format!("bad chunk size: {e}")))?;
-        b = &b[nl + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        let take = size.min(b.len());
-        out.extend_from_slice(&b[..take]);
-        b = &b[take..];
-        if b.starts_with(b"\r\n") {
-            b = &b[2..];
-        }
-    }
+    client::parse_answer(raw)
+        .map(Resp::from)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 /// A systemd notification socket owned by the test: every datagram is kept

@@ -62,11 +62,63 @@ pub fn bin(name: &str) -> Result<PathBuf> {
     Ok(p)
 }
 
-/// Starts the portal simulator (plain HTTP on 127.0.0.1, a port the OS picks).
-pub async fn start_sim() -> Result<SimHandle> {
-    sim::start(SimOptions::plain())
+/// How the daemon reaches the simulator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// HTTPS with the simulator's own CA in `ca_file`: as deployed.
+    Https,
+    /// Plain HTTP on loopback (what the first figures measured).
+    Plain,
+}
+
+impl Transport {
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Https => "HTTPS",
+            Transport::Plain => "plain HTTP",
+        }
+    }
+}
+
+/// A running simulator and, over HTTPS, the directory holding its CA.
+pub struct Sim {
+    pub handle: SimHandle,
+    _ca_dir: Option<TempDir>,
+}
+
+impl std::ops::Deref for Sim {
+    type Target = SimHandle;
+    fn deref(&self) -> &SimHandle {
+        &self.handle
+    }
+}
+
+impl Sim {
+    pub async fn shutdown(self) {
+        self.handle.shutdown().await
+    }
+}
+
+/// Starts the portal simulator on 127.0.0.1 (a port the OS picks): over
+/// HTTPS with a CA of its own, or plain HTTP.
+pub async fn start_sim(transport: Transport) -> Result<Sim> {
+    let (opts, dir) = match transport {
+        Transport::Plain => (SimOptions::plain(), None),
+        Transport::Https => {
+            let dir = TempDir::new("ca")?;
+            (
+                SimOptions::https(dir.path().join("portal-ca.pem")),
+                Some(dir),
+            )
+        }
+    };
+    let handle = sim::start(opts)
         .await
-        .context("cannot start the portal simulator")
+        .context("cannot start the portal simulator")?;
+    Ok(Sim {
+        handle,
+        _ca_dir: dir,
+    })
 }
 
 /// A daemon's files: configuration, state, socket, hardware id.
@@ -78,8 +130,14 @@ pub struct DaemonFiles {
 }
 
 impl DaemonFiles {
-    /// Writes a configuration for `portal_url` with `schedule` lines.
-    pub fn new(portal_url: &str, schedule: &str) -> Result<DaemonFiles> {
+    /// Writes a configuration for `sim` (its URL, and its CA as `ca_file`
+    /// over HTTPS) with `schedule` lines.
+    pub fn new(sim: &SimHandle, schedule: &str) -> Result<DaemonFiles> {
+        let portal_url = &sim.base_url;
+        let ca = match &sim.ca_pem_path {
+            Some(p) => format!("ca_file = \"{}\"\n", p.display()),
+            None => String::new(),
+        };
         let dir = TempDir::new("daemon")?;
         let p = dir.path();
         let id_file = p.join("hardware-id");
@@ -89,6 +147,7 @@ impl DaemonFiles {
         let text = format!(
             "license_key = \"{GOOD_KEY}\"\n\
              portal_url = \"{portal_url}\"\n\
+             {ca}\
              product_version = \"1.4.2\"\n\
              state_dir = \"{}\"\n\
              socket_path = \"{}\"\n\
@@ -290,4 +349,85 @@ pub fn sighup(pid: u32) -> Result<()> {
         bail!("kill -HUP {pid} failed");
     }
     Ok(())
+}
+
+/// Resident memory of a process by what it is made of (KiB), from
+/// `/proc/<pid>/smaps` (the `Rss` of each mapping, sorted by its path and
+/// permissions) and `/proc/<pid>/smaps_rollup` (the process's totals).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Breakdown {
+    /// The program's own executable code (file-backed, `r-x`).
+    pub binary_code: u64,
+    /// The program's read-only data, relocations and data (file-backed
+    /// mappings of the binary that are not executable).
+    pub binary_data: u64,
+    /// Every other file: the C library, the loader, locale files.
+    pub other_files: u64,
+    /// `[heap]` and anonymous mappings (the allocator's arenas, thread stacks).
+    pub anonymous: u64,
+    /// The main thread's `[stack]`.
+    pub main_stack: u64,
+    /// The kernel's `[vdso]`, `[vvar]` and the like.
+    pub other: u64,
+    /// `Rss` of `smaps_rollup` (equals the sum above).
+    pub rss: u64,
+    /// `Anonymous` of `smaps_rollup`: pages not backed by a file, including
+    /// written copies of file pages (the binary's data after relocation).
+    pub rollup_anonymous: u64,
+}
+
+/// Reads the breakdown of `pid`, whose binary's file name is `binary`.
+pub fn breakdown(pid: u32, binary: &str) -> Result<Breakdown> {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps"))
+        .with_context(|| format!("cannot read /proc/{pid}/smaps"))?;
+    let mut b = Breakdown::default();
+    // The mapping that the next `Rss:` line belongs to: (permissions, path).
+    let mut current: Option<(String, String)> = None;
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let Some(first) = words.next() else { continue };
+        if !first.ends_with(':') && first.contains('-') {
+            // A mapping's header: range, perms, offset, dev, inode, [path].
+            let perms = words.next().unwrap_or("").to_string();
+            let path = words.nth(3).unwrap_or("").to_string();
+            current = Some((perms, path));
+            continue;
+        }
+        if first != "Rss:" {
+            continue;
+        }
+        let kib: u64 = words.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        let Some((perms, path)) = &current else {
+            continue;
+        };
+        let slot = if path.rsplit('/').next() == Some(binary) && path.starts_with('/') {
+            if perms.contains('x') {
+                &mut b.binary_code
+            } else {
+                &mut b.binary_data
+            }
+        } else if path.starts_with('/') {
+            &mut b.other_files
+        } else if path.is_empty() || path == "[heap]" {
+            &mut b.anonymous
+        } else if path == "[stack]" {
+            &mut b.main_stack
+        } else {
+            &mut b.other
+        };
+        *slot += kib;
+    }
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .with_context(|| format!("cannot read /proc/{pid}/smaps_rollup"))?;
+    let field = |name: &str| {
+        rollup
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    b.rss = field("Rss:");
+    b.rollup_anonymous = field("Anonymous:");
+    Ok(b)
 }

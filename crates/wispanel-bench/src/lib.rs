@@ -12,7 +12,7 @@ pub mod socket;
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
-use env::{DaemonFiles, HWID_A, HWID_B};
+use env::{DaemonFiles, HWID_A, HWID_B, Transport};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -212,13 +212,13 @@ fn run_fleet(args: &Args) {
 // ---------------------------------------------------------------------------
 
 async fn run_startup(args: &Args) -> Result<()> {
-    let sim = env::start_sim().await?;
+    let sim = env::start_sim(Transport::Https).await?;
     header("startup");
     let mut daemon = Vec::new();
     let mut baseline = Vec::new();
     let runs = args.runs.max(3) * 4;
     for _ in 0..runs {
-        let files = DaemonFiles::new(&sim.base_url, "")?;
+        let files = DaemonFiles::new(&sim, "")?;
         let d = env::spawn_daemon(&files)?;
         daemon.push(d.ready_after.as_secs_f64() * 1e3);
         d.stop();
@@ -233,7 +233,7 @@ async fn run_startup(args: &Args) -> Result<()> {
         "< 20 ms (baseline: bench baseline-idle)",
     );
 
-    let files = DaemonFiles::new(&sim.base_url, "")?;
+    let files = DaemonFiles::new(&sim, "")?;
     let cli = env::bin("wispanel-license")?;
     let runs = args.runs.max(3) * 10;
     let time = |cmd: &mut Command| -> Result<f64> {
@@ -304,50 +304,48 @@ async fn run_startup(args: &Args) -> Result<()> {
 // ---------------------------------------------------------------------------
 
 async fn run_daemon(args: &Args) -> Result<()> {
-    let sim = env::start_sim().await?;
     header("daemon: resident memory and idle CPU");
-    // Several daemons and baselines side by side, measured over the same
-    // window: `runs` samples without `runs` times the wait.
     let n = args.runs.max(1);
-    let mut files = Vec::new();
-    let mut daemons = Vec::new();
-    let mut baselines = Vec::new();
-    for _ in 0..n {
-        let f = DaemonFiles::new(&sim.base_url, "")?;
-        daemons.push(env::spawn_daemon(&f)?);
-        files.push(f);
-        baselines.push(env::spawn_idle_baseline()?);
-    }
-    // The first start activates at once; idle means after that.
-    env::wait_for(Duration::from_secs(10), "the first activations", || {
-        sim.request_count(Endpoint::Activate) >= n && sim.request_count(Endpoint::CheckUpdate) >= n
-    })
-    .await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let mem = |procs: &[env::Proc]| -> Result<(f64, f64)> {
-        let mut rss = Vec::new();
-        let mut hwm = Vec::new();
-        for p in procs {
-            let (r, h) = env::memory_kib(p.pid())?;
-            rss.push(r as f64 / 1024.0);
-            hwm.push(h as f64 / 1024.0);
-        }
-        Ok((median(rss), median(hwm)))
-    };
-    let (d_rss, d_hwm) = mem(&daemons)?;
-    let (b_rss, b_hwm) = mem(&baselines)?;
+    // Plain HTTP first, measured and stopped; then HTTPS with the
+    // simulator's own CA (as deployed), whose daemons stay for the rest.
+    let plain = idle_daemons(Transport::Plain, n).await?;
+    let (p_rss, p_hwm) = memory(&plain.daemons)?;
+    let p_parts = env::breakdown(plain.daemons[0].pid(), "wispanel-licensed")?;
+    plain.stop().await;
+    let IdleDaemons {
+        sim,
+        files,
+        mut daemons,
+        baselines,
+    } = idle_daemons(Transport::Https, n).await?;
+    let (d_rss, d_hwm) = memory(&daemons)?;
+    let (b_rss, b_hwm) = memory(&baselines)?;
+    let d_parts = env::breakdown(daemons[0].pid(), "wispanel-licensed")?;
     row(
-        &format!("VmRSS idle after start (MiB, {n} procs)"),
+        &format!("VmRSS idle after start, HTTPS (MiB, {n} procs)"),
         format!("{d_rss:.2}"),
         format!("{b_rss:.2}"),
         "< 8 MiB (baseline: bench baseline-idle)",
     );
     row(
-        "VmHWM idle after start (MiB)",
+        &format!("VmRSS idle after start, plain HTTP (MiB, {n})"),
+        format!("{p_rss:.2}"),
+        format!("{b_rss:.2}"),
+        "",
+    );
+    row(
+        "VmHWM idle after start, HTTPS (MiB)",
         format!("{d_hwm:.2}"),
         format!("{b_hwm:.2}"),
         "",
     );
+    row(
+        "VmHWM idle after start, plain HTTP (MiB)",
+        format!("{p_hwm:.2}"),
+        format!("{b_hwm:.2}"),
+        "",
+    );
+    print_breakdown(&d_parts, &p_parts);
 
     let cpu0: Vec<_> = daemons
         .iter()
@@ -409,13 +407,13 @@ async fn run_daemon(args: &Args) -> Result<()> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (rss, hwm) = env::memory_kib(d.pid())?;
     row(
-        &format!("VmRSS after {} checks (MiB)", args.checks),
+        &format!("VmRSS after {} checks, HTTPS (MiB)", args.checks),
         format!("{:.2}", rss as f64 / 1024.0),
         format!("{b_rss:.2}"),
         "< 8 MiB",
     );
     row(
-        &format!("VmHWM after {} checks (MiB)", args.checks),
+        &format!("VmHWM after {} checks, HTTPS (MiB)", args.checks),
         format!("{:.2}", hwm as f64 / 1024.0),
         format!("{b_hwm:.2}"),
         "",
@@ -431,13 +429,90 @@ async fn run_daemon(args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// `runs` daemons (and as many idle baselines) after their first start.
+struct IdleDaemons {
+    sim: env::Sim,
+    files: Vec<DaemonFiles>,
+    daemons: Vec<env::Proc>,
+    baselines: Vec<env::Proc>,
+}
+
+impl IdleDaemons {
+    async fn stop(self) {
+        drop(self.baselines);
+        for d in self.daemons {
+            d.stop();
+        }
+        drop(self.files);
+        self.sim.shutdown().await;
+    }
+}
+
+/// Starts `n` daemons against a simulator reached over `transport`, and `n`
+/// baselines, side by side so they are measured over the same window.
+async fn idle_daemons(transport: Transport, n: usize) -> Result<IdleDaemons> {
+    let sim = env::start_sim(transport).await?;
+    let mut files = Vec::new();
+    let mut daemons = Vec::new();
+    let mut baselines = Vec::new();
+    for _ in 0..n {
+        let f = DaemonFiles::new(&sim, "")?;
+        daemons.push(env::spawn_daemon(&f)?);
+        files.push(f);
+        baselines.push(env::spawn_idle_baseline()?);
+    }
+    // The first start activates at once; idle means after that.
+    env::wait_for(Duration::from_secs(10), "the first activations", || {
+        sim.request_count(Endpoint::Activate) >= n && sim.request_count(Endpoint::CheckUpdate) >= n
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    Ok(IdleDaemons {
+        sim,
+        files,
+        daemons,
+        baselines,
+    })
+}
+
+/// The medians of VmRSS and VmHWM (MiB).
+fn memory(procs: &[env::Proc]) -> Result<(f64, f64)> {
+    let mut rss = Vec::new();
+    let mut hwm = Vec::new();
+    for p in procs {
+        let (r, h) = env::memory_kib(p.pid())?;
+        rss.push(r as f64 / 1024.0);
+        hwm.push(h as f64 / 1024.0);
+    }
+    Ok((median(rss), median(hwm)))
+}
+
+fn print_breakdown(https: &env::Breakdown, plain: &env::Breakdown) {
+    println!("\n  what the idle daemon's resident memory is (KiB, one daemon, /proc/<pid>/smaps)");
+    println!("  {:<44} {:>16} {:>16}", "", "HTTPS", "plain HTTP");
+    let line = |what: &str, f: fn(&env::Breakdown) -> u64| {
+        println!("  {what:<44} {:>16} {:>16}", f(https), f(plain));
+    };
+    line("binary: code (r-x, file-backed)", |b| b.binary_code);
+    line("binary: read-only data, relro, data", |b| b.binary_data);
+    line("other files (libc, loader, ...)", |b| b.other_files);
+    line("heap and anonymous (incl. thread stacks)", |b| b.anonymous);
+    line("main thread stack", |b| b.main_stack);
+    line("vdso, vvar, ...", |b| b.other);
+    line("Rss (smaps_rollup)", |b| b.rss);
+    line("  of which Anonymous (smaps_rollup)", |b| {
+        b.rollup_anonymous
+    });
+    println!();
+}
+
 // ---------------------------------------------------------------------------
 // socket
 // ---------------------------------------------------------------------------
 
 async fn run_socket(args: &Args) -> Result<()> {
-    let sim = env::start_sim().await?;
-    let files = DaemonFiles::new(&sim.base_url, "")?;
+    let sim = env::start_sim(Transport::Https).await?;
+    let files = DaemonFiles::new(&sim, "")?;
     let d = env::spawn_daemon(&files)?;
     env::wait_for(Duration::from_secs(10), "the first activation", || {
         sim.request_count(Endpoint::CheckUpdate) >= 1

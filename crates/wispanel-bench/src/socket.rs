@@ -2,7 +2,7 @@
 //! baseline they are compared with: a minimal hyper HTTP/1.1 server on a Unix
 //! socket, in its own current-thread process, serving the same bytes.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
 use http_body_util_free::Full;
 use hyper::service::service_fn;
@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
+use wispanel_license::socket::client;
 
 const REQUEST: &[u8] = b"GET /v1/status HTTP/1.1\r\nHost: localhost\r\n\r\n";
 
@@ -36,22 +37,13 @@ impl Client {
     pub async fn get_status(&mut self) -> Result<(u16, Vec<u8>)> {
         self.stream.write_all(REQUEST).await?;
         loop {
-            let parsed = {
-                let mut headers = [httparse::EMPTY_HEADER; 32];
-                let mut resp = httparse::Response::new(&mut headers);
-                match resp.parse(&self.buf)? {
-                    httparse::Status::Complete(n) => {
-                        let len = resp
-                            .headers
-                            .iter()
-                            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                            .and_then(|h| std::str::from_utf8(h.value).ok())
-                            .and_then(|v| v.trim().parse::<usize>().ok())
-                            .context("the answer has no Content-Length")?;
-                        Some((resp.code.unwrap_or(0), n, len))
-                    }
-                    httparse::Status::Partial => None,
-                }
+            // The product's own parser of the socket's answers.
+            let parsed = match client::parse_head(&self.buf).map_err(|e| anyhow!(e))? {
+                Some(h) => match h.framing {
+                    client::Framing::Length(len) => Some((h.status, h.len, len)),
+                    _ => bail!("the answer has no Content-Length"),
+                },
+                None => None,
             };
             if let Some((code, head, len)) = parsed {
                 while self.buf.len() < head + len {

@@ -49,7 +49,7 @@ mod tls;
 
 pub use portal::{RecordedRequest, release_bytes, release_file_name, release_sha256};
 pub use scenario::{
-    Body, Endpoint, LicenseBehaviour, LicenseTerms, Outage, Scenario, ScenarioError, Script,
+    Body, Endpoint, LicenseBehaviour, LicenseTerms, Outage, Route, Scenario, ScenarioError, Script,
     ScriptedAnswer, keys,
 };
 
@@ -222,7 +222,8 @@ impl SimHandle {
     }
 
     /// How many requests reached `endpoint`.
-    pub fn request_count(&self, endpoint: Endpoint) -> usize {
+    pub fn request_count(&self, endpoint: impl Into<Route>) -> usize {
+        let endpoint = endpoint.into();
         lock(&self.portal)
             .requests()
             .iter()
@@ -231,12 +232,14 @@ impl SimHandle {
     }
 
     /// Appends scripted answers for `endpoint`, consumed in order.
-    pub fn push_answers(&self, endpoint: Endpoint, answers: Vec<ScriptedAnswer>) {
+    pub fn push_answers(&self, endpoint: impl Into<Route>, answers: Vec<ScriptedAnswer>) {
+        let endpoint = endpoint.into();
         lock(&self.portal).push_answers(endpoint, answers);
     }
 
     /// Whether `endpoint` keeps giving its last scripted answer.
-    pub fn set_repeat_last(&self, endpoint: Endpoint, repeat_last: bool) {
+    pub fn set_repeat_last(&self, endpoint: impl Into<Route>, repeat_last: bool) {
+        let endpoint = endpoint.into();
         lock(&self.portal).set_repeat_last(endpoint, repeat_last);
     }
 

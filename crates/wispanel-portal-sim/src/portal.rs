@@ -3,7 +3,7 @@
 //! (`server.rs`) only moves bytes.
 
 use super::scenario::{
-    Endpoint, LicenseBehaviour, LicenseTerms, Outage, Scenario, Script, ScriptedAnswer,
+    Endpoint, LicenseBehaviour, LicenseTerms, Outage, Route, Scenario, Script, ScriptedAnswer,
     builtin_licenses,
 };
 use serde::Serialize;
@@ -33,7 +33,7 @@ pub(crate) struct Incoming<'a> {
 /// One request the sim received (control requests under `/_sim/` excluded).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RecordedRequest {
-    pub endpoint: Endpoint,
+    pub endpoint: Route,
     pub method: String,
     /// Without the query (a download token is not kept).
     pub path: String,
@@ -213,7 +213,7 @@ pub(crate) struct Portal {
     /// Key → hardware_ids it is activated on.
     activations: HashMap<String, BTreeSet<String>>,
     tokens: HashMap<String, IssuedToken>,
-    scripts: BTreeMap<Endpoint, Script>,
+    scripts: BTreeMap<Route, Script>,
     outage: Option<Outage>,
     recorded: Vec<RecordedRequest>,
     /// Version → SHA-256 hex of its release file.
@@ -248,7 +248,7 @@ impl Portal {
         &self.recorded
     }
 
-    pub(crate) fn push_answers(&mut self, endpoint: Endpoint, answers: Vec<ScriptedAnswer>) {
+    pub(crate) fn push_answers(&mut self, endpoint: Route, answers: Vec<ScriptedAnswer>) {
         self.scripts
             .entry(endpoint)
             .or_default()
@@ -256,7 +256,7 @@ impl Portal {
             .extend(answers);
     }
 
-    pub(crate) fn set_repeat_last(&mut self, endpoint: Endpoint, repeat_last: bool) {
+    pub(crate) fn set_repeat_last(&mut self, endpoint: Route, repeat_last: bool) {
         self.scripts.entry(endpoint).or_default().repeat_last = repeat_last;
     }
 
@@ -307,7 +307,7 @@ impl Portal {
     }
 
     fn portal_answer(&mut self, req: &Incoming<'_>, now: Timestamp) -> Plan {
-        let endpoint = Endpoint::route(req.method, req.path);
+        let endpoint = Route::of(req.method, req.path);
         let body: Option<Value> = serde_json::from_slice(req.body).ok();
         let plan = if let Some(outage) = &self.outage {
             outage_plan(outage, now)
@@ -360,7 +360,7 @@ impl Portal {
         plan
     }
 
-    fn next_scripted(&mut self, endpoint: Endpoint) -> Option<ScriptedAnswer> {
+    fn next_scripted(&mut self, endpoint: Route) -> Option<ScriptedAnswer> {
         let script = self.scripts.get_mut(&endpoint)?;
         match script.answers.len() {
             0 => None,
@@ -372,7 +372,7 @@ impl Portal {
     fn scripted(
         &mut self,
         a: ScriptedAnswer,
-        endpoint: Endpoint,
+        endpoint: Route,
         req: &Incoming<'_>,
         body: Option<&Value>,
         now: Timestamp,
@@ -436,15 +436,15 @@ impl Portal {
     /// The healthy portal's answer.
     fn normal(
         &mut self,
-        endpoint: Endpoint,
+        endpoint: Route,
         req: &Incoming<'_>,
         body: Option<&Value>,
         now: Timestamp,
     ) -> Reply {
         let obj = body.and_then(Value::as_object);
         let result = match (endpoint, obj) {
-            (Endpoint::Unknown, _) => Err(not_found("Not found")),
-            (Endpoint::Release, _) => self.release(req, now),
+            (Route::Unknown, _) => Err(not_found("Not found")),
+            (Route::Release, _) => self.release(req, now),
             (_, None) => Err(Reply::json(
                 400,
                 with_valid(
@@ -453,8 +453,8 @@ impl Portal {
                            "code": "VALIDATION_ERROR"}),
                 ),
             )),
-            (Endpoint::CheckUpdate, Some(obj)) => self.check_update(obj),
-            (Endpoint::Token, Some(obj)) => self.token(obj, now),
+            (Route::Portal(Endpoint::CheckUpdate), Some(obj)) => self.check_update(obj),
+            (Route::Portal(Endpoint::Token), Some(obj)) => self.token(obj, now),
             (_, Some(obj)) => self.license(endpoint, obj, now),
         };
         result.unwrap_or_else(|refusal| refusal)
@@ -469,7 +469,7 @@ impl Portal {
 
     fn license(
         &mut self,
-        endpoint: Endpoint,
+        endpoint: Route,
         obj: &Map<String, Value>,
         now: Timestamp,
     ) -> Result<Reply, Reply> {
@@ -497,7 +497,7 @@ impl Portal {
         let hosts = self.activations.entry(key.to_string()).or_default();
         let known = hosts.contains(hwid) && behaviour != B::HardwareMismatch;
         match endpoint {
-            Endpoint::Deactivate if behaviour != B::HardwareMismatch => {
+            Route::Portal(Endpoint::Deactivate) if behaviour != B::HardwareMismatch => {
                 // Idempotent: releasing a host that holds no activation succeeds.
                 hosts.remove(hwid);
                 return Ok(Reply::json(
@@ -505,7 +505,7 @@ impl Portal {
                     json!({"valid": false, "deactivated": true}),
                 ));
             }
-            Endpoint::Activate if !known && behaviour != B::HardwareMismatch => {
+            Route::Portal(Endpoint::Activate) if !known && behaviour != B::HardwareMismatch => {
                 if behaviour == B::MaxActivations || hosts.len() >= max {
                     return Err(refuse(
                         409,
@@ -558,7 +558,7 @@ impl Portal {
     }
 
     fn check_update(&mut self, obj: &Map<String, Value>) -> Result<Reply, Reply> {
-        let (key, hwid) = required_fields(Endpoint::CheckUpdate, obj)?;
+        let (key, hwid) = required_fields(Route::Portal(Endpoint::CheckUpdate), obj)?;
         let current_raw = obj.get("current_version").and_then(Value::as_str);
         let Some((current_raw, current)) =
             current_raw.and_then(|s| parse_version(s).map(|v| (s, v)))
@@ -568,7 +568,10 @@ impl Portal {
                 "current_version".into(),
                 json!(["The current version field must be a version like 1.4.2."]),
             );
-            return Err(validation_error(Endpoint::CheckUpdate, details));
+            return Err(validation_error(
+                Route::Portal(Endpoint::CheckUpdate),
+                details,
+            ));
         };
         self.entitled(key, hwid)?;
         if cmp_versions(&current, &MINIMUM_VERSION) == Ordering::Less {
@@ -591,7 +594,7 @@ impl Portal {
     }
 
     fn token(&mut self, obj: &Map<String, Value>, now: Timestamp) -> Result<Reply, Reply> {
-        let (key, hwid) = required_fields(Endpoint::Token, obj)?;
+        let (key, hwid) = required_fields(Route::Portal(Endpoint::Token), obj)?;
         self.entitled(key, hwid)?;
         let version = obj
             .get("version")
@@ -715,7 +718,7 @@ impl Portal {
                 let endpoint = body
                     .get("endpoint")
                     .cloned()
-                    .map(serde_json::from_value::<Endpoint>);
+                    .map(serde_json::from_value::<Route>);
                 let answers = body
                     .get("answers")
                     .cloned()
@@ -744,7 +747,7 @@ fn not_found(error: &str) -> Reply {
 }
 
 /// Licence endpoints put `"valid": false` in front of every refusal.
-fn with_valid(endpoint: Endpoint, v: Value) -> Value {
+fn with_valid(endpoint: Route, v: Value) -> Value {
     match (endpoint.is_license(), v) {
         (true, Value::Object(obj)) => {
             let mut out = Map::new();
@@ -756,7 +759,7 @@ fn with_valid(endpoint: Endpoint, v: Value) -> Value {
     }
 }
 
-fn validation_error(endpoint: Endpoint, details: Map<String, Value>) -> Reply {
+fn validation_error(endpoint: Route, details: Map<String, Value>) -> Reply {
     Reply::json(
         422,
         with_valid(
@@ -768,7 +771,7 @@ fn validation_error(endpoint: Endpoint, details: Map<String, Value>) -> Reply {
 }
 
 /// `license_key` and a 64-character `hardware_id`, or the portal's 422.
-fn required_fields(endpoint: Endpoint, obj: &Map<String, Value>) -> Result<(&str, &str), Reply> {
+fn required_fields(endpoint: Route, obj: &Map<String, Value>) -> Result<(&str, &str), Reply> {
     let mut details = Map::new();
     let key = obj
         .get("license_key")
@@ -1206,7 +1209,7 @@ mod tests {
         let mut p = portal();
         lic(&mut p, "activate", keys::GOOD, HW_A);
         p.push_answers(
-            Endpoint::Validate,
+            Route::Portal(Endpoint::Validate),
             vec![
                 ScriptedAnswer::json(503, json!({"code": "INTERNAL_ERROR"})),
                 ScriptedAnswer::raw(200, "<html>"),
@@ -1220,13 +1223,19 @@ mod tests {
         );
         assert_eq!(lic(&mut p, "validate", keys::GOOD, HW_A).1["valid"], true);
 
-        p.set_repeat_last(Endpoint::Validate, true);
-        p.push_answers(Endpoint::Validate, vec![ScriptedAnswer::status(500)]);
+        p.set_repeat_last(Route::Portal(Endpoint::Validate), true);
+        p.push_answers(
+            Route::Portal(Endpoint::Validate),
+            vec![ScriptedAnswer::status(500)],
+        );
         for _ in 0..3 {
             assert_eq!(lic(&mut p, "validate", keys::GOOD, HW_A).0, 500);
         }
         // A scripted status leaves the state alone: no activation happened.
-        p.push_answers(Endpoint::Activate, vec![ScriptedAnswer::status(500)]);
+        p.push_answers(
+            Route::Portal(Endpoint::Activate),
+            vec![ScriptedAnswer::status(500)],
+        );
         assert_eq!(lic(&mut p, "activate", keys::GOOD, HW_B).0, 500);
         assert_eq!(p.activations(keys::GOOD), vec![HW_A.to_string()]);
     }
@@ -1284,7 +1293,7 @@ mod tests {
             "WISP-****SA6T"
         );
         assert_eq!(rec[0].status, Some(429));
-        assert_eq!(rec[1].endpoint, Endpoint::Unknown);
+        assert_eq!(rec[1].endpoint, Route::Unknown);
         assert_eq!(rec[1].status, None);
         let all = serde_json::to_string(rec).unwrap();
         assert!(!all.contains(keys::GOOD), "{all}");

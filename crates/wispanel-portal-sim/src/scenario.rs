@@ -23,85 +23,125 @@ pub mod keys {
     pub const NO_UPDATES: &str = "WISP-NOUP-0000-0005";
 }
 
-/// Which portal endpoint a request went to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Endpoint {
-    /// `POST /api/v1/license/activate`
-    Activate,
-    /// `POST /api/v1/license/validate`
-    Validate,
-    /// `POST /api/v1/license/deactivate`
-    Deactivate,
-    /// `POST /api/v1/download/check-update`
-    CheckUpdate,
-    /// `POST /api/v1/download/token`
-    Token,
+/// The portal's endpoints: the client's own enum, one for both sides.
+pub use wispanel_core::Endpoint;
+
+/// Where a request to the simulator went: one of the portal's endpoints, or
+/// one of the simulator's own routes. Serialised by [`Route::name`]
+/// (`validate`, `check_update`, …, `release`, `unknown`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Route {
+    /// `POST` to one of the five portal endpoints.
+    Portal(Endpoint),
     /// `GET /releases/<file>`
     Release,
     /// Anything else (answered 404 `NOT_FOUND`).
     Unknown,
 }
 
-impl Endpoint {
-    /// The endpoint a method and path (without query) address. The portal
-    /// paths are the client's own (`core::Endpoint::path`).
-    pub fn route(method: &str, path: &str) -> Endpoint {
+impl Route {
+    /// Every route, in order.
+    pub const ALL: [Route; 7] = [
+        Route::Portal(Endpoint::Activate),
+        Route::Portal(Endpoint::Validate),
+        Route::Portal(Endpoint::Deactivate),
+        Route::Portal(Endpoint::CheckUpdate),
+        Route::Portal(Endpoint::Token),
+        Route::Release,
+        Route::Unknown,
+    ];
+
+    /// The route a method and path (without query) address. The portal
+    /// paths are the client's own (`Endpoint::path`).
+    pub fn of(method: &str, path: &str) -> Route {
         if method == "GET" && path.starts_with("/releases/") {
-            return Endpoint::Release;
+            return Route::Release;
         }
-        wispanel_core::Endpoint::ALL
+        Endpoint::ALL
             .into_iter()
             .find(|e| method == "POST" && e.path() == path)
-            .map_or(Endpoint::Unknown, Endpoint::from)
+            .map_or(Route::Unknown, Route::Portal)
     }
 
     /// The name used in scenario files, logs and `/_sim/requests` (the
     /// client's metric label for the portal endpoints).
     pub fn name(self) -> &'static str {
         match self {
-            Endpoint::Release => "release",
-            Endpoint::Unknown => "unknown",
-            portal => portal
-                .portal()
-                .map_or("unknown", wispanel_core::Endpoint::as_str),
+            Route::Portal(e) => e.as_str(),
+            Route::Release => "release",
+            Route::Unknown => "unknown",
         }
     }
 
-    /// The client's endpoint, for the five portal endpoints.
-    pub fn portal(self) -> Option<wispanel_core::Endpoint> {
-        use wispanel_core::Endpoint as C;
-        Some(match self {
-            Endpoint::Activate => C::Activate,
-            Endpoint::Validate => C::Validate,
-            Endpoint::Deactivate => C::Deactivate,
-            Endpoint::CheckUpdate => C::CheckUpdate,
-            Endpoint::Token => C::Token,
-            Endpoint::Release | Endpoint::Unknown => return None,
-        })
+    /// The route named `name`.
+    pub fn from_name(name: &str) -> Option<Route> {
+        Route::ALL.into_iter().find(|r| r.name() == name)
+    }
+
+    /// The portal endpoint, for the five portal routes.
+    pub fn portal(self) -> Option<Endpoint> {
+        match self {
+            Route::Portal(e) => Some(e),
+            Route::Release | Route::Unknown => None,
+        }
     }
 
     /// A licence endpoint (answers carry `valid`).
     pub fn is_license(self) -> bool {
-        self.portal()
-            .is_some_and(wispanel_core::Endpoint::is_licence)
+        self.portal().is_some_and(Endpoint::is_licence)
+    }
+
+    fn rank(self) -> usize {
+        Route::ALL
+            .iter()
+            .position(|r| *r == self)
+            .unwrap_or(Route::ALL.len())
     }
 }
 
-impl From<wispanel_core::Endpoint> for Endpoint {
-    fn from(e: wispanel_core::Endpoint) -> Endpoint {
-        use wispanel_core::Endpoint as C;
-        match e {
-            C::Activate => Endpoint::Activate,
-            C::Validate => Endpoint::Validate,
-            C::Deactivate => Endpoint::Deactivate,
-            C::CheckUpdate => Endpoint::CheckUpdate,
-            C::Token => Endpoint::Token,
-        }
+impl From<Endpoint> for Route {
+    fn from(e: Endpoint) -> Route {
+        Route::Portal(e)
     }
 }
 
-impl std::fmt::Display for Endpoint {
+impl PartialEq<Endpoint> for Route {
+    fn eq(&self, other: &Endpoint) -> bool {
+        *self == Route::Portal(*other)
+    }
+}
+
+impl PartialOrd for Route {
+    fn partial_cmp(&self, other: &Route) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Route {
+    fn cmp(&self, other: &Route) -> std::cmp::Ordering {
+        self.rank().cmp(&other.rank())
+    }
+}
+
+impl Serialize for Route {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Route {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Route, D::Error> {
+        let name = String::deserialize(d)?;
+        Route::from_name(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown endpoint {name:?} (one of: {})",
+                Route::ALL.map(Route::name).join(", ")
+            ))
+        })
+    }
+}
+
+impl std::fmt::Display for Route {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
     }
@@ -466,17 +506,29 @@ impl Scenario {
     }
 
     /// The per-endpoint scripts, taken out of the scenario.
-    pub(crate) fn take_scripts(&mut self) -> BTreeMap<Endpoint, Script> {
+    pub(crate) fn take_scripts(&mut self) -> BTreeMap<Route, Script> {
         [
-            (Endpoint::Activate, std::mem::take(&mut self.activate)),
-            (Endpoint::Validate, std::mem::take(&mut self.validate)),
-            (Endpoint::Deactivate, std::mem::take(&mut self.deactivate)),
             (
-                Endpoint::CheckUpdate,
+                Route::Portal(Endpoint::Activate),
+                std::mem::take(&mut self.activate),
+            ),
+            (
+                Route::Portal(Endpoint::Validate),
+                std::mem::take(&mut self.validate),
+            ),
+            (
+                Route::Portal(Endpoint::Deactivate),
+                std::mem::take(&mut self.deactivate),
+            ),
+            (
+                Route::Portal(Endpoint::CheckUpdate),
                 std::mem::take(&mut self.check_update),
             ),
-            (Endpoint::Token, std::mem::take(&mut self.token)),
-            (Endpoint::Release, std::mem::take(&mut self.release)),
+            (
+                Route::Portal(Endpoint::Token),
+                std::mem::take(&mut self.token),
+            ),
+            (Route::Release, std::mem::take(&mut self.release)),
         ]
         .into_iter()
         .collect()
@@ -574,16 +626,13 @@ mod tests {
     #[test]
     fn routes() {
         assert_eq!(
-            Endpoint::route("POST", "/api/v1/download/check-update"),
+            Route::of("POST", "/api/v1/download/check-update"),
             Endpoint::CheckUpdate
         );
+        assert_eq!(Route::of("GET", "/api/v1/license/validate"), Route::Unknown);
         assert_eq!(
-            Endpoint::route("GET", "/api/v1/license/validate"),
-            Endpoint::Unknown
-        );
-        assert_eq!(
-            Endpoint::route("GET", "/releases/wispanel-1.5.0.tar.gz"),
-            Endpoint::Release
+            Route::of("GET", "/releases/wispanel-1.5.0.tar.gz"),
+            Route::Release
         );
     }
 }

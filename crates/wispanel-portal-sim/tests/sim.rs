@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wispanel_core::timestamp::Timestamp;
 use wispanel_portal_sim::{
-    self as sim, Endpoint, LicenseBehaviour, Outage, Scenario, ScriptedAnswer, SimHandle,
+    self as sim, Endpoint, LicenseBehaviour, Outage, Route, Scenario, ScriptedAnswer, SimHandle,
     SimOptions, TlsMode, keys,
 };
 
@@ -456,7 +456,7 @@ async fn release_download_matches_the_token() {
 
     // Misbehaving downloads, in order.
     h.push_answers(
-        Endpoint::Release,
+        Route::Release,
         vec![
             ScriptedAnswer {
                 wrong_sha256: true,

@@ -1,0 +1,639 @@
+//! Strict TOML: the file parsed into raw values with their spans (unknown
+//! keys refused with a guess), then each value checked into [`Config`].
+
+use super::fields::{absolute, duration, parse_socket_mode, portal_url, proxy_url, word};
+use super::key_file::read_key_file;
+use super::side_file::{SideFileError, read_side_file, read_version_file};
+use super::*;
+
+pub(super) type Sp<T> = toml::Spanned<T>;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    license_key: Option<Sp<String>>,
+    license_key_file: Option<Sp<String>>,
+    portal_url: Option<Sp<String>>,
+    ca_file: Option<Sp<String>>,
+    product_version: Option<Sp<String>>,
+    version_file: Option<Sp<String>>,
+    channel: Option<Sp<String>>,
+    state_dir: Option<Sp<String>>,
+    socket_path: Option<Sp<String>>,
+    socket_mode: Option<Sp<String>>,
+    socket_group: Option<Sp<String>>,
+    proxy: Option<Sp<String>>,
+    schedule: Option<RawSchedule>,
+    hardware: Option<RawHardware>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    validate_interval: Option<Sp<String>>,
+    update_check_interval: Option<Sp<String>>,
+    splay: Option<Sp<String>>,
+    retry_initial: Option<Sp<String>>,
+    retry_max: Option<Sp<String>>,
+    offline_grace: Option<Sp<String>>,
+    request_timeout: Option<Sp<String>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHardware {
+    root: Option<Sp<String>>,
+    id_file: Option<Sp<String>>,
+}
+
+/// Builds errors that point into one file's text.
+pub(super) struct Ctx<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1
+    }
+
+    pub(super) fn at(
+        &self,
+        key: &str,
+        span: Option<std::ops::Range<usize>>,
+        kind: ConfigErrorKind,
+    ) -> ConfigError {
+        ConfigError {
+            path: self.path.to_path_buf(),
+            line: span.map(|s| self.line_of(s.start)),
+            key: Some(key.to_string()),
+            kind,
+        }
+    }
+
+    pub(super) fn val(&self, key: &str, v: &Sp<String>, kind: ConfigErrorKind) -> ConfigError {
+        self.at(key, Some(v.span()), kind)
+    }
+
+    /// Turns a serde error from `toml::from_str` into one that names the key.
+    fn toml_error(&self, err: &toml::de::Error) -> ConfigError {
+        let span = err.span();
+        let message = err.message().trim().to_string();
+        let line = span.clone().map(|s| self.line_of(s.start));
+        let tree = toml::de::DeTable::parse(self.text);
+        let Ok(tree) = tree else {
+            // A syntax error: the parser has no key to offer.
+            return ConfigError {
+                path: self.path.to_path_buf(),
+                line,
+                key: None,
+                kind: ConfigErrorKind::Syntax(message),
+            };
+        };
+        let mut entries = Vec::new();
+        flatten(tree.get_ref(), "", &mut entries);
+        let key = span.clone().and_then(|s| {
+            entries
+                .iter()
+                .find(|e| e.key_span == s)
+                .or_else(|| {
+                    entries
+                        .iter()
+                        .filter(|e| e.value_span.start <= s.start && s.end <= e.value_span.end)
+                        .min_by_key(|e| e.value_span.len())
+                })
+                .map(|e| e.path.clone())
+        });
+        let kind = if message.starts_with("unknown field") {
+            let table = key
+                .as_deref()
+                .and_then(|k| k.rsplit_once('.').map(|(t, _)| t))
+                .unwrap_or("");
+            let allowed: &[&str] = match table {
+                "schedule" => SCHEDULE_KEYS,
+                "hardware" => HARDWARE_KEYS,
+                _ => TOP_KEYS,
+            };
+            let leaf = key.as_deref().map(|k| k.rsplit('.').next().unwrap_or(k));
+            let suggestion = leaf
+                .and_then(|l| closest(l, allowed))
+                .map(|s| format!(" (did you mean {s:?}?)"))
+                .unwrap_or_default();
+            ConfigErrorKind::UnknownKey {
+                suggestion,
+                allowed: allowed.join(", "),
+            }
+        } else if message.starts_with("invalid type") {
+            let hint = match key.as_deref() {
+                Some(k) if k.starts_with("schedule.") => format!("; {DURATION_FORMS}"),
+                Some("socket_mode") => {
+                    "; write the mode as an octal string such as \"0660\"".into()
+                }
+                Some("schedule") | Some("hardware") => {
+                    "; it is a table: write it as [section]".into()
+                }
+                _ => String::new(),
+            };
+            ConfigErrorKind::WrongType { message, hint }
+        } else {
+            ConfigErrorKind::Syntax(message)
+        };
+        ConfigError {
+            path: self.path.to_path_buf(),
+            line,
+            key,
+            kind,
+        }
+    }
+}
+
+struct Entry {
+    path: String,
+    key_span: std::ops::Range<usize>,
+    value_span: std::ops::Range<usize>,
+}
+
+fn flatten(table: &toml::de::DeTable<'_>, prefix: &str, out: &mut Vec<Entry>) {
+    for (k, v) in table.iter() {
+        let path = if prefix.is_empty() {
+            k.get_ref().to_string()
+        } else {
+            format!("{prefix}.{}", k.get_ref())
+        };
+        if let toml::de::DeValue::Table(t) = v.get_ref() {
+            flatten(t, &path, out);
+        }
+        out.push(Entry {
+            path,
+            key_span: k.span(),
+            value_span: v.span(),
+        });
+    }
+}
+
+/// The allowed key closest to a typo, when it is close enough to be a guess.
+fn closest<'a>(word: &str, allowed: &[&'a str]) -> Option<&'a str> {
+    // "retry_maximum" for "retry_max", "id" for "id_file".
+    let prefix = allowed.iter().find(|a| {
+        let (short, long) = if a.len() < word.len() {
+            (**a, word)
+        } else {
+            (word, **a)
+        };
+        short.len() >= 2 && long.starts_with(short)
+    });
+    if let Some(a) = prefix {
+        return Some(a);
+    }
+    allowed
+        .iter()
+        .map(|a| (edit_distance(word, a), *a))
+        .filter(|(d, a)| *d <= 2.max(a.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, a)| a)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+impl Config {
+    /// Loads and validates the configuration file at `path`. The licence key
+    /// may come from the systemd credential in `$CREDENTIALS_DIRECTORY`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ConfigError::file(path, ConfigErrorKind::Missing));
+            }
+            Err(e) => return Err(ConfigError::file(path, ConfigErrorKind::Unreadable(e))),
+        };
+        Config::from_toml_str(&text, path)
+    }
+
+    /// Validates configuration `text` as if read from `path`. Key files,
+    /// version files, CA files and `$CREDENTIALS_DIRECTORY` are read as by
+    /// [`Config::load`].
+    pub fn from_toml_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        Config::from_toml_str_with(text, path, credentials_dir_from_env().as_deref())
+    }
+
+    /// As [`Config::from_toml_str`], with an explicit credentials directory
+    /// (`None`: no systemd credentials) instead of `$CREDENTIALS_DIRECTORY`.
+    pub fn from_toml_str_with(
+        text: &str,
+        path: &Path,
+        credentials_dir: Option<&Path>,
+    ) -> Result<Config, ConfigError> {
+        let ctx = Ctx { path, text };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ctx.toml_error(&e))?;
+
+        // The licence key: inline, key file, or systemd credential.
+        let (license_key, key_source) = match (&raw.license_key, &raw.license_key_file) {
+            (Some(_), Some(file)) => {
+                return Err(ctx.val("license_key_file", file, ConfigErrorKind::KeyTwice));
+            }
+            (Some(k), None) => {
+                if k.get_ref().contains("****") {
+                    return Err(ctx.val("license_key", k, ConfigErrorKind::MaskedKey));
+                }
+                let key = LicenseKey::parse(k.get_ref())
+                    .map_err(|e| ctx.val("license_key", k, ConfigErrorKind::KeyShape(e)))?;
+                (Some(key), Some(KeySource::Inline))
+            }
+            (None, Some(f)) => {
+                let file = absolute(&ctx, "license_key_file", f)?;
+                let key = read_key_file(&ctx, "license_key_file", Some(f.span()), &file, true)?;
+                (Some(key), Some(KeySource::File(file)))
+            }
+            (None, None) => match credentials_dir {
+                Some(dir) => {
+                    let file = dir.join(KEY_CREDENTIAL);
+                    if file.exists() {
+                        // systemd makes the credentials directory private to the
+                        // service, so the file's own mode is not checked.
+                        let key =
+                            read_key_file(&ctx, "license.key credential", None, &file, false)?;
+                        (Some(key), Some(KeySource::Credential(file)))
+                    } else {
+                        (None, None)
+                    }
+                }
+                None => (None, None),
+            },
+        };
+
+        let portal_url = match &raw.portal_url {
+            Some(v) => portal_url(v.get_ref()).map_err(|k| ctx.val("portal_url", v, k))?,
+            None => DEFAULT_PORTAL_URL.to_string(),
+        };
+
+        let ca_file = match &raw.ca_file {
+            Some(v) => {
+                let p = absolute(&ctx, "ca_file", v)?;
+                let pem = read_side_file(&p).map_err(|e| {
+                    let kind = match e {
+                        SideFileError::Io(source) => ConfigErrorKind::CaFileUnreadable {
+                            path: p.clone(),
+                            source,
+                        },
+                        SideFileError::TooLarge => ConfigErrorKind::TooLarge { path: p.clone() },
+                        SideFileError::NotText => ConfigErrorKind::NotText { path: p.clone() },
+                    };
+                    ctx.val("ca_file", v, kind)
+                })?;
+                if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                    return Err(ctx.val("ca_file", v, ConfigErrorKind::CaFileNotPem { path: p }));
+                }
+                Some(p)
+            }
+            None => None,
+        };
+
+        let version = match (&raw.product_version, &raw.version_file) {
+            (Some(_), Some(f)) => {
+                return Err(ctx.val("version_file", f, ConfigErrorKind::VersionTwice));
+            }
+            (Some(v), None) => VersionSource::Fixed(word(&ctx, "product_version", v)?),
+            (None, Some(f)) => {
+                let p = absolute(&ctx, "version_file", f)?;
+                read_version_file(&p).map_err(|k| ctx.val("version_file", f, k))?;
+                VersionSource::File(p)
+            }
+            (None, None) => {
+                return Err(ctx.at("product_version", None, ConfigErrorKind::VersionMissing));
+            }
+        };
+
+        let channel = match &raw.channel {
+            Some(v) => word(&ctx, "channel", v)?,
+            None => DEFAULT_CHANNEL.to_string(),
+        };
+        let state_dir = match &raw.state_dir {
+            Some(v) => absolute(&ctx, "state_dir", v)?,
+            None => PathBuf::from(DEFAULT_STATE_DIR),
+        };
+        let socket_path = match &raw.socket_path {
+            Some(v) => absolute(&ctx, "socket_path", v)?,
+            None => PathBuf::from(DEFAULT_SOCKET_PATH),
+        };
+        let socket_mode = match &raw.socket_mode {
+            Some(v) => parse_socket_mode(v.get_ref()).map_err(|k| ctx.val("socket_mode", v, k))?,
+            None => DEFAULT_SOCKET_MODE,
+        };
+        let socket_group = match &raw.socket_group {
+            Some(v) => {
+                let g = word(&ctx, "socket_group", v)?;
+                // Found now, so that `--check-config` and a start say the same.
+                if crate::host::group_id(&g).is_err() {
+                    return Err(ctx.val("socket_group", v, ConfigErrorKind::UnknownGroup(g)));
+                }
+                Some(g)
+            }
+            None => None,
+        };
+        let proxy = match &raw.proxy {
+            Some(v) => Some(proxy_url(v.get_ref()).map_err(|k| ctx.val("proxy", v, k))?),
+            None => None,
+        };
+
+        let d = Schedule::default();
+        let s = raw.schedule.as_ref();
+        let pick = |f: fn(&RawSchedule) -> Option<&Sp<String>>| s.and_then(f);
+        let schedule = Schedule {
+            validate_interval: duration(
+                &ctx,
+                "schedule.validate_interval",
+                pick(|s| s.validate_interval.as_ref()),
+                d.validate_interval,
+                false,
+            )?,
+            update_check_interval: duration(
+                &ctx,
+                "schedule.update_check_interval",
+                pick(|s| s.update_check_interval.as_ref()),
+                d.update_check_interval,
+                false,
+            )?,
+            splay: duration(
+                &ctx,
+                "schedule.splay",
+                pick(|s| s.splay.as_ref()),
+                d.splay,
+                true,
+            )?,
+            retry_initial: duration(
+                &ctx,
+                "schedule.retry_initial",
+                pick(|s| s.retry_initial.as_ref()),
+                d.retry_initial,
+                false,
+            )?,
+            retry_max: duration(
+                &ctx,
+                "schedule.retry_max",
+                pick(|s| s.retry_max.as_ref()),
+                d.retry_max,
+                false,
+            )?,
+            offline_grace: duration(
+                &ctx,
+                "schedule.offline_grace",
+                pick(|s| s.offline_grace.as_ref()),
+                d.offline_grace,
+                false,
+            )?,
+            request_timeout: duration(
+                &ctx,
+                "schedule.request_timeout",
+                pick(|s| s.request_timeout.as_ref()),
+                d.request_timeout,
+                false,
+            )?,
+        };
+        if schedule.retry_initial > schedule.retry_max {
+            let span = pick(|s| s.retry_initial.as_ref()).map(|v| v.span());
+            return Err(ctx.at(
+                "schedule.retry_initial",
+                span,
+                ConfigErrorKind::RetryOrder {
+                    initial: format_duration(schedule.retry_initial),
+                    max: format_duration(schedule.retry_max),
+                },
+            ));
+        }
+
+        let h = raw.hardware.as_ref();
+        let hardware = Hardware {
+            root: match h.and_then(|h| h.root.as_ref()) {
+                Some(v) => absolute(&ctx, "hardware.root", v)?,
+                None => Hardware::default().root,
+            },
+            id_file: match h.and_then(|h| h.id_file.as_ref()) {
+                Some(v) => Some(absolute(&ctx, "hardware.id_file", v)?),
+                None => None,
+            },
+        };
+
+        Ok(Config {
+            path: path.to_path_buf(),
+            license_key,
+            key_source,
+            portal_url,
+            ca_file,
+            version,
+            channel,
+            state_dir,
+            socket_path,
+            socket_mode,
+            socket_group,
+            proxy,
+            schedule,
+            hardware,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::test_support::*;
+
+    #[test]
+    fn minimal_config_gets_every_default() {
+        let c = load(MIN).unwrap();
+        assert_eq!(c.portal_url, "https://wispanel.com");
+        assert_eq!(c.channel, "stable");
+        assert_eq!(c.state_dir, PathBuf::from("/var/lib/wispanel-license"));
+        assert_eq!(
+            c.socket_path,
+            PathBuf::from("/run/wispanel-license/status.sock")
+        );
+        assert_eq!(c.socket_mode, 0o660);
+        assert_eq!(c.socket_group, None);
+        assert_eq!(c.proxy, None);
+        assert_eq!(c.ca_file, None);
+        assert_eq!(c.license_key, None);
+        assert_eq!(c.key_source, None);
+        assert_eq!(c.version, VersionSource::Fixed("1.4.2".into()));
+        assert_eq!(c.schedule, Schedule::default());
+        assert_eq!(c.hardware, Hardware::default());
+        assert_eq!(c.read_product_version().unwrap(), "1.4.2");
+    }
+
+    #[test]
+    fn allowed_key_lists_match_the_serde_structs() {
+        // Every listed key is accepted by serde (a wrong type is fine here:
+        // it proves the field exists), so the "allowed" hint never lies.
+        for (table, keys) in [
+            ("", TOP_KEYS),
+            ("schedule", SCHEDULE_KEYS),
+            ("hardware", HARDWARE_KEYS),
+        ] {
+            for k in keys {
+                let text = if table.is_empty() {
+                    format!("{k} = 1\n")
+                } else {
+                    format!("[{table}]\n{k} = 1\n")
+                };
+                let e = err(&text);
+                assert!(
+                    !matches!(e.kind, ConfigErrorKind::UnknownKey { .. }),
+                    "{k}: {e}"
+                );
+            }
+        }
+        // And a key not listed is unknown in each table.
+        for text in [
+            "bogus = 1\n",
+            "[schedule]\nbogus = \"1s\"\n",
+            "[hardware]\nbogus = \"/\"\n",
+        ] {
+            assert!(matches!(err(text).kind, ConfigErrorKind::UnknownKey { .. }));
+        }
+    }
+
+    #[test]
+    fn unknown_key_names_key_line_and_a_guess() {
+        let e = err(
+            "product_version = \"1\"\n\n[schedule]\nsplay = \"1m\"\nvalidate_intervall = \"1h\"\n",
+        );
+        assert_eq!(e.line, Some(5));
+        assert_eq!(e.key.as_deref(), Some("schedule.validate_intervall"));
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("/etc/wispanel/license.toml:5: schedule.validate_intervall: unknown key (did you mean \"validate_interval\"?)"),
+            "{msg}"
+        );
+        assert!(msg.contains("retry_max"), "{msg}");
+
+        let e = err("portal_url = \"https://x.example\"\nchanel = \"beta\"\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("chanel")));
+        assert!(e.to_string().contains("did you mean \"channel\""), "{e}");
+
+        // A whole unknown table, and an unrelated word without a guess.
+        let e = err("[scheduel]\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(1), Some("scheduel")));
+        let e = err("product_version = \"1\"\nzzzzzz = 1\n");
+        assert!(!e.to_string().contains("did you mean"), "{e}");
+    }
+
+    #[test]
+    fn wrong_types_and_syntax() {
+        let e = err("[schedule]\nsplay = 5\n");
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(2), Some("schedule.splay"))
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.contains("invalid type") && msg.contains("\"15m\""),
+            "{msg}"
+        );
+
+        let e = err("socket_mode = 0o660\n");
+        assert!(
+            e.to_string().contains("octal string such as \"0660\""),
+            "{e}"
+        );
+
+        let e = err("schedule = 3\n");
+        assert_eq!(e.key.as_deref(), Some("schedule"));
+
+        let e = err("product_version = \"1\"\nchannel = \n");
+        assert_eq!(e.line, Some(2));
+        assert!(matches!(e.kind, ConfigErrorKind::Syntax(_)), "{e:?}");
+        assert!(e.to_string().contains("not valid TOML"), "{e}");
+
+        let e = err("channel = \"a\"\nchannel = \"b\"\n");
+        assert_eq!(e.line, Some(2));
+        assert!(e.to_string().contains("duplicate key"), "{e}");
+    }
+
+    #[test]
+    fn durations_in_the_file() {
+        let e = err("product_version = \"1\"\n[schedule]\nretry_max = \"1 hour\"\n");
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(3), Some("schedule.retry_max"))
+        );
+        let msg = e.to_string();
+        assert!(msg.contains("\"1 hour\" is not a duration"), "{msg}");
+        assert!(
+            msg.contains("(s, m, h, d)") && msg.contains("\"1h30m\""),
+            "{msg}"
+        );
+
+        let e = err("product_version = \"1\"\n[schedule]\nrequest_timeout = \"0s\"\n");
+        assert!(matches!(e.kind, ConfigErrorKind::DurationTooShort), "{e}");
+        assert!(
+            e.to_string()
+                .contains("schedule.request_timeout: must be at least 1s")
+        );
+
+        let c = load("product_version = \"1\"\n[schedule]\nsplay = \"0s\"\n").unwrap();
+        assert_eq!(c.schedule.splay, Duration::ZERO);
+
+        let e = err(
+            "product_version = \"1\"\n[schedule]\nretry_initial = \"2h\"\nretry_max = \"1h\"\n",
+        );
+        assert!(matches!(e.kind, ConfigErrorKind::RetryOrder { .. }), "{e}");
+        assert_eq!(e.line, Some(3));
+    }
+
+    #[test]
+    fn versions() {
+        let e = err("channel = \"stable\"\n");
+        assert!(matches!(e.kind, ConfigErrorKind::VersionMissing));
+        assert!(e.to_string().contains("product_version: neither product_version nor version_file is set; one of them is required"), "{e}");
+        let e = err("product_version = \"1\"\nversion_file = \"/nonexistent/VERSION\"\n");
+        assert!(matches!(e.kind, ConfigErrorKind::VersionTwice), "{e}");
+        let e = err("product_version = \"\"\n");
+        assert!(matches!(e.kind, ConfigErrorKind::Empty), "{e}");
+        let e = err("version_file = \"VERSION\"\n");
+        assert!(matches!(e.kind, ConfigErrorKind::RelativePath(_)), "{e}");
+    }
+
+    #[test]
+    fn paths_must_be_absolute() {
+        for key in [
+            "state_dir",
+            "socket_path",
+            "license_key_file",
+            "ca_file",
+            "version_file",
+        ] {
+            let version = if key == "version_file" { "" } else { MIN };
+            let e = err(&format!("{version}{key} = \"relative/x\"\n"));
+            assert_eq!(e.key.as_deref(), Some(key));
+            assert!(matches!(e.kind, ConfigErrorKind::RelativePath(_)), "{e}");
+        }
+        let e = err(&format!("{MIN}[hardware]\nroot = \"sysroot\"\n"));
+        assert_eq!(e.key.as_deref(), Some("hardware.root"));
+    }
+
+    #[test]
+    fn edit_distance_guesses() {
+        assert_eq!(edit_distance("splay", "splay"), 0);
+        assert_eq!(edit_distance("spaly", "splay"), 2);
+        assert_eq!(closest("licence_key", TOP_KEYS), Some("license_key"));
+        assert_eq!(closest("retry_maximum", SCHEDULE_KEYS), Some("retry_max"));
+        assert_eq!(closest("id", HARDWARE_KEYS), Some("id_file"));
+        assert_eq!(closest("zzz", TOP_KEYS), None);
+    }
+}

@@ -1,0 +1,117 @@
+//! The licence loop and one licence exchange (activate or validate, as the
+//! core says).
+
+use super::state::{Daemon, lock};
+use super::{Alive, LICENCE_LOOP, MAX_SLEEP, Why, instant_for};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{Instrument, info_span};
+
+impl Daemon {
+    /// Makes one licence request (activate or validate, as the core says).
+    /// A `Scheduled` request is made only if it is still due once the portal
+    /// lock is held (a manual check may have just made it). Returns whether a
+    /// request was made.
+    pub(super) async fn licence_request(&self, why: Why) -> bool {
+        let _portal = self.portal_lock.lock().await;
+        self.refresh_inputs();
+        let config = self.config();
+        let version = self.product_version(&config);
+        let now = self.now();
+        let (endpoint, body, inputs) = {
+            let st = lock(&self.state);
+            let inputs = st.inputs();
+            let (Some(key), Ok(hw)) = (st.key(), st.hwid.as_ref()) else {
+                return false;
+            };
+            if st.core.gate_closed_until(now).is_some() {
+                return false;
+            }
+            let Some(due) = st.core.due(&inputs, now) else {
+                return false;
+            };
+            if why == Why::Scheduled && due.at > now {
+                return false;
+            }
+            let body = self.body(due.endpoint, key, hw, &version, &config);
+            (due.endpoint, body, inputs)
+        };
+        let Some(c) = self.call(endpoint, &body).await else {
+            return false;
+        };
+        {
+            let mut st = lock(&self.state);
+            st.core.record_licence(
+                endpoint,
+                &c,
+                &inputs,
+                &config.schedule.core(),
+                self.now(),
+                &mut **self.jitter(),
+            );
+            // The key or hardware may have changed while the request ran.
+            let now_inputs = st.inputs();
+            st.core.apply_inputs(&now_inputs);
+        }
+        self.publish();
+        self.wake_update.notify_one();
+        true
+    }
+}
+
+/// Validates (or activates) when the core says so, and wakes when the licence
+/// lapses by itself so the change is announced at once.
+pub(super) async fn licence_loop(d: Arc<Daemon>) {
+    let _alive = Alive::new(&d, LICENCE_LOOP);
+    async {
+        loop {
+            let now = d.now();
+            let config = d.config();
+            let (due, lapse, gate) = {
+                let st = lock(&d.state);
+                let inputs = st.inputs();
+                let due = if st.hwid.is_ok() {
+                    st.core.due(&inputs, now)
+                } else {
+                    None
+                };
+                (
+                    due,
+                    st.core.next_lapse(&inputs, &config.schedule.core(), now),
+                    st.core.portal.rate_limited_until,
+                )
+            };
+            if let Some(due) = due
+                && due.at <= now
+            {
+                if !d.licence_request(Why::Scheduled).await {
+                    // Nothing was sent (gate, no key): wait for a wake or the next due time.
+                    tokio::select! {
+                        _ = d.wake_licence.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = d.shutdown.cancelled() => break,
+                    }
+                }
+                continue;
+            }
+            let mut wake = now.add(MAX_SLEEP);
+            for t in [due.map(|d| d.at), lapse, gate].into_iter().flatten() {
+                if t > now {
+                    wake = wake.min(t);
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(instant_for(wake, now)) => {
+                    // A lapse or an opened gate changes the status by itself;
+                    // the hardware may have changed while nobody asked.
+                    d.refresh_inputs();
+                    d.publish();
+                }
+                _ = d.wake_licence.notified() => {}
+                _ = d.shutdown.cancelled() => break,
+            }
+        }
+    }
+    .instrument(info_span!("licence"))
+    .await
+}

@@ -1,0 +1,87 @@
+//! How the daemon reaches the portal: the [`Portal`] trait (the real
+//! [`PortalClient`] in production, a scripted fake in tests) and the one
+//! place every request goes through (`Daemon::call`: shutdown, log, count).
+
+use super::Daemon;
+use crate::config::Config;
+use crate::portal::{PortalClient, SetupError};
+use std::pin::Pin;
+use std::sync::Arc;
+use tracing::{info, warn};
+use wispanel_core::Endpoint;
+use wispanel_core::classify::{Classified, Outcome};
+
+/// A boxed future that may move between threads.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One exchange with the portal, classified. Never fails: every failure is
+/// a classified non-verdict.
+pub trait Portal: Send + Sync {
+    fn call<'a>(
+        &'a self,
+        endpoint: Endpoint,
+        body: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Classified>;
+
+    /// The proxy the requests go through, as the status shows it
+    /// (`portal.proxy`: credentials masked), or `None` for a direct line.
+    fn proxy_shown(&self) -> Option<String> {
+        None
+    }
+}
+
+impl Portal for PortalClient {
+    fn call<'a>(
+        &'a self,
+        endpoint: Endpoint,
+        body: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Classified> {
+        Box::pin(PortalClient::call(self, endpoint, body))
+    }
+
+    fn proxy_shown(&self) -> Option<String> {
+        self.proxy().shown()
+    }
+}
+
+/// Builds the portal client from a configuration (at start and on reload).
+pub type PortalFactory = Arc<dyn Fn(&Config) -> Result<Arc<dyn Portal>, SetupError> + Send + Sync>;
+
+/// The production factory: the HTTPS client of `crate::portal`.
+pub fn https_factory() -> PortalFactory {
+    Arc::new(|config: &Config| Ok(Arc::new(PortalClient::new(config)?) as Arc<dyn Portal>))
+}
+
+impl Daemon {
+    /// Sends one request unless shutdown comes first; logs and counts it.
+    pub(super) async fn call(
+        &self,
+        endpoint: Endpoint,
+        body: &serde_json::Value,
+    ) -> Option<Classified> {
+        let client = self.client();
+        let c = tokio::select! {
+            c = client.call(endpoint, body) => c,
+            _ = self.shutdown.cancelled() => {
+                info!(%endpoint, "shutting down: abandoning the portal request");
+                return None;
+            }
+        };
+        self.counters.add(endpoint, c.outcome.metric_label());
+        match &c.outcome {
+            Outcome::Failed(e) => warn!(
+                %endpoint,
+                kind = e.kind.as_str(),
+                http_status = e.http_status,
+                code = e.code.as_deref(),
+                "portal request failed: {}",
+                e.message
+            ),
+            Outcome::Refused { reason, .. } | Outcome::UpdateRefused { reason, .. } => {
+                info!(%endpoint, code = %reason.code, "portal refused: {}", reason.message)
+            }
+            _ => tracing::debug!(%endpoint, "portal answered"),
+        }
+        Some(c)
+    }
+}

@@ -1,0 +1,301 @@
+//! Starting and stopping: [`run`] (the in-process entry point: load the
+//! state, spawn the tasks, serve, drain on shutdown), the environment it
+//! runs in ([`Env`]), the watchdog, the signal handler, and [`main`] for the
+//! binary.
+
+use super::portal::https_factory;
+use super::state::{Daemon, Runtime, lock, placeholder_doc};
+use super::{PortalFactory, SHUTDOWN_BUDGET, licence, reload, status_line, updates, writer};
+use crate::api::DaemonInfo;
+use crate::clock::{Clock, SystemClock, ThreadJitter};
+use crate::config::Config;
+use crate::socket::Snapshot;
+use crate::store::{Loaded, Store};
+use crate::{logging, socket, systemd};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::net::UnixListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, error, info, info_span, warn};
+use wispanel_core::key::LicenseKey;
+use wispanel_core::machine::Core;
+use wispanel_core::schedule::Jitter;
+
+/// What the daemon takes from the world besides its configuration: the
+/// clock, the randomness, the way to the portal, whether to talk to systemd,
+/// and the reload trigger. Production uses [`Env::production`]; tests pass a
+/// clock that follows paused tokio time, a seeded jitter and a fake portal.
+pub struct Env {
+    pub clock: Arc<dyn Clock>,
+    pub jitter: Box<dyn Jitter + Send>,
+    pub portal: PortalFactory,
+    /// Send `READY=1`, `STATUS=`, `STOPPING=1` and watchdog pings (each is a
+    /// no-op without `$NOTIFY_SOCKET`); tests turn this off so that they do
+    /// not depend on the environment they run in.
+    pub systemd: bool,
+    /// Notified to reload the configuration (SIGHUP).
+    pub reload: Arc<Notify>,
+}
+
+impl Env {
+    /// The system clock, `rand`'s generator, the HTTPS client, systemd.
+    pub fn production() -> Env {
+        Env {
+            clock: Arc::new(SystemClock),
+            jitter: Box::new(ThreadJitter),
+            portal: https_factory(),
+            systemd: true,
+            reload: Arc::new(Notify::new()),
+        }
+    }
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("{0}")]
+    Portal(#[from] crate::portal::SetupError),
+    #[error("{0}")]
+    Socket(#[from] socket::SocketError),
+}
+
+/// Runs the daemon on `listener` (already bound to `config.socket_path`)
+/// until `shutdown` completes; saves the state on the way out.
+pub async fn run(
+    config: Config,
+    listener: UnixListener,
+    shutdown: impl Future<Output = ()>,
+    env: Env,
+) -> Result<(), StartError> {
+    let started = env.clock.now();
+    let store = Store::open(&config.state_dir)?;
+    let core = match store.load(started) {
+        Loaded::Fresh => {
+            info!(path = %store.state_path().display(), "no saved state: first start");
+            Core::default()
+        }
+        Loaded::Existing(core) => *core,
+        Loaded::Corrupt { problem, moved_to } => {
+            error!(
+                path = %store.state_path().display(),
+                moved_to = moved_to.as_ref().map(|p| p.display().to_string()),
+                "the saved state cannot be read ({problem}); moved aside, starting afresh"
+            );
+            Core::default()
+        }
+    };
+    let saved_key = store.load_key().unwrap_or_else(|e| {
+        error!(error = %e, "ignoring the saved key");
+        None
+    });
+    let client = (env.portal)(&config)?;
+    // The socket is ours, so no other daemon writes in state_dir.
+    for p in store.remove_stale_temp_files() {
+        info!(path = %p.display(), "removed a temporary file left by a crash");
+    }
+    let (status_tx, _) = watch::channel(Arc::new(Snapshot {
+        doc: placeholder_doc(started),
+        json: bytes::Bytes::new(),
+    }));
+    let (save_tx, save_rx) = watch::channel(Arc::new(core.clone()));
+    let token = CancellationToken::new();
+    let daemon = Arc::new(Daemon {
+        host: crate::host::collect(),
+        info: DaemonInfo {
+            version: env!("CARGO_PKG_VERSION").into(),
+            pid: std::process::id(),
+            started_at: started,
+        },
+        state: Mutex::new(Runtime {
+            core,
+            configured_key: config.license_key.clone(),
+            saved_key,
+            hwid: Err(String::new()),
+            product_version: None,
+            announced: None,
+        }),
+        config: RwLock::new(Arc::new(config)),
+        client: RwLock::new(client),
+        portal_factory: env.portal,
+        store,
+        clock: env.clock,
+        jitter: Mutex::new(env.jitter),
+        systemd: env.systemd,
+        status_tx,
+        save_tx,
+        portal_lock: tokio::sync::Mutex::new(()),
+        manual_licence: tokio::sync::Mutex::new(None),
+        manual_update: tokio::sync::Mutex::new(None),
+        hwid_checked: Mutex::new(None),
+        wake_licence: Notify::new(),
+        wake_update: Notify::new(),
+        counters: Default::default(),
+        loops_alive: Default::default(),
+        shutdown: token.clone(),
+    });
+    {
+        let mut st = lock(&daemon.state);
+        daemon.adopt_configured_key(&mut st);
+        info!(
+            key = st
+                .key()
+                .map(LicenseKey::masked)
+                .as_deref()
+                .unwrap_or("none"),
+            "licence key in force"
+        );
+    }
+    daemon.refresh_inputs();
+    let cfg = daemon.config();
+    daemon.product_version(&cfg);
+    daemon.publish();
+
+    let tracker = TaskTracker::new();
+    tracker.spawn(writer::state_writer(daemon.clone(), save_rx));
+    tracker.spawn(socket::serve(listener, daemon.clone(), token.clone()));
+    if daemon.systemd {
+        systemd::ready(&status_line(&daemon.snapshot().doc));
+    }
+    info!(
+        socket = %cfg.socket_path.display(),
+        portal = %cfg.portal_url,
+        "ready"
+    );
+    tracker.spawn(licence::licence_loop(daemon.clone()));
+    tracker.spawn(updates::update_loop(daemon.clone()));
+    if daemon.systemd {
+        tracker.spawn(watchdog(daemon.clone()));
+    }
+    tracker.spawn(reload::reloader(
+        daemon.clone(),
+        env.reload,
+        cfg.path.clone(),
+    ));
+    tracker.close();
+
+    tokio::select! {
+        () = shutdown => token.cancel(),
+        () = token.cancelled() => {}
+    }
+    if daemon.systemd {
+        systemd::stopping();
+    }
+    info!("stopping");
+    if tokio::time::timeout(SHUTDOWN_BUDGET, tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!("some tasks did not stop in time");
+    }
+    // The writer saved on its way out; save once more in case it could not.
+    let core = lock(&daemon.state).core.clone();
+    if let Err(e) = daemon.store.save(&core, daemon.now()) {
+        error!(error = %e, "cannot save the state on shutdown");
+    }
+    let _ = std::fs::remove_file(&daemon.config().socket_path);
+    Ok(())
+}
+
+/// Pings systemd's watchdog at half of `WATCHDOG_USEC` while the loops run.
+async fn watchdog(d: Arc<Daemon>) {
+    let Some(period) = systemd::watchdog_period() else {
+        return;
+    };
+    async {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    if d.loops_alive.load(Ordering::SeqCst) == super::LOOPS_ALL {
+                        systemd::watchdog();
+                    } else {
+                        warn!("a loop has stopped; not pinging the watchdog");
+                    }
+                }
+                _ = d.shutdown.cancelled() => break,
+            }
+        }
+    }
+    .instrument(info_span!("watchdog"))
+    .await
+}
+
+/// SIGTERM and SIGINT cancel `shutdown`; SIGHUP notifies `reload`.
+fn install_signals(shutdown: CancellationToken, reload: Arc<Notify>) -> std::io::Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(
+        async move {
+            loop {
+                tokio::select! {
+                    _ = term.recv() => { info!("SIGTERM"); shutdown.cancel(); }
+                    _ = int.recv() => { info!("SIGINT"); shutdown.cancel(); }
+                    _ = hup.recv() => reload.notify_one(),
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+        }
+        .instrument(info_span!("signals")),
+    );
+    Ok(())
+}
+
+/// The daemon's entry point: configuration, runtime, signals, socket. Exit 0
+/// after a clean shutdown, 78 for a configuration error, 1 for anything else.
+pub fn main(config_path: PathBuf) -> ExitCode {
+    logging::init();
+    let config = match Config::load(&config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::from(78);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(error = %e, "cannot start the async runtime");
+            return ExitCode::from(1);
+        }
+    };
+    rt.block_on(async move {
+        let env = Env::production();
+        let shutdown = CancellationToken::new();
+        if let Err(e) = install_signals(shutdown.clone(), env.reload.clone()) {
+            error!(error = %e, "cannot install signal handlers");
+            return ExitCode::from(1);
+        }
+        let listener = match socket::bind(&config) {
+            Ok(l) => l,
+            Err(e) => {
+                error!("{}", StartError::from(e));
+                return ExitCode::from(1);
+            }
+        };
+        let socket_path = config.socket_path.clone();
+        match run(config, listener, shutdown.cancelled_owned(), env).await {
+            Ok(()) => {
+                info!("stopped");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                // The socket was bound for this run only.
+                let _ = std::fs::remove_file(&socket_path);
+                error!("{e}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}

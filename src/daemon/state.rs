@@ -1,0 +1,395 @@
+//! The daemon's shared state ([`Daemon`]): the core and what the daemon
+//! knows beside it (keys, hardware_id, product version), and how a change is
+//! published: the status document rebuilt once, announced (log, `STATUS=`)
+//! and handed to the state writer.
+
+use super::{HWID_FRESHNESS, LOOPS_ALL, Portal, PortalFactory};
+use crate::api::{DaemonInfo, StatusDocument, StatusInputs};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::host::HostFacts;
+use crate::key_in_force::{InForce, KeyFacts, key_in_force};
+use crate::portal::{RequestFacts, request_body};
+use crate::socket::Snapshot;
+use crate::store::Store;
+use crate::{hwid, systemd};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+use wispanel_core::Endpoint;
+use wispanel_core::key::LicenseKey;
+use wispanel_core::machine::{Core, Inputs};
+use wispanel_core::schedule::Jitter;
+use wispanel_core::timestamp::Timestamp;
+use wispanel_core::{LicenseState, UpdateState};
+
+/// Mutable runtime state; guarded by [`Daemon::state`].
+pub(super) struct Runtime {
+    pub(super) core: Core,
+    /// From the configuration (inline, key file or credential).
+    pub(super) configured_key: Option<LicenseKey>,
+    /// Saved by `activate`; wins over the configured key.
+    pub(super) saved_key: Option<LicenseKey>,
+    /// The hardware_id now, or why it cannot be computed.
+    pub(super) hwid: Result<String, String>,
+    /// The last product version read (kept when `version_file` breaks).
+    pub(super) product_version: Option<String>,
+    /// Licence and update state last announced.
+    pub(super) announced: Option<(LicenseState, UpdateState)>,
+}
+
+impl Runtime {
+    /// The key in force, by the one rule ([`crate::key_in_force`]).
+    fn key_in_force(&self) -> InForce<'_> {
+        key_in_force(&KeyFacts::new(
+            self.configured_key.as_ref(),
+            self.saved_key.as_ref(),
+            Some(&self.core),
+        ))
+    }
+
+    pub(super) fn key(&self) -> Option<&LicenseKey> {
+        self.key_in_force().key()
+    }
+
+    pub(super) fn inputs(&self) -> Inputs {
+        Inputs {
+            key_fingerprint: self.key().map(LicenseKey::fingerprint),
+            hardware_id: self.hwid.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// Portal request counters for the metrics.
+#[derive(Default)]
+pub struct Counters {
+    map: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+}
+
+impl Counters {
+    pub fn add(&self, endpoint: Endpoint, outcome: &'static str) {
+        if let Ok(mut m) = self.map.lock() {
+            *m.entry((endpoint.as_str(), outcome)).or_default() += 1;
+        }
+    }
+
+    pub fn snapshot(&self) -> Vec<((&'static str, &'static str), u64)> {
+        self.map
+            .lock()
+            .map(|m| m.iter().map(|(k, v)| (*k, *v)).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Everything the tasks share.
+pub struct Daemon {
+    pub(super) config: RwLock<Arc<Config>>,
+    /// Rebuilt by a reload.
+    pub(super) client: RwLock<Arc<dyn Portal>>,
+    /// Builds `client` from a configuration.
+    pub(super) portal_factory: PortalFactory,
+    pub(super) state: Mutex<Runtime>,
+    pub(super) store: Store,
+    pub(super) host: HostFacts,
+    pub(super) info: DaemonInfo,
+    /// The daemon's wall clock; nothing in the daemon reads another.
+    pub(super) clock: Arc<dyn Clock>,
+    /// The randomness of splay and back-off.
+    pub(super) jitter: Mutex<Box<dyn Jitter + Send>>,
+    /// Whether to talk to systemd (`READY=1`, `STATUS=`, the watchdog).
+    pub(super) systemd: bool,
+    pub(super) status_tx: watch::Sender<Arc<Snapshot>>,
+    pub(super) save_tx: watch::Sender<Arc<Core>>,
+    /// One portal request at a time.
+    pub(super) portal_lock: tokio::sync::Mutex<()>,
+    /// When a manual licence check last made a request (for the 10 s reuse).
+    pub(super) manual_licence: tokio::sync::Mutex<Option<tokio::time::Instant>>,
+    /// When a manual update check last made a request.
+    pub(super) manual_update: tokio::sync::Mutex<Option<tokio::time::Instant>>,
+    /// When the hardware_id was last computed.
+    pub(super) hwid_checked: Mutex<Option<std::time::Instant>>,
+    /// Wakes the licence loop (inputs changed, manual action).
+    pub(super) wake_licence: Notify,
+    /// Wakes the update loop.
+    pub(super) wake_update: Notify,
+    pub counters: Counters,
+    /// Set while the loops run (`/v1/health`).
+    pub(super) loops_alive: AtomicU8,
+    pub shutdown: CancellationToken,
+}
+
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock must not take the daemon down with it.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Daemon {
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .map(|c| c.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    pub(super) fn client(&self) -> Arc<dyn Portal> {
+        self.client
+            .read()
+            .map(|c| c.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// The daemon's "now".
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// The jitter, for one call into the core.
+    pub(super) fn jitter(&self) -> MutexGuard<'_, Box<dyn Jitter + Send>> {
+        lock(&self.jitter)
+    }
+
+    /// Both loops run and no shutdown has begun.
+    pub fn healthy(&self) -> bool {
+        self.loops_alive.load(Ordering::SeqCst) == LOOPS_ALL && !self.shutdown.is_cancelled()
+    }
+
+    /// The status as served now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.status_tx.borrow().clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.status_tx.subscribe()
+    }
+
+    /// Whether a key is in force.
+    pub fn has_key(&self) -> bool {
+        lock(&self.state).key().is_some()
+    }
+
+    /// The gate, if closed now.
+    pub fn gate(&self) -> Option<Timestamp> {
+        lock(&self.state).core.gate_closed_until(self.now())
+    }
+
+    /// Rebuilds the status, announces a state change (log, `STATUS=`), and
+    /// hands the core to the state writer.
+    pub fn publish(&self) {
+        let now = self.now();
+        let config = self.config();
+        let proxy = self.client().proxy_shown();
+        let (doc, core, change) = {
+            let mut st = lock(&self.state);
+            st.core.expire_gate(now);
+            let inputs = st.inputs();
+            let si = StatusInputs {
+                daemon: &self.info,
+                schedule: &config.schedule.core(),
+                inputs: &inputs,
+                masked_key: st.key().map(LicenseKey::masked),
+                hardware_id: st.hwid.as_deref().ok(),
+                product_version: st.product_version.clone(),
+                proxy,
+                warn_before_expiry: wispanel_core::warnings::DEFAULT_WARN_BEFORE_EXPIRY,
+                state_not_saved_since: None,
+                activation_in_doubt: false,
+            };
+            let doc = StatusDocument::build(&st.core, &si, now);
+            let states = (doc.license.state, doc.update.state);
+            let change = (st.announced != Some(states)).then(|| (st.announced, states));
+            st.announced = Some(states);
+            (doc, Arc::new(st.core.clone()), change)
+        };
+        if let Some((before, (lic, upd))) = change {
+            let why = doc
+                .license
+                .reason
+                .as_ref()
+                .map(|r| format!("{}: {}", r.code, r.message))
+                .or_else(|| doc.portal.last_error.as_ref().map(|e| e.message.clone()))
+                .unwrap_or_else(|| "-".into());
+            match before {
+                Some((bl, _)) if bl != lic => {
+                    info!(from = %bl, to = %lic, why = %why, "licence state changed from {bl} to {lic}")
+                }
+                Some((_, bu)) if bu != upd => {
+                    info!(from = %bu, to = %upd, "update state changed from {bu} to {upd}")
+                }
+                None => info!(state = %lic, update = %upd, "licence state {lic}"),
+                _ => {}
+            }
+            if self.systemd {
+                systemd::status(&super::status_line(&doc));
+            }
+        }
+        let json = serde_json::to_vec(&doc).unwrap_or_default();
+        self.status_tx.send_replace(Arc::new(Snapshot {
+            doc,
+            json: bytes::Bytes::from(json),
+        }));
+        self.save_tx.send_if_modified(|old| {
+            if **old == *core {
+                false
+            } else {
+                *old = core;
+                true
+            }
+        });
+    }
+
+    /// Reads the product version (re-read each time from `version_file`).
+    pub(super) fn product_version(&self, config: &Config) -> String {
+        match config.read_product_version() {
+            Ok(v) => {
+                lock(&self.state).product_version = Some(v.clone());
+                v
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot read the product version; using the last one read");
+                lock(&self.state)
+                    .product_version
+                    .clone()
+                    .unwrap_or_else(|| "0.0.0".into())
+            }
+        }
+    }
+
+    /// A configuration that names a new key replaces a key saved by
+    /// `activate` (the newest decision of the administrator wins); the key
+    /// in force is logged whenever it changes.
+    pub(super) fn adopt_configured_key(&self, st: &mut Runtime) {
+        let before = st.key().map(LicenseKey::masked);
+        let fp = st.configured_key.as_ref().map(LicenseKey::fingerprint);
+        let replaced = st.key_in_force().saved_replaced;
+        st.core.configured_key_changed(fp);
+        if replaced {
+            info!("the configuration names a new key; it replaces the key saved by `activate`");
+            st.saved_key = None;
+            if let Err(e) = self.store.remove_key() {
+                error!(error = %e, "cannot remove the saved key");
+            }
+        }
+        let after = st.key().map(LicenseKey::masked);
+        if before != after {
+            info!(
+                key = after.as_deref().unwrap_or("none"),
+                "licence key in force"
+            );
+        }
+    }
+
+    /// Recomputes the hardware_id and applies it (and the key) to the core.
+    /// Returns whether the hardware_id changed.
+    pub(super) fn refresh_inputs(&self) -> bool {
+        if let Ok(mut t) = self.hwid_checked.lock() {
+            *t = Some(std::time::Instant::now());
+        }
+        let config = self.config();
+        let hw = hwid::compute_from_env(&config.hardware).map(|r| r.id);
+        let mut st = lock(&self.state);
+        match (&hw, &st.hwid) {
+            (Err(e), Ok(_)) | (Err(e), Err(_))
+                if st.hwid.as_ref().err() != Some(&e.to_string()) =>
+            {
+                error!(error = %e, "cannot compute the hardware_id; no licence request can be made")
+            }
+            (Ok(new), Ok(old)) if new != old => {
+                warn!("the hardware_id changed; checking the licence at once")
+            }
+            _ => {}
+        }
+        let hw = hw.map_err(|e| e.to_string());
+        let changed = st.hwid != hw;
+        st.hwid = hw;
+        let inputs = st.inputs();
+        st.core.apply_inputs(&inputs);
+        changed
+    }
+
+    /// Keeps the hardware_id in the status "computed now" (SPEC): when the
+    /// last computation is older than [`HWID_FRESHNESS`], a status request
+    /// recomputes it first (a few small files under `hardware.root`, read in
+    /// microseconds, at most once per [`HWID_FRESHNESS`]); a change is
+    /// published and checked at once.
+    pub fn refresh_hardware_if_stale(&self) {
+        let stale = self
+            .hwid_checked
+            .lock()
+            .map(|t| t.is_none_or(|t| t.elapsed() >= HWID_FRESHNESS))
+            .unwrap_or(false);
+        if stale && self.refresh_inputs() {
+            self.publish();
+            self.wake_licence.notify_one();
+        }
+    }
+
+    /// The body of a request to `endpoint` from this host.
+    pub(super) fn body(
+        &self,
+        endpoint: Endpoint,
+        key: &LicenseKey,
+        hardware_id: &str,
+        version: &str,
+        config: &Config,
+    ) -> serde_json::Value {
+        request_body(
+            endpoint,
+            &RequestFacts {
+                key,
+                hardware_id,
+                hostname: &self.host.hostname,
+                product_version: version,
+                channel: &config.channel,
+                version: None,
+            },
+        )
+    }
+}
+
+pub(super) fn placeholder_doc(started: Timestamp) -> StatusDocument {
+    use crate::api::*;
+    StatusDocument {
+        schema_version: SCHEMA_VERSION,
+        daemon: DaemonInfo {
+            version: env!("CARGO_PKG_VERSION").into(),
+            pid: std::process::id(),
+            started_at: started,
+        },
+        hardware_id: None,
+        hardware_changed: false,
+        license: LicenseView {
+            state: LicenseState::Unknown,
+            licensed: false,
+            key: None,
+            tier: None,
+            expires_at: None,
+            valid_until: None,
+            limits: None,
+            reason: None,
+            checked_at: None,
+            grace_until: None,
+        },
+        update: UpdateView {
+            state: UpdateState::Unknown,
+            current_version: None,
+            latest_version: None,
+            changelog: None,
+            checked_at: None,
+        },
+        portal: PortalView {
+            last_attempt_at: None,
+            last_success_at: None,
+            last_error: None,
+            consecutive_failures: 0,
+            next_validate_at: None,
+            next_update_check_at: None,
+            rate_limited_until: None,
+            clock_skew_seconds: None,
+            proxy: None,
+        },
+        warnings: Vec::new(),
+    }
+}

@@ -1,0 +1,77 @@
+//! The update loop and one update check.
+
+use super::state::{Daemon, lock};
+use super::{Alive, MAX_SLEEP, UPDATE_LOOP, Why, instant_for};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{Instrument, info_span};
+use wispanel_core::Endpoint;
+
+impl Daemon {
+    /// Checks for an update now (the update loop and manual checks); a
+    /// `Scheduled` check only if it is still due once the portal lock is held.
+    pub(super) async fn update_request(&self, why: Why) -> bool {
+        let _portal = self.portal_lock.lock().await;
+        let config = self.config();
+        let version = self.product_version(&config);
+        let now = self.now();
+        let body = {
+            let st = lock(&self.state);
+            let (Some(key), Ok(hw)) = (st.key(), st.hwid.as_ref()) else {
+                return false;
+            };
+            if st.core.gate_closed_until(now).is_some() {
+                return false;
+            }
+            if why == Why::Scheduled && st.core.update_due(now).is_none_or(|t| t > now) {
+                return false;
+            }
+            self.body(Endpoint::CheckUpdate, key, hw, &version, &config)
+        };
+        let Some(c) = self.call(Endpoint::CheckUpdate, &body).await else {
+            return false;
+        };
+        lock(&self.state).core.record_update(
+            &c,
+            &version,
+            &config.schedule.core(),
+            self.now(),
+            &mut **self.jitter(),
+        );
+        self.publish();
+        self.wake_licence.notify_one();
+        true
+    }
+}
+
+/// Checks for updates on the core's update schedule.
+pub(super) async fn update_loop(d: Arc<Daemon>) {
+    let _alive = Alive::new(&d, UPDATE_LOOP);
+    async {
+        loop {
+            let now = d.now();
+            let due = lock(&d.state).core.update_due(now);
+            if let Some(at) = due
+                && at <= now
+                && d.has_key()
+            {
+                if !d.update_request(Why::Scheduled).await {
+                    tokio::select! {
+                        _ = d.wake_update.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = d.shutdown.cancelled() => break,
+                    }
+                }
+                continue;
+            }
+            let wake = due.filter(|t| *t > now).unwrap_or(now.add(MAX_SLEEP));
+            tokio::select! {
+                _ = tokio::time::sleep_until(instant_for(wake, now)) => {}
+                _ = d.wake_update.notified() => {}
+                _ = d.shutdown.cancelled() => break,
+            }
+        }
+    }
+    .instrument(info_span!("update"))
+    .await
+}

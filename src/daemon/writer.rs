@@ -1,0 +1,56 @@
+//! The state writer: saves the newest core after every change.
+
+use super::state::Daemon;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tracing::{Instrument, error, info, info_span};
+
+/// Saves each new core; on failure (full disk, read-only directory) logs
+/// loudly, keeps serving from memory and tries again with a growing delay.
+pub(super) async fn state_writer(
+    d: Arc<Daemon>,
+    mut rx: watch::Receiver<Arc<wispanel_core::machine::Core>>,
+) {
+    use backon::{ExponentialBuilder, Retryable};
+    async {
+        loop {
+            rx.mark_unchanged();
+            // Each attempt saves the newest core; failures back off 1 s → 60 s
+            // with jitter, for as long as it takes.
+            let save = || async {
+                let core = rx.borrow().clone();
+                let store = d.store.clone();
+                let now = d.now();
+                match tokio::task::spawn_blocking(move || store.save(&core, now)).await
+                {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(e) => Err(format!("the save task failed: {e}")),
+                }
+            };
+            let mut failed = false;
+            let policy = ExponentialBuilder::default()
+                .with_min_delay(Duration::from_secs(1))
+                .with_max_delay(Duration::from_secs(60))
+                .with_jitter()
+                .without_max_times();
+            let saved = save
+                .retry(policy)
+                .sleep(tokio::time::sleep)
+                .notify(|e: &String, wait: Duration| {
+                    failed = true;
+                    error!(error = %e, retry_in_s = wait.as_secs(), "CANNOT SAVE THE STATE; serving it from memory and retrying");
+                });
+            tokio::select! {
+                r = saved => if r.is_ok() && failed { info!("the state is saved again") },
+                _ = d.shutdown.cancelled() => break,
+            }
+            tokio::select! {
+                r = rx.changed() => if r.is_err() { break },
+                _ = d.shutdown.cancelled() => break,
+            }
+        }
+    }
+    .instrument(info_span!("store"))
+    .await
+}
