@@ -24,6 +24,7 @@ mod run;
 mod state;
 mod status_line;
 mod updates;
+mod warnings;
 mod writer;
 
 #[cfg(test)]

@@ -5,7 +5,9 @@
 
 use super::portal::https_factory;
 use super::state::{Daemon, Runtime, lock, placeholder_doc};
-use super::{PortalFactory, SHUTDOWN_BUDGET, licence, reload, status_line, updates, writer};
+use super::{
+    PortalFactory, SHUTDOWN_BUDGET, licence, reload, status_line, updates, warnings, writer,
+};
 use crate::api::DaemonInfo;
 use crate::clock::{Clock, SystemClock, ThreadJitter};
 use crate::config::Config;
@@ -105,6 +107,7 @@ pub async fn run(
         json: bytes::Bytes::new(),
     }));
     let (save_tx, save_rx) = watch::channel(Arc::new(core.clone()));
+    let (warnings_change_tx, warnings_change_rx) = watch::channel(None);
     let token = CancellationToken::new();
     let daemon = Arc::new(Daemon {
         host: crate::host::collect(),
@@ -120,6 +123,7 @@ pub async fn run(
             hwid: Err(String::new()),
             product_version: None,
             announced: None,
+            state_not_saved_since: None,
         }),
         config: RwLock::new(Arc::new(config)),
         client: RwLock::new(client),
@@ -130,6 +134,7 @@ pub async fn run(
         systemd: env.systemd,
         status_tx,
         save_tx,
+        warnings_change_tx,
         portal_lock: tokio::sync::Mutex::new(()),
         manual_licence: tokio::sync::Mutex::new(None),
         manual_update: tokio::sync::Mutex::new(None),
@@ -170,6 +175,8 @@ pub async fn run(
     );
     tracker.spawn(licence::licence_loop(daemon.clone()));
     tracker.spawn(updates::update_loop(daemon.clone()));
+    tracker.spawn(warnings::warnings_timer(daemon.clone(), warnings_change_rx));
+    tracker.spawn(warnings::metrics_textfile(daemon.clone()));
     if daemon.systemd {
         tracker.spawn(watchdog(daemon.clone()));
     }

@@ -4,7 +4,7 @@
 //! and handed to the state writer.
 
 use super::{HWID_FRESHNESS, LOOPS_ALL, Portal, PortalFactory};
-use crate::api::{DaemonInfo, StatusDocument, StatusInputs};
+use crate::api::{Announced, DaemonInfo, StatusDocument, StatusInputs};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::host::HostFacts;
@@ -24,6 +24,7 @@ use wispanel_core::key::LicenseKey;
 use wispanel_core::machine::{Core, Inputs};
 use wispanel_core::schedule::Jitter;
 use wispanel_core::timestamp::Timestamp;
+use wispanel_core::warnings::{self, Warning};
 use wispanel_core::{LicenseState, UpdateState};
 
 /// Mutable runtime state; guarded by [`Daemon::state`].
@@ -37,8 +38,11 @@ pub(super) struct Runtime {
     pub(super) hwid: Result<String, String>,
     /// The last product version read (kept when `version_file` breaks).
     pub(super) product_version: Option<String>,
-    /// Licence and update state last announced.
-    pub(super) announced: Option<(LicenseState, UpdateState)>,
+    /// Licence state, update state and warnings last announced.
+    pub(super) announced: Option<Announced>,
+    /// When the current run of failed saves of `state.json` began (the
+    /// warning `state_not_saved`); `None` once a save works.
+    pub(super) state_not_saved_since: Option<Timestamp>,
 }
 
 impl Runtime {
@@ -103,6 +107,9 @@ pub struct Daemon {
     pub(super) systemd: bool,
     pub(super) status_tx: watch::Sender<Arc<Snapshot>>,
     pub(super) save_tx: watch::Sender<Arc<Core>>,
+    /// When the warnings next change by themselves (set by `publish`, slept
+    /// on by the warnings timer).
+    pub(super) warnings_change_tx: watch::Sender<Option<Timestamp>>,
     /// One portal request at a time.
     pub(super) portal_lock: tokio::sync::Mutex<()>,
     /// When a manual licence check last made a request (for the 10 s reuse).
@@ -181,7 +188,7 @@ impl Daemon {
         let now = self.now();
         let config = self.config();
         let proxy = self.client().proxy_shown();
-        let (doc, core, change) = {
+        let (doc, core, before, next_change) = {
             let mut st = lock(&self.state);
             st.core.expire_gate(now);
             let inputs = st.inputs();
@@ -193,16 +200,24 @@ impl Daemon {
                 hardware_id: st.hwid.as_deref().ok(),
                 product_version: st.product_version.clone(),
                 proxy,
-                warn_before_expiry: wispanel_core::warnings::DEFAULT_WARN_BEFORE_EXPIRY,
-                state_not_saved_since: None,
+                warn_before_expiry: config.warn_before_expiry,
+                state_not_saved_since: st.state_not_saved_since,
                 activation_in_doubt: false,
             };
             let doc = StatusDocument::build(&st.core, &si, now);
-            let states = (doc.license.state, doc.update.state);
-            let change = (st.announced != Some(states)).then(|| (st.announced, states));
-            st.announced = Some(states);
-            (doc, Arc::new(st.core.clone()), change)
+            let next_change = warnings::next_change(&si.warning_facts(&st.core, now), now);
+            let before = st.announced.replace(doc.announced());
+            (doc, Arc::new(st.core.clone()), before, next_change)
         };
+        self.warnings_change_tx.send_if_modified(|old| {
+            let changed = *old != next_change;
+            *old = next_change;
+            changed
+        });
+        log_warning_changes(before.as_ref().map_or(&[], |b| &b.warnings), &doc.warnings);
+        let states = (doc.license.state, doc.update.state);
+        let before_states = before.map(|b| (b.license, b.update));
+        let change = (before_states != Some(states)).then_some((before_states, states));
         if let Some((before, (lic, upd))) = change {
             let why = doc
                 .license
@@ -346,6 +361,18 @@ impl Daemon {
                 version: None,
             },
         )
+    }
+}
+
+/// Logs each warning that appears (with what it says) and each that goes;
+/// a message that only changes its day count is not news.
+fn log_warning_changes(before: &[Warning], after: &[Warning]) {
+    let had = |ws: &[Warning], c| ws.iter().any(|w| w.code == c);
+    for w in after.iter().filter(|w| !had(before, w.code)) {
+        warn!(warning = %w.code, "warning {}: {}", w.code, w.message);
+    }
+    for w in before.iter().filter(|w| !had(after, w.code)) {
+        info!(warning = %w.code, "warning {} cleared", w.code);
     }
 }
 

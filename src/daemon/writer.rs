@@ -1,10 +1,27 @@
 //! The state writer: saves the newest core after every change.
 
-use super::state::Daemon;
+use super::state::{Daemon, lock};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{Instrument, error, info, info_span};
+
+impl Daemon {
+    /// Records the outcome of a save of `state.json`: the warning
+    /// `state_not_saved` stands from the first failure until a save works.
+    fn note_save(&self, ok: bool) {
+        let now = self.now();
+        let changed = {
+            let mut st = lock(&self.state);
+            let before = st.state_not_saved_since;
+            st.state_not_saved_since = if ok { None } else { before.or(Some(now)) };
+            st.state_not_saved_since != before
+        };
+        if changed {
+            self.publish();
+        }
+    }
+}
 
 /// Saves each new core; on failure (full disk, read-only directory) logs
 /// loudly, keeps serving from memory and tries again with a growing delay.
@@ -22,11 +39,12 @@ pub(super) async fn state_writer(
                 let core = rx.borrow().clone();
                 let store = d.store.clone();
                 let now = d.now();
-                match tokio::task::spawn_blocking(move || store.save(&core, now)).await
-                {
+                let saved = match tokio::task::spawn_blocking(move || store.save(&core, now)).await {
                     Ok(r) => r.map_err(|e| e.to_string()),
                     Err(e) => Err(format!("the save task failed: {e}")),
-                }
+                };
+                d.note_save(saved.is_ok());
+                saved
             };
             let mut failed = false;
             let policy = ExponentialBuilder::default()
