@@ -3,7 +3,7 @@
 # cargo-fuzz on the nightly toolchain (.ci/run calls it; cargo-fuzz is
 # installed from crates.io when missing). Without a nightly toolchain it says
 # so and exits 0; the same targets then still run as the bounded "fuzz smoke"
-# test on stable (cargo test --test fuzz_smoke).
+# test on stable (cargo test -p wispanel-fuzz-cases).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -11,12 +11,12 @@ secs="${FUZZ_SECONDS:-30}"
 targets=(classify config)
 
 if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
-    echo "fuzz: skipped: no nightly toolchain (cargo fuzz needs one); run: cargo test --test fuzz_smoke"
+    echo "fuzz: skipped: no nightly toolchain (cargo fuzz needs one); run: cargo test -p wispanel-fuzz-cases"
     exit 0
 fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
     if ! cargo install cargo-fuzz --locked --quiet; then
-        echo "fuzz: skipped: cargo-fuzz cannot be installed; run: cargo test --test fuzz_smoke"
+        echo "fuzz: skipped: cargo-fuzz cannot be installed; run: cargo test -p wispanel-fuzz-cases"
         exit 0
     fi
 fi
