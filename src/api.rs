@@ -78,6 +78,10 @@ pub struct PortalView {
     /// connection. Absent in the answers of older daemons.
     #[serde(default)]
     pub proxy: Option<String>,
+    /// An activation went out and no verdict came back: it may hold a seat
+    /// (SPEC "Activation in doubt"). Absent in the answers of older daemons.
+    #[serde(default)]
+    pub activation_in_doubt: bool,
 }
 
 /// What the status document is built from besides the core.
@@ -190,6 +194,7 @@ impl StatusDocument {
                 rate_limited_until: core.gate_closed_until(now),
                 clock_skew_seconds: core.portal.clock_skew_seconds,
                 proxy: si.proxy.clone(),
+                activation_in_doubt: core.activation_in_doubt(),
             },
             warnings: warnings::warnings(&si.warning_facts(core, now), now),
         };

@@ -18,6 +18,22 @@ use wispanel_core::classify::{self, BodyProblem, Classified, Exchange, MAX_BODY}
 use wispanel_core::key::LicenseKey;
 use wispanel_core::timestamp::Timestamp;
 
+/// A new `Idempotency-Key` for an `activate`: a random UUID (version 4, text).
+pub fn new_idempotency_key() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
 /// The `User-Agent` of every request.
 pub fn user_agent() -> String {
     format!("wispanel-license/{}", env!("CARGO_PKG_VERSION"))
@@ -165,18 +181,28 @@ impl PortalClient {
     /// POSTs `body` to `endpoint` and classifies whatever happens. Never fails:
     /// every failure is a classified non-verdict.
     pub async fn call(&self, endpoint: Endpoint, body: &Value) -> Classified {
+        self.call_keyed(endpoint, body, None).await
+    }
+
+    /// As [`PortalClient::call`], with an `Idempotency-Key` header when given
+    /// (every `activate` carries one, SPEC "Activation in doubt").
+    pub async fn call_keyed(
+        &self,
+        endpoint: Endpoint,
+        body: &Value,
+        idempotency_key: Option<&str>,
+    ) -> Classified {
         let url = format!("{}{}", self.base, endpoint.path());
         let deadline = Instant::now() + self.timeout;
-        let sent = tokio::time::timeout_at(
-            deadline,
-            self.http
-                .post(&url)
-                .header(reqwest::header::ACCEPT, "application/json")
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.to_string())
-                .send(),
-        )
-        .await;
+        let mut request = self
+            .http
+            .post(&url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        if let Some(k) = idempotency_key {
+            request = request.header("Idempotency-Key", k);
+        }
+        let sent = tokio::time::timeout_at(deadline, request.body(body.to_string()).send()).await;
         let now = crate::clock::now();
         let resp = match sent {
             Err(_) => return failed(endpoint, ErrorKind::Timeout, self.timeout_message(), now),
@@ -312,4 +338,20 @@ pub fn transport_error(e: &reqwest::Error) -> (ErrorKind, String) {
         }
     };
     (kind, msg)
+}
+
+#[cfg(test)]
+mod idempotency_key_tests {
+    use super::new_idempotency_key;
+
+    #[test]
+    fn idempotency_keys_are_v4_uuids_and_differ() {
+        let a = new_idempotency_key();
+        let parts: Vec<usize> = a.split('-').map(str::len).collect();
+        assert_eq!(parts, [8, 4, 4, 4, 12], "{a}");
+        assert!(a.chars().all(|c| c == '-' || c.is_ascii_hexdigit()));
+        assert_eq!(&a[14..15], "4", "version 4: {a}");
+        assert!("89ab".contains(&a[19..20]), "RFC 4122 variant: {a}");
+        assert_ne!(a, new_idempotency_key());
+    }
 }

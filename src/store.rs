@@ -69,6 +69,10 @@ pub enum Loaded {
 #[derive(Clone, Debug)]
 pub struct Store {
     dir: PathBuf,
+    /// One write of `state.json` at a time: the state writer and a save that
+    /// must land before a request leaves (an activation's `Idempotency-Key`)
+    /// share the temporary file's name.
+    writing: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -83,6 +87,7 @@ impl Store {
         }
         Ok(Store {
             dir: dir.to_path_buf(),
+            writing: Default::default(),
         })
     }
 
@@ -152,6 +157,7 @@ impl Store {
             problem: format!("cannot serialise the state: {e}"),
         })?;
         text.push(b'\n');
+        let _one_at_a_time = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         self.write_atomic(STATE_FILE, &text)
     }
 

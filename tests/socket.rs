@@ -104,11 +104,13 @@ fn assert_document_shape(s: &Value) {
             "next_update_check_at",
             "rate_limited_until",
             "clock_skew_seconds",
-            "proxy"
+            "proxy",
+            "activation_in_doubt"
         ])
     );
     // The daemon runs without proxy variables (see tests/common): no proxy.
     assert!(s["portal"]["proxy"].is_null(), "{}", s["portal"]);
+    assert_eq!(s["portal"]["activation_in_doubt"], false, "{}", s["portal"]);
     for (obj, f) in [
         ("license", "expires_at"),
         ("license", "valid_until"),

@@ -84,23 +84,42 @@ impl Daemon {
             .clone()
             .map_err(ActionError::NoHardwareId)?;
         let body = self.body(Endpoint::Activate, &key, &hw, &version, &config);
-        let c = self
-            .call(Endpoint::Activate, &body)
-            .await
-            .ok_or_else(|| ActionError::Unreachable("the daemon is shutting down".into()))?;
         let candidate = Inputs {
             key_fingerprint: Some(key.fingerprint()),
-            hardware_id: hw,
+            hardware_id: hw.clone(),
         };
-        let result = {
-            let mut st = lock(&self.state);
-            st.core.record_candidate_activation(
+        let idempotency_key = self.activation_key(&candidate).await;
+        let shutting_down = || ActionError::Unreachable("the daemon is shutting down".into());
+        let mut c = self
+            .call_keyed(Endpoint::Activate, &body, Some(&idempotency_key))
+            .await
+            .ok_or_else(shutting_down)?;
+        let held = lock(&self.state).core.record_candidate(
+            Endpoint::Activate,
+            &c,
+            &candidate,
+            &config.schedule.core(),
+            self.now(),
+            &mut **self.jitter(),
+        );
+        if held {
+            // The activation is in doubt: one validate decides (SPEC).
+            let body = self.body(Endpoint::Validate, &key, &hw, &version, &config);
+            c = self
+                .call(Endpoint::Validate, &body)
+                .await
+                .ok_or_else(shutting_down)?;
+            lock(&self.state).core.record_candidate(
+                Endpoint::Validate,
                 &c,
                 &candidate,
                 &config.schedule.core(),
                 self.now(),
                 &mut **self.jitter(),
             );
+        }
+        let result = {
+            let mut st = lock(&self.state);
             match &c.outcome {
                 Outcome::Valid(_) => {
                     st.saved_key = Some(key.clone());

@@ -5,7 +5,9 @@ use super::state::{Daemon, lock};
 use super::{Alive, LICENCE_LOOP, MAX_SLEEP, Why, instant_for};
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::{Instrument, info_span};
+use tracing::{Instrument, error, info_span};
+use wispanel_core::Endpoint;
+use wispanel_core::machine::Inputs;
 
 impl Daemon {
     /// Makes one licence request (activate or validate, as the core says).
@@ -36,7 +38,14 @@ impl Daemon {
             let body = self.body(due.endpoint, key, hw, &version, &config);
             (due.endpoint, body, inputs)
         };
-        let Some(c) = self.call(endpoint, &body).await else {
+        let idempotency_key = match endpoint {
+            Endpoint::Activate => Some(self.activation_key(&inputs).await),
+            _ => None,
+        };
+        let Some(c) = self
+            .call_keyed(endpoint, &body, idempotency_key.as_deref())
+            .await
+        else {
             return false;
         };
         {
@@ -56,6 +65,33 @@ impl Daemon {
         self.publish();
         self.wake_update.notify_one();
         true
+    }
+
+    /// The `Idempotency-Key` of an `activate` with `inputs` about to be sent
+    /// (the saved one while that activation has no verdict, else a new one),
+    /// written to `state.json` before the request leaves (SPEC "Activation
+    /// in doubt"), so that a kill -9 cannot lose it.
+    pub(super) async fn activation_key(&self, inputs: &Inputs) -> String {
+        let (key, core) = {
+            let mut st = lock(&self.state);
+            let key = st
+                .core
+                .activation_key_or(inputs, crate::portal::new_idempotency_key);
+            (key, st.core.clone())
+        };
+        let store = self.store.clone();
+        let now = self.now();
+        match tokio::task::spawn_blocking(move || store.save(&core, now)).await {
+            Ok(Ok(())) => {}
+            // Sent all the same: the key stays in memory and the state
+            // writer keeps trying to save it.
+            Ok(Err(e)) => {
+                error!(error = %e, "cannot save the activation's Idempotency-Key before sending it")
+            }
+            Err(e) => error!(error = %e, "the save task failed"),
+        }
+        self.publish();
+        key
     }
 }
 

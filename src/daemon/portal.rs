@@ -23,6 +23,19 @@ pub trait Portal: Send + Sync {
         body: &'a serde_json::Value,
     ) -> BoxFuture<'a, Classified>;
 
+    /// As `call`, with an `Idempotency-Key` header when given (every
+    /// `activate` carries one, SPEC "Activation in doubt"). A portal that
+    /// cannot send it (a test's fake) ignores it.
+    fn call_keyed<'a>(
+        &'a self,
+        endpoint: Endpoint,
+        body: &'a serde_json::Value,
+        idempotency_key: Option<&'a str>,
+    ) -> BoxFuture<'a, Classified> {
+        let _ = idempotency_key;
+        self.call(endpoint, body)
+    }
+
     /// The proxy the requests go through, as the status shows it
     /// (`portal.proxy`: credentials masked), or `None` for a direct line.
     fn proxy_shown(&self) -> Option<String> {
@@ -37,6 +50,20 @@ impl Portal for PortalClient {
         body: &'a serde_json::Value,
     ) -> BoxFuture<'a, Classified> {
         Box::pin(PortalClient::call(self, endpoint, body))
+    }
+
+    fn call_keyed<'a>(
+        &'a self,
+        endpoint: Endpoint,
+        body: &'a serde_json::Value,
+        idempotency_key: Option<&'a str>,
+    ) -> BoxFuture<'a, Classified> {
+        Box::pin(PortalClient::call_keyed(
+            self,
+            endpoint,
+            body,
+            idempotency_key,
+        ))
     }
 
     fn proxy_shown(&self) -> Option<String> {
@@ -59,9 +86,19 @@ impl Daemon {
         endpoint: Endpoint,
         body: &serde_json::Value,
     ) -> Option<Classified> {
+        self.call_keyed(endpoint, body, None).await
+    }
+
+    /// As `call`, with an `Idempotency-Key` header when given.
+    pub(super) async fn call_keyed(
+        &self,
+        endpoint: Endpoint,
+        body: &serde_json::Value,
+        idempotency_key: Option<&str>,
+    ) -> Option<Classified> {
         let client = self.client();
         let c = tokio::select! {
-            c = client.call(endpoint, body) => c,
+            c = client.call_keyed(endpoint, body, idempotency_key) => c,
             _ = self.shutdown.cancelled() => {
                 info!(%endpoint, "shutting down: abandoning the portal request");
                 return None;

@@ -416,6 +416,7 @@ pub(super) fn placeholder_doc(started: Timestamp) -> StatusDocument {
             rate_limited_until: None,
             clock_skew_seconds: None,
             proxy: None,
+            activation_in_doubt: false,
         },
         warnings: Vec::new(),
     }

@@ -11,10 +11,16 @@ pub const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
 /// How long a closing answer asks us to wait.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GateClose {
-    /// Until this instant (already clamped to 1 s .. 24 h from the answer).
+    /// Until this instant of the local clock (already clamped to 1 s .. 24 h
+    /// from the answer).
     Until(Timestamp),
     /// The answer named no usable time: wait for the retry back-off.
     Backoff,
+    /// A date in the portal's clock (an HTTP-date `Retry-After` or an
+    /// `X-RateLimit-Reset`) from an answer without a `Date` header to measure
+    /// it against: the core reads it with the clock skew it knows (SPEC
+    /// "Portal time") and clamps the wait.
+    PortalDate(Timestamp),
 }
 
 /// Clamps a wait to SPEC's bounds and turns it into an instant.
@@ -25,9 +31,16 @@ pub fn clamp_until(now: Timestamp, wait_ms: i128) -> Timestamp {
     Timestamp(now.0.saturating_add(w as i64))
 }
 
-/// Parses `Retry-After`: delta-seconds or an HTTP date. `None` when the value is
+/// What a rate-limit header names: a wait, or a date in the portal's clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Deadline {
+    WaitMs(i128),
+    PortalDate(Timestamp),
+}
+
+/// `Retry-After`: delta-seconds or an HTTP date. `None` when the value is
 /// garbage or negative (the caller then falls back).
-pub fn parse_retry_after(value: &str, now: Timestamp) -> Option<Timestamp> {
+fn retry_after_value(value: &str) -> Option<Deadline> {
     let v = value.trim();
     if v.is_empty() {
         return None;
@@ -35,48 +48,74 @@ pub fn parse_retry_after(value: &str, now: Timestamp) -> Option<Timestamp> {
     if v.bytes().all(|b| b.is_ascii_digit()) {
         // Enormous values saturate, then clamp to 24 h.
         let secs: i128 = v.parse::<u64>().map(i128::from).unwrap_or(i128::MAX / 2000);
-        return Some(clamp_until(now, secs.saturating_mul(1000)));
+        return Some(Deadline::WaitMs(secs.saturating_mul(1000)));
     }
-    let at = Timestamp::parse_http_date(v)?;
-    Some(clamp_until(now, i128::from(at.0) - i128::from(now.0)))
+    Timestamp::parse_http_date(v).map(Deadline::PortalDate)
 }
 
-/// Parses `X-RateLimit-Reset` as unix seconds.
-pub fn parse_ratelimit_reset(value: &str, now: Timestamp) -> Option<Timestamp> {
+/// `X-RateLimit-Reset`: unix seconds in the portal's clock.
+fn ratelimit_reset_value(value: &str) -> Option<Deadline> {
     let secs: i64 = value.trim().parse().ok()?;
-    let at = i128::from(secs) * 1000;
-    Some(clamp_until(now, at - i128::from(now.0)))
+    Some(Deadline::PortalDate(Timestamp::from_unix_secs(secs)))
+}
+
+/// Turns a deadline into a gate: a date is read against `portal_now` (the
+/// `Date` of the same answer) when there is one (SPEC "Portal time").
+fn resolve(d: Deadline, now: Timestamp, portal_now: Option<Timestamp>) -> GateClose {
+    match (d, portal_now) {
+        (Deadline::WaitMs(ms), _) => GateClose::Until(clamp_until(now, ms)),
+        (Deadline::PortalDate(at), Some(pn)) => {
+            GateClose::Until(clamp_until(now, i128::from(at.0) - i128::from(pn.0)))
+        }
+        (Deadline::PortalDate(at), None) => GateClose::PortalDate(at),
+    }
+}
+
+/// Parses `Retry-After` read in the local clock: delta-seconds or an HTTP
+/// date. `None` when the value is garbage or negative.
+pub fn parse_retry_after(value: &str, now: Timestamp) -> Option<Timestamp> {
+    match resolve(retry_after_value(value)?, now, Some(now)) {
+        GateClose::Until(t) => Some(t),
+        _ => None,
+    }
+}
+
+/// Parses `X-RateLimit-Reset` as unix seconds, read in the local clock.
+pub fn parse_ratelimit_reset(value: &str, now: Timestamp) -> Option<Timestamp> {
+    match resolve(ratelimit_reset_value(value)?, now, Some(now)) {
+        GateClose::Until(t) => Some(t),
+        _ => None,
+    }
 }
 
 /// Decides whether an HTTP answer closes the gate, and until when.
 ///
-/// `header` looks a header up case-insensitively.
+/// `header` looks a header up case-insensitively. A date the answer names is
+/// turned into a wait against the answer's own `Date` when it has one; else
+/// it is left to the core as [`GateClose::PortalDate`].
 pub fn closing(
     status: u16,
     header: &dyn Fn(&str) -> Option<String>,
     now: Timestamp,
 ) -> Option<GateClose> {
-    let retry_after = header("retry-after");
+    let portal_now = header("date").and_then(|d| Timestamp::parse_http_date(&d));
+    let retry_after = header("retry-after").as_deref().and_then(retry_after_value);
     match status {
         429 => {
-            if let Some(t) = retry_after
-                .as_deref()
-                .and_then(|v| parse_retry_after(v, now))
-            {
-                return Some(GateClose::Until(t));
-            }
-            if let Some(t) = header("x-ratelimit-reset")
-                .as_deref()
-                .and_then(|v| parse_ratelimit_reset(v, now))
-            {
-                return Some(GateClose::Until(t));
-            }
-            Some(GateClose::Backoff)
+            let reset = || {
+                header("x-ratelimit-reset")
+                    .as_deref()
+                    .and_then(ratelimit_reset_value)
+            };
+            Some(match retry_after.or_else(reset) {
+                Some(d) => resolve(d, now, portal_now),
+                None => GateClose::Backoff,
+            })
         }
         503 => {
-            let v = retry_after?;
-            Some(match parse_retry_after(&v, now) {
-                Some(t) => GateClose::Until(t),
+            header("retry-after")?;
+            Some(match retry_after {
+                Some(d) => resolve(d, now, portal_now),
                 None => GateClose::Backoff,
             })
         }
@@ -90,7 +129,7 @@ mod tests {
 
     const NOW: Timestamp = Timestamp(1_800_000_000_000);
 
-    fn hdrs(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    fn hdrs(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
         let v: Vec<(String, String)> = pairs
             .iter()
             .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
@@ -185,13 +224,48 @@ mod tests {
             ),
             Some(GateClose::Until(NOW.add(Duration::from_secs(10))))
         );
+        let date = NOW.to_http_date();
         assert_eq!(
             closing(
                 429,
-                &hdrs(&[("Retry-After", "??"), ("X-RateLimit-Reset", &reset)]),
+                &hdrs(&[
+                    ("Retry-After", "??"),
+                    ("X-RateLimit-Reset", &reset),
+                    ("Date", &date)
+                ]),
                 NOW
             ),
             Some(GateClose::Until(NOW.add(Duration::from_secs(30))))
+        );
+        // Without a Date to measure it against, a date is left to the core.
+        assert_eq!(
+            closing(429, &hdrs(&[("X-RateLimit-Reset", &reset)]), NOW),
+            Some(GateClose::PortalDate(NOW.add(Duration::from_secs(30))))
+        );
+    }
+
+    #[test]
+    fn dates_are_read_against_the_answers_own_date() {
+        // The portal's clock is an hour behind ours.
+        let portal_now = NOW.sub(Duration::from_secs(3600));
+        let date = portal_now.to_http_date();
+        let in_2m = portal_now.add(Duration::from_secs(120)).to_http_date();
+        let reset = (portal_now.unix_secs() + 90).to_string();
+        let two_min = Some(GateClose::Until(NOW.add(Duration::from_secs(120))));
+        for status in [429, 503] {
+            let h = hdrs(&[("Date", &date), ("Retry-After", &in_2m)]);
+            assert_eq!(closing(status, &h, NOW), two_min, "{status}");
+        }
+        let h = hdrs(&[("Date", &date), ("X-RateLimit-Reset", &reset)]);
+        assert_eq!(
+            closing(429, &h, NOW),
+            Some(GateClose::Until(NOW.add(Duration::from_secs(90))))
+        );
+        // Seconds are a wait, whatever the Date.
+        let h = hdrs(&[("Date", &date), ("Retry-After", "5")]);
+        assert_eq!(
+            closing(503, &h, NOW),
+            Some(GateClose::Until(NOW.add(Duration::from_secs(5))))
         );
     }
 }

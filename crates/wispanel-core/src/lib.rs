@@ -7,11 +7,13 @@
 //! tests and the fleet simulation all drive the same code.
 #![forbid(unsafe_code)]
 
+pub mod activation;
 pub mod classify;
 pub mod duration;
 pub mod gate;
 pub mod key;
 pub mod machine;
+pub mod portal_time;
 pub mod schedule;
 pub mod timestamp;
 pub mod version;

@@ -10,6 +10,7 @@ use super::classify::{Classified, LicenseDetails, Outcome, UpdateAnswer};
 use super::gate::{self, GateClose};
 use super::schedule::{self, Jitter};
 use super::{Endpoint, ErrorKind, LicenseState, PortalError, Reason, UpdateState};
+use crate::activation::PendingActivation;
 use crate::schedule::Schedule;
 use crate::timestamp::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -71,6 +72,10 @@ pub struct Licence {
     pub configured_key: Option<String>,
     #[serde(default)]
     pub configured_key_seen: bool,
+    /// An `activate` without a verdict yet, with its `Idempotency-Key`
+    /// (see [`crate::activation`]).
+    #[serde(default)]
+    pub activation: Option<PendingActivation>,
 }
 
 /// What the daemon knows about updates.
@@ -82,6 +87,9 @@ pub struct Update {
     pub changelog: Option<String>,
     pub checked_at: Option<Timestamp>,
     pub reason: Option<Reason>,
+    /// Update checks failed in a row (without an answer), for their pacing.
+    #[serde(default)]
+    pub failed_checks: u32,
 }
 
 /// The portal connection's health, the gate and the back-off step.
@@ -138,7 +146,7 @@ impl Core {
             None => LicenseState::Unknown,
             Some(Verdict::Refused { state, .. }) => *state,
             Some(Verdict::Valid { .. }) => {
-                let until = self.grace_until(s).unwrap_or(now);
+                let until = self.lapse_at(s).unwrap_or(now);
                 if now >= until {
                     LicenseState::Lapsed
                 } else if self.licence.failing {
@@ -150,10 +158,10 @@ impl Core {
         }
     }
 
-    /// The end of grace while the last verdict is valid: the portal's
-    /// `valid_until` as sent, else the verdict's time plus `offline_grace`
-    /// (SPEC). The clock skew seen with the verdict is kept beside it, for
-    /// `doctor` and the status, but does not move the deadline.
+    /// The end of grace while the last verdict is valid, as shown: the
+    /// portal's `valid_until` as sent (in the portal's clock), else the
+    /// verdict's time plus `offline_grace` (SPEC). Comparisons with the local
+    /// clock use [`Core::lapse_at`], which reads it in the portal's clock.
     pub fn grace_until(&self, s: &Schedule) -> Option<Timestamp> {
         match &self.licence.verdict {
             Some(Verdict::Valid { at, details, .. }) => Some(
@@ -165,18 +173,11 @@ impl Core {
         }
     }
 
-    /// `grace_until` while the host is in `grace` (a valid verdict, a failure
-    /// since, the deadline not passed).
-    fn in_grace(&self, s: &Schedule, now: Timestamp) -> Option<Timestamp> {
-        let until = self.grace_until(s)?;
-        (self.licence.failing && now < until).then_some(until)
-    }
-
     /// The next instant at which the derived state changes by itself (grace
     /// or active turning into lapsed), so the daemon can wake and announce it.
     pub fn next_lapse(&self, inputs: &Inputs, s: &Schedule, now: Timestamp) -> Option<Timestamp> {
         match self.license_state(inputs, s, now) {
-            LicenseState::Active | LicenseState::Grace => self.grace_until(s),
+            LicenseState::Active | LicenseState::Grace => self.lapse_at(s),
             _ => None,
         }
     }
@@ -252,7 +253,9 @@ impl Core {
             key_fingerprint: fp.clone(),
             hardware_id: inputs.hardware_id.clone(),
         };
-        let endpoint = if self.licence.activated.as_ref() == Some(&binding) {
+        let endpoint = if self.licence.activated.as_ref() == Some(&binding)
+            || self.confirming_activation(&binding)
+        {
             Endpoint::Validate
         } else {
             Endpoint::Activate
@@ -293,6 +296,10 @@ impl Core {
                 GateClose::Backoff => {
                     let wait = schedule::backoff_delay(s, self.failure_step(), j);
                     gate::clamp_until(now, wait.as_millis() as i128)
+                }
+                GateClose::PortalDate(at) => {
+                    let at = self.portal_to_local(at);
+                    gate::clamp_until(now, i128::from(at.0) - i128::from(now.0))
                 }
             };
             let until = self
@@ -336,6 +343,15 @@ impl Core {
             hardware_id: inputs.hardware_id.clone(),
         });
         let stale = self.licence.seen.is_some() && self.licence.seen != binding;
+        if self
+            .settle_activation(endpoint, c, binding.as_ref())
+            .is_some()
+        {
+            // Not final while the activation is in doubt (SPEC): one
+            // `validate` first, at once; its answer is the verdict.
+            self.plan.next_validate_at = None;
+            return;
+        }
         match &c.outcome {
             Outcome::Valid(details) => {
                 self.licence.verdict = Some(Verdict::Valid {
@@ -375,7 +391,7 @@ impl Core {
                     self.licence.failing = true;
                 }
                 let grace = match self.license_state(inputs, s, now) {
-                    LicenseState::Grace => self.grace_until(s),
+                    LicenseState::Grace => self.lapse_at(s),
                     _ => None,
                 };
                 let next = schedule::next_licence_retry(now, self.failure_step(), grace, s, j);
@@ -405,16 +421,37 @@ impl Core {
         now: Timestamp,
         j: &mut dyn Jitter,
     ) {
+        self.record_candidate(Endpoint::Activate, c, candidate, s, now, j);
+    }
+
+    /// As [`Core::record_candidate_activation`], for the `activate` or for
+    /// the one `validate` that decides an activation in doubt. Returns true
+    /// when the answer (a `MAX_ACTIVATIONS` or `HARDWARE_MISMATCH` to an
+    /// `activate` in doubt) is not final: the caller sends one `validate`
+    /// with the candidate and records it here too.
+    pub fn record_candidate(
+        &mut self,
+        endpoint: Endpoint,
+        c: &Classified,
+        candidate: &Inputs,
+        s: &Schedule,
+        now: Timestamp,
+        j: &mut dyn Jitter,
+    ) -> bool {
+        let binding = candidate.key_fingerprint.as_ref().map(|fp| Binding {
+            key_fingerprint: fp.clone(),
+            hardware_id: candidate.hardware_id.clone(),
+        });
         if matches!(c.outcome, Outcome::Valid(_)) {
             self.licence.deactivated_key = None;
             // The candidate becomes the inputs in force with this answer.
-            self.licence.seen = candidate.key_fingerprint.as_ref().map(|fp| Binding {
-                key_fingerprint: fp.clone(),
-                hardware_id: candidate.hardware_id.clone(),
-            });
-            self.record_licence(Endpoint::Activate, c, candidate, s, now, j);
+            self.licence.seen = binding;
+            self.record_licence(endpoint, c, candidate, s, now, j);
+            false
         } else {
             self.note_exchange(c, s, now, j);
+            self.settle_activation(endpoint, c, binding.as_ref())
+                .is_some()
         }
     }
 
@@ -478,6 +515,7 @@ impl Core {
                     changelog: changelog.clone(),
                     checked_at: Some(now),
                     reason: None,
+                    failed_checks: 0,
                 };
             }
             Outcome::UpdateRefused { state, reason } => {
@@ -485,15 +523,24 @@ impl Core {
                 self.update.current_version = Some(current_version.to_string());
                 self.update.checked_at = Some(now);
                 self.update.reason = Some(reason.clone());
+                self.update.failed_checks = 0;
             }
-            _ => {}
+            _ => {
+                self.update.failed_checks = self.update.failed_checks.saturating_add(1);
+            }
         }
         self.plan.next_update_check_at = Some(if c.outcome.is_answer() {
             schedule::next_regular(now, s.update_check_interval, s, j)
         } else {
-            // SPEC's back-off, and its grace pacing while the host is in grace.
-            let grace = self.in_grace(s, now);
-            let next = schedule::next_licence_retry(now, self.failure_step(), grace, s, j);
+            // SPEC: two quick retries with the back-off, then one try every
+            // `validate_interval` until one succeeds.
+            let next = schedule::next_update_retry(
+                now,
+                self.update.failed_checks,
+                self.failure_step(),
+                s,
+                j,
+            );
             self.spread_after_gate(next, s, now, j)
         });
     }
@@ -691,7 +738,7 @@ mod tests {
     }
 
     #[test]
-    fn grace_until_is_valid_until_as_sent_whatever_the_skew() {
+    fn grace_until_is_shown_as_sent_and_read_in_the_portals_clock() {
         let s = sched();
         let mut c = Core::default();
         let i = inputs();
@@ -703,7 +750,8 @@ mod tests {
         c.record_licence(Endpoint::Validate, &a, &i, &s, T0, &mut j());
         assert_eq!(c.portal.clock_skew_seconds, Some(10 * 86400));
         assert_eq!(c.grace_until(&s), Some(vu));
-        assert_eq!(c.license_state(&i, &s, T0), LicenseState::Lapsed);
+        assert_eq!(c.license_state(&i, &s, T0), LicenseState::Active);
+        assert_eq!(c.lapse_at(&s), Some(T0.add(7 * DAY)));
     }
 
     #[test]
@@ -731,27 +779,56 @@ mod tests {
     }
 
     #[test]
-    fn failed_update_checks_back_off_and_are_paced_in_grace() {
+    fn failed_update_checks_two_quick_retries_then_one_per_validate_interval() {
         let s = sched();
         let i = inputs();
-        let mut c = Core::default();
-        c.record_licence(Endpoint::Validate, &valid(T0), &i, &s, T0, &mut j());
-        let fail = |t| answer(Endpoint::CheckUpdate, 500, "", &[], t);
-        // Active (the licence checks succeed): SPEC's back-off.
-        let mut waits = vec![];
-        let mut t = T0;
-        for _ in 0..4 {
+        // Whatever the licence does (active, or grace), SPEC paces failed
+        // update checks the same way.
+        for grace in [false, true] {
+            let mut c = Core::default();
+            c.record_licence(Endpoint::Validate, &valid(T0), &i, &s, T0, &mut j());
+            if grace {
+                c.record_licence(Endpoint::Validate, &failure(T0), &i, &s, T0, &mut j());
+                assert_eq!(c.license_state(&i, &s, T0), LicenseState::Grace);
+            }
+            let fail = |t| answer(Endpoint::CheckUpdate, 500, "", &[], t);
+            let mut waits = vec![];
+            let mut t = T0;
+            for _ in 0..5 {
+                c.record_update(&fail(t), "1.4.2", &s, t, &mut j());
+                let next = c.update_due(t).unwrap();
+                waits.push(next.since(t).as_secs());
+                t = next;
+            }
+            let six_h = 6 * 3600;
+            // The quick retries follow the portal's failure step n.
+            let quick: Vec<u64> = if grace { vec![30, 60] } else { vec![15, 30] };
+            assert_eq!(waits[..2], quick[..], "grace={grace}");
+            assert_eq!(waits[2..], [six_h, six_h, six_h], "grace={grace}");
+            assert_eq!(c.update.failed_checks, 5);
+            // A success resets the count: the next failure retries quickly again.
+            let ok = answer(
+                Endpoint::CheckUpdate,
+                200,
+                r#"{"update_available": false}"#,
+                &[],
+                t,
+            );
+            c.record_update(&ok, "1.4.2", &s, t, &mut j());
+            assert_eq!(c.update.failed_checks, 0);
             c.record_update(&fail(t), "1.4.2", &s, t, &mut j());
-            let next = c.update_due(t).unwrap();
-            waits.push(next.since(t).as_secs());
-            t = next;
+            assert_eq!(c.update_due(t).unwrap(), t.add(Duration::from_secs(15)));
+            // A download refusal is an answer too.
+            let no = answer(
+                Endpoint::CheckUpdate,
+                403,
+                r#"{"code": "UPDATES_EXPIRED"}"#,
+                &[],
+                t,
+            );
+            c.record_update(&no, "1.4.2", &s, t, &mut j());
+            assert_eq!(c.update.failed_checks, 0);
         }
-        assert_eq!(waits, vec![15, 30, 60, 120]);
-        // In grace, after two quick retries: the normal interval.
-        c.record_licence(Endpoint::Validate, &failure(t), &i, &s, t, &mut j());
-        assert_eq!(c.license_state(&i, &s, t), LicenseState::Grace);
-        c.record_update(&fail(t), "1.4.2", &s, t, &mut j());
-        assert_eq!(c.update_due(t).unwrap(), t.add(s.validate_interval));
     }
 
     #[test]

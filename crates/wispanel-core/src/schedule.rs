@@ -129,6 +129,28 @@ pub fn next_licence_retry(
     }
 }
 
+/// Quick retries of a failed update check before they are paced.
+pub const UPDATE_QUICK_RETRIES: u32 = 2;
+
+/// When to retry an update check after the `failed_checks`-th failed one in a
+/// row (SPEC): the first two retries follow the back-off (`n` is the
+/// portal's failure step), later ones come once per `validate_interval` with
+/// splay until one succeeds. Update checks are never urgent, and a fleet must
+/// not press a portal that is down with them.
+pub fn next_update_retry(
+    now: Timestamp,
+    failed_checks: u32,
+    n: u32,
+    s: &Schedule,
+    j: &mut dyn Jitter,
+) -> Timestamp {
+    if failed_checks > UPDATE_QUICK_RETRIES {
+        next_regular(now, s.validate_interval, s, j)
+    } else {
+        now.add(backoff_delay(s, n, j))
+    }
+}
+
 /// The first try after a closed gate opens: no earlier than the gate, and
 /// spread over up to half of the wait (at most `splay`), so that the hosts a
 /// portal refused in the same second do not all come back in the same second.

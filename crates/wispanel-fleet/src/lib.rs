@@ -9,17 +9,23 @@
 //! This is a discrete-event simulation: a heap of (next time, host), no
 //! clocks, no sockets. With the same [`FleetParams`] (and seed) it gives the
 //! same [`FleetReport`].
+//!
+//! Part of the fleet can run with its clock off ([`FleetParams::skewed`]):
+//! such a host's core sees "now" in its own clock, while the portal's
+//! answers carry the true time (its `Date`, `valid_until`, a `Retry-After`
+//! date). Whether the core reads those deadlines in the portal's clock is
+//! what the case measures: hosts that lapsed early, and the load.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fmt::Write as _;
 use std::time::Duration;
-use wispanel_core::Endpoint;
 use wispanel_core::classify::{Classified, Exchange, Outcome, classify};
 use wispanel_core::machine::{Core, Inputs};
 use wispanel_core::schedule::Schedule;
 use wispanel_core::schedule::{Jitter, SeededJitter};
 use wispanel_core::timestamp::Timestamp;
+use wispanel_core::{Endpoint, LicenseState};
 
 const MINUTE_MS: i64 = 60_000;
 const HOUR: Duration = Duration::from_secs(3600);
@@ -50,6 +56,17 @@ pub struct FleetParams {
     /// Width of the rate buckets; rates are reported per minute whatever it is.
     pub bucket: Duration,
     pub seed: u64,
+    /// Every `skewed.0`-th host runs its clock off by `skewed.1` seconds
+    /// (local minus true), alternately ahead and behind; `None`: every clock is right.
+    pub skewed: Option<(usize, i64)>,
+    /// `valid_until` of a valid answer: the portal's now plus this.
+    pub valid_for: Duration,
+    /// Answers carry the portal's `Date` (without it the core cannot know
+    /// its skew and reads every deadline in its own clock).
+    pub date_header: bool,
+    /// The capacity-limited portal's 429 names an HTTP date in
+    /// `Retry-After` instead of seconds.
+    pub retry_after_date: bool,
 }
 
 impl Default for FleetParams {
@@ -64,6 +81,10 @@ impl Default for FleetParams {
             update_checks: true,
             bucket: Duration::from_secs(60),
             seed: 1,
+            skewed: None,
+            valid_for: Duration::from_secs(7 * 86400),
+            date_header: true,
+            retry_after_date: false,
         }
     }
 }
@@ -194,6 +215,16 @@ pub struct ClientFigures {
     pub above_capacity_until: Option<Duration>,
     /// Hosts not licensed (state not active or grace) at the end.
     pub unlicensed_at_end: usize,
+    /// Hosts found lapsed at some request or at the end (the portal never
+    /// refused anyone, so every lapse is one too early).
+    pub lapsed_hosts: usize,
+    /// Hosts whose core, at the end, would lapse more than 60 s before /
+    /// after the `valid_until` the portal sent (measured in true time).
+    pub lapse_early: usize,
+    pub lapse_late: usize,
+    /// Requests per host over the whole run: hosts whose clock is right,
+    /// ahead, behind (0 for a group without hosts).
+    pub requests_per_host: [f64; 3],
     pub series: Series,
 }
 
@@ -270,20 +301,20 @@ impl Portal {
     }
 }
 
-fn retry_after_header(name: &str) -> Option<String> {
-    name.eq_ignore_ascii_case("retry-after")
-        .then(|| RETRY_AFTER_SECS.to_string())
-}
-
-fn no_header(_: &str) -> Option<String> {
-    None
-}
-
-type HeaderFn = dyn Fn(&str) -> Option<String>;
-
-/// The portal's answer as the client's classifier sees it.
-fn classified(endpoint: Endpoint, answer: &Answer, now: Timestamp) -> Classified {
-    let (status, header, body): (u16, &HeaderFn, String) = match answer {
+/// The portal's answer at the true time `now`, as the classifier of a host
+/// whose clock reads `local` sees it.
+fn classified(
+    p: &FleetParams,
+    endpoint: Endpoint,
+    answer: &Answer,
+    now: Timestamp,
+    local: Timestamp,
+) -> Classified {
+    let mut headers: Vec<(&str, String)> = Vec::new();
+    if p.date_header {
+        headers.push(("date", now.to_http_date()));
+    }
+    let (status, body) = match answer {
         Answer::Valid => {
             let body = match endpoint {
                 Endpoint::CheckUpdate => {
@@ -291,31 +322,43 @@ fn classified(endpoint: Endpoint, answer: &Answer, now: Timestamp) -> Classified
                 }
                 _ => format!(
                     r#"{{"valid": true, "license": {{"valid_until": "{}"}}}}"#,
-                    now.add(Duration::from_secs(7 * 86400)).to_rfc3339()
+                    now.add(p.valid_for).to_rfc3339()
                 ),
             };
-            (200, &no_header, body)
+            (200, body)
         }
         Answer::Unavailable => (
             503,
-            &no_header,
             r#"{"success": false, "code": "INTERNAL_ERROR", "error": "maintenance"}"#.into(),
         ),
-        Answer::RateLimited => (
-            429,
-            &retry_after_header,
-            r#"{"success": false, "code": "RATE_LIMITED"}"#.into(),
-        ),
+        Answer::RateLimited => {
+            let wait = Duration::from_secs(RETRY_AFTER_SECS as u64);
+            headers.push((
+                "retry-after",
+                if p.retry_after_date {
+                    now.add(wait).to_http_date()
+                } else {
+                    RETRY_AFTER_SECS.to_string()
+                },
+            ));
+            (429, r#"{"success": false, "code": "RATE_LIMITED"}"#.into())
+        }
+    };
+    let header = move |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
     };
     classify(
         endpoint,
         &Exchange::Answer {
             status,
-            header,
+            header: &header,
             body: body.as_bytes(),
             body_problem: None,
         },
-        now,
+        local,
     )
 }
 
@@ -327,6 +370,11 @@ enum Loop {
 
 struct Host {
     core: Core,
+    /// Local clock minus the true one, in milliseconds.
+    offset_ms: i64,
+    lapsed: bool,
+    /// Requests this host made.
+    requests: u32,
     /// The time each loop is queued for (`i64::MAX`: not queued).
     licence_at: i64,
     update_at: i64,
@@ -334,14 +382,22 @@ struct Host {
 
 type Queue = BinaryHeap<Reverse<(i64, u32, Loop)>>;
 
+impl Host {
+    fn local(&self, now: Timestamp) -> Timestamp {
+        Timestamp(now.0.saturating_add(self.offset_ms))
+    }
+}
+
 /// Queues a host's loops at the times its core says, as the daemon's loops
 /// would sleep until them; entries that are no longer current are skipped
 /// when they come up.
 fn requeue(q: &mut Queue, idx: u32, h: &mut Host, inputs: &Inputs, updates: bool, now: Timestamp) {
+    // The core plans in the host's clock; the queue runs in the true one.
+    let local = h.local(now);
     let lic = h
         .core
-        .due(inputs, now)
-        .map_or(i64::MAX, |d| d.at.0.max(now.0));
+        .due(inputs, local)
+        .map_or(i64::MAX, |d| d.at.0.saturating_sub(h.offset_ms).max(now.0));
     if lic != h.licence_at {
         h.licence_at = lic;
         if lic != i64::MAX {
@@ -349,7 +405,9 @@ fn requeue(q: &mut Queue, idx: u32, h: &mut Host, inputs: &Inputs, updates: bool
         }
     }
     let upd = if updates {
-        h.core.update_due(now).map_or(i64::MAX, |t| t.0.max(now.0))
+        h.core
+            .update_due(local)
+            .map_or(i64::MAX, |t| t.0.saturating_sub(h.offset_ms).max(now.0))
     } else {
         i64::MAX
     };
@@ -375,23 +433,33 @@ fn simulate_core(p: &FleetParams) -> (ClientFigures, ClientFigures) {
     // part of an interval in the past, so its next validate falls uniformly
     // within the first `validate_interval` (plus splay); update checks alike.
     for idx in 0..p.hosts {
-        let mut core = Core::default();
-        core.apply_inputs(&inputs);
-        let at = T0
-            .add(s.validate_interval.mul_f64(j.unit()))
-            .sub(s.validate_interval);
-        let c = classified(Endpoint::Activate, &Answer::Valid, at);
-        core.record_licence(Endpoint::Activate, &c, &inputs, s, at, &mut j);
-        let at = T0
-            .add(s.update_check_interval.mul_f64(j.unit()))
-            .sub(s.update_check_interval);
-        let c = classified(Endpoint::CheckUpdate, &Answer::Valid, at);
-        core.record_update(&c, "1.4.2", s, at, &mut j);
+        let offset_ms = match p.skewed {
+            Some((every, secs)) if every > 0 && idx % every == 0 => {
+                let sign = if (idx / every) % 2 == 0 { 1 } else { -1 };
+                sign * secs * 1000
+            }
+            _ => 0,
+        };
         let mut h = Host {
-            core,
+            core: Core::default(),
+            offset_ms,
+            lapsed: false,
+            requests: 0,
             licence_at: i64::MAX,
             update_at: i64::MAX,
         };
+        h.core.apply_inputs(&inputs);
+        let at = T0
+            .add(s.validate_interval.mul_f64(j.unit()))
+            .sub(s.validate_interval);
+        let c = classified(p, Endpoint::Activate, &Answer::Valid, at, h.local(at));
+        h.core
+            .record_licence(Endpoint::Activate, &c, &inputs, s, h.local(at), &mut j);
+        let at = T0
+            .add(s.update_check_interval.mul_f64(j.unit()))
+            .sub(s.update_check_interval);
+        let c = classified(p, Endpoint::CheckUpdate, &Answer::Valid, at, h.local(at));
+        h.core.record_update(&c, "1.4.2", s, h.local(at), &mut j);
         requeue(&mut q, idx as u32, &mut h, &inputs, p.update_checks, T0);
         hosts.push(h);
     }
@@ -415,36 +483,67 @@ fn simulate_core(p: &FleetParams) -> (ClientFigures, ClientFigures) {
             Loop::Update => h.update_at = i64::MAX,
         }
         let now = Timestamp(t);
+        let local = h.local(now);
         all.add(now);
+        h.requests += 1;
         let answer = portal.answer(now);
         match which {
             Loop::Licence => {
                 licence.add(now);
+                if h.core.license_state(&inputs, s, local) == LicenseState::Lapsed {
+                    h.lapsed = true;
+                }
                 let endpoint = h
                     .core
-                    .due(&inputs, now)
+                    .due(&inputs, local)
                     .map_or(Endpoint::Validate, |d| d.endpoint);
-                let c = classified(endpoint, &answer, now);
-                h.core.record_licence(endpoint, &c, &inputs, s, now, &mut j);
+                let c = classified(p, endpoint, &answer, now, local);
+                h.core
+                    .record_licence(endpoint, &c, &inputs, s, local, &mut j);
                 h.core.apply_inputs(&inputs);
             }
             Loop::Update => {
-                let c = classified(Endpoint::CheckUpdate, &answer, now);
-                h.core.record_update(&c, "1.4.2", s, now, &mut j);
+                let c = classified(p, Endpoint::CheckUpdate, &answer, now, local);
+                h.core.record_update(&c, "1.4.2", s, local, &mut j);
             }
         }
-        h.core.expire_gate(now);
+        h.core.expire_gate(local);
         requeue(&mut q, idx, h, &inputs, p.update_checks, now);
     }
-    let unlicensed = hosts
+    let state_at_end = |h: &Host| h.core.license_state(&inputs, s, h.local(end));
+    let unlicensed = hosts.iter().filter(|h| !state_at_end(h).licensed()).count();
+    let lapsed = hosts
         .iter()
-        .filter(|h| !h.core.license_state(&inputs, s, end).licensed())
+        .filter(|h| h.lapsed || state_at_end(h) == LicenseState::Lapsed)
         .count();
+    // Where each core puts the lapse, against the portal's valid_until.
+    let (mut early, mut late) = (0, 0);
+    for h in &hosts {
+        if let (Some(shown), Some(local)) = (h.core.grace_until(s), h.core.lapse_at(s)) {
+            let err = local.0.saturating_sub(h.offset_ms) - shown.0;
+            early += usize::from(err < -60_000);
+            late += usize::from(err > 60_000);
+        }
+    }
+    let mut per_host = [0.0; 3];
+    for (g, slot) in per_host.iter_mut().enumerate() {
+        let group = hosts.iter().filter(|h| match g {
+            0 => h.offset_ms == 0,
+            1 => h.offset_ms > 0,
+            _ => h.offset_ms < 0,
+        });
+        let (n, sum) = group.fold((0u64, 0u64), |(n, sum), h| {
+            (n + 1, sum + u64::from(h.requests))
+        });
+        *slot = if n == 0 { 0.0 } else { sum as f64 / n as f64 };
+    }
     let cap = portal.capacity.map(f64::from);
-    (
-        figures(p, all, portal.rate_limited, cap, unlicensed),
-        figures(p, licence, 0, None, unlicensed),
-    )
+    let mut all = figures(p, all, portal.rate_limited, cap, unlicensed, lapsed);
+    (all.lapse_early, all.lapse_late) = (early, late);
+    all.requests_per_host = per_host;
+    let mut licence = figures(p, licence, 0, None, unlicensed, lapsed);
+    (licence.lapse_early, licence.lapse_late) = (early, late);
+    (all, licence)
 }
 
 fn simulate_naive(p: &FleetParams) -> ClientFigures {
@@ -467,7 +566,7 @@ fn simulate_naive(p: &FleetParams) -> ClientFigures {
         let now = Timestamp(t);
         series.add(now);
         let answer = portal.answer(now);
-        let c = classified(Endpoint::Validate, &answer, now);
+        let c = classified(p, Endpoint::Validate, &answer, now, now);
         let n = &mut failures[idx as usize];
         let next = match c.outcome {
             Outcome::Valid(_) => {
@@ -492,7 +591,7 @@ fn simulate_naive(p: &FleetParams) -> ClientFigures {
         q.push(Reverse((next.0, idx)));
     }
     let cap = portal.capacity.map(f64::from);
-    figures(p, series, portal.rate_limited, cap, 0)
+    figures(p, series, portal.rate_limited, cap, 0, 0)
 }
 
 fn figures(
@@ -501,6 +600,7 @@ fn figures(
     rate_limited: u64,
     capacity: Option<f64>,
     unlicensed_at_end: usize,
+    lapsed_hosts: usize,
 ) -> ClientFigures {
     let steady_from = HOUR.min(p.outage_start / 2);
     let out_end = p.outage_start + p.outage;
@@ -523,6 +623,10 @@ fn figures(
             .and_then(|c| series.last_above(c, out_end, end))
             .map(|t| t.saturating_sub(out_end)),
         unlicensed_at_end,
+        lapsed_hosts,
+        lapse_early: 0,
+        lapse_late: 0,
+        requests_per_host: [0.0; 3],
         series,
     }
 }
@@ -582,7 +686,14 @@ impl FleetReport {
                 ""
             },
             match p.capacity_factor {
-                Some(f) => format!(", portal capacity {f}x steady (429 Retry-After: 60 above)"),
+                Some(f) => format!(
+                    ", portal capacity {f}x steady (429 Retry-After: {} above)",
+                    if p.retry_after_date {
+                        "<date 60 s ahead>"
+                    } else {
+                        "60"
+                    }
+                ),
                 None => String::new(),
             }
         );
@@ -680,6 +791,24 @@ impl FleetReport {
         if unl > 0 {
             let _ = writeln!(out, "  core: {unl} hosts not licensed at the end");
         }
+        if let Some((every, secs)) = p.skewed {
+            let _ = writeln!(
+                out,
+                "  clocks: 1 host in {every} off by {} (half ahead, half behind), answers {} Date; \
+                 valid_until = now + {}; core hosts lapsed at some moment: {}; \
+                 lapse instant off by more than 60 s: {} early, {} late; \
+                 requests per host (clock right / ahead / behind): {:.1} / {:.1} / {:.1}",
+                human(Duration::from_secs(secs.unsigned_abs())),
+                if p.date_header { "with" } else { "without" },
+                human(p.valid_for),
+                self.core_all.lapsed_hosts,
+                self.core_all.lapse_early,
+                self.core_all.lapse_late,
+                self.core_all.requests_per_host[0],
+                self.core_all.requests_per_host[1],
+                self.core_all.requests_per_host[2]
+            );
+        }
         out
     }
 }
@@ -725,6 +854,53 @@ mod tests {
         // The baseline is what the pacing avoids: the check can fail.
         let r = small(6, false);
         assert!(r.naive.during_ratio() > 8.0, "{}", r.render());
+    }
+
+    #[test]
+    fn paced_update_checks_keep_all_endpoints_within_the_goal() {
+        for h in [1, 6] {
+            let r = small(h, true);
+            let c = &r.core_all;
+            assert!(c.during_ratio() < 3.5, "{h}h: {}", r.render());
+            assert!(c.after_ratio() < 3.5, "{h}h: {}", r.render());
+            assert_eq!(c.unlicensed_at_end, 0);
+        }
+    }
+
+    fn skewed(date_header: bool) -> FleetReport {
+        simulate(FleetParams {
+            hosts: 4_000,
+            outage: Duration::from_secs(6 * 3600),
+            after: Duration::from_secs(12 * 3600),
+            capacity_factor: Some(1.1),
+            skewed: Some((4, 86_400)),
+            retry_after_date: true,
+            date_header,
+            bucket: Duration::from_secs(30 * 60),
+            seed: 7,
+            ..FleetParams::default()
+        })
+    }
+
+    #[test]
+    fn hosts_a_day_off_neither_lapse_early_nor_press_the_portal() {
+        let r = skewed(true);
+        let c = &r.core_all;
+        assert!(r.core_all.rate_limited > 0, "the case must meet the 429s");
+        assert_eq!(
+            (c.lapse_early, c.lapse_late, c.lapsed_hosts),
+            (0, 0, 0),
+            "{}",
+            r.render()
+        );
+        let [right, ahead, behind] = c.requests_per_host;
+        for other in [ahead, behind] {
+            assert!((other - right).abs() / right < 0.1, "{}", r.render());
+        }
+        // Without Date the core cannot know the skew: the check can fail.
+        let r = skewed(false);
+        assert_eq!(r.core_all.lapse_early, 500, "{}", r.render());
+        assert_eq!(r.core_all.lapse_late, 500, "{}", r.render());
     }
 
     #[test]

@@ -34,8 +34,20 @@
 //! ```
 //!
 //! An outage ([`SimHandle::set_outage`]) applies to every portal endpoint
-//! before any script. `/_sim/license`, `/_sim/outage`, `/_sim/answers` (POST)
-//! and `/_sim/requests` (GET) control a running sim from scripts.
+//! before any script. `/_sim/license`, `/_sim/outage`, `/_sim/answers`,
+//! `/_sim/seats`, `/_sim/mode` (POST) and `/_sim/requests` (GET) control a
+//! running sim from scripts.
+//!
+//! Seats: each key has `max_activations` seats (or its `seat_limits` entry);
+//! an `activate` takes one per hardware_id (every `activate` with
+//! `activate_counts_every_request`), a `validate` is valid only on a
+//! hardware_id that holds one, a `deactivate` frees the host's. An
+//! `activate` with an `Idempotency-Key` seen in the last 24 h gets the first
+//! answer again (409 `IDEMPOTENCY_KEY_CONFLICT` if the body differs), unless
+//! `ignore_idempotency_key`. A scripted answer with `commit = true` is a lost
+//! answer: the portal does its work (takes the seat), then drops, stalls or
+//! answers the scripted status. `clock_offset = "+1d"` runs the portal's
+//! whole clock a day ahead.
 //!
 //! Download endpoints serve only a host the key is activated on. The release
 //! file is `GET /releases/wispanel-<version>.tar.gz?token=…` (or
@@ -45,6 +57,8 @@
 mod http;
 mod portal;
 pub mod scenario;
+#[cfg(test)]
+mod seat_property;
 mod tls;
 
 pub use portal::{RecordedRequest, release_bytes, release_file_name, release_sha256};
@@ -263,6 +277,42 @@ impl SimHandle {
         lock(&self.portal).activations(key)
     }
 
+    /// How many seats of `key` are taken (by any hardware_id).
+    pub fn seats(&self, key: &str) -> usize {
+        lock(&self.portal).seats(key)
+    }
+
+    /// How many seats of `key` `hardware_id` holds (more than one only on a
+    /// portal that counts every activate).
+    pub fn seats_of(&self, key: &str, hardware_id: &str) -> usize {
+        lock(&self.portal).seats_of(key, hardware_id)
+    }
+
+    /// Sets the seat limit of `key` (default: the scenario's `max_activations`).
+    pub fn set_seat_limit(&self, key: &str, seats: usize) {
+        lock(&self.portal).set_seat_limit(key, seats);
+    }
+
+    /// Sets the portal's clock against the real one, in seconds (`clock_offset`).
+    pub fn set_clock_offset(&self, secs: i64) {
+        lock(&self.portal).set_clock_offset(secs);
+    }
+
+    /// The portal's clock now.
+    pub fn portal_now(&self) -> Timestamp {
+        lock(&self.portal).portal_now(Timestamp::from_system_time(std::time::SystemTime::now()))
+    }
+
+    /// Whether the portal ignores `Idempotency-Key` (`ignore_idempotency_key`).
+    pub fn set_ignore_idempotency_key(&self, ignore: bool) {
+        lock(&self.portal).set_ignore_idempotency_key(ignore);
+    }
+
+    /// Whether every `activate` takes a seat (`activate_counts_every_request`).
+    pub fn set_activate_counts_every_request(&self, counts: bool) {
+        lock(&self.portal).set_activate_counts_every_request(counts);
+    }
+
     /// Stops accepting, ends every connection, and waits for them (at most 5 s).
     pub async fn shutdown(self) {
         self.shutdown.cancel();
@@ -339,6 +389,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, portal: &Shared) {
             path: req.path(),
             query: req.query(),
             authorization: req.header("Authorization"),
+            idempotency_key: req.header("Idempotency-Key"),
             body: &req.body,
         };
         let plan = lock(portal).answer(

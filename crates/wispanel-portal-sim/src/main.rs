@@ -16,6 +16,10 @@ max activations, WISP-NOUP-0000-0005 updates expired; any other key is invalid.
 
 Scenario file (TOML):
   date_skew_secs = -300          # Date header 5 min behind
+  clock_offset = \"+1d\"           # the portal's whole clock a day ahead (Date, valid_until, ...)
+  max_activations = 3            # seats per key; [seat_limits] \"KEY\" = 1 per key
+  ignore_idempotency_key = false # true: a portal that ignores Idempotency-Key
+  activate_counts_every_request = false  # true: every activate takes a seat
   release_size = 262144
   latest_version = \"1.5.0\"
   [terms]
@@ -33,12 +37,15 @@ Scenario file (TOML):
   body = { success = false, code = \"INTERNAL_ERROR\" }   # a string is sent as is
   [[validate.answers]]
   drop = true                    # or: stall, delay_ms, truncate_at, body_repeat,
-                                 # redirect_to, wrong_sha256, short_file, stall_body
+                                 # redirect_to, wrong_sha256, short_file, stall_body;
+                                 # commit = true: the portal acts first (a lost answer)
 
 Control while running:
   curl -X POST URL/_sim/license -d '{\"license_key\":\"WISP-GOOD-0000-SA6T\",\"behaviour\":\"expired\"}'
   curl -X POST URL/_sim/outage  -d '{\"mode\":\"429\",\"retry_after\":\"2\"}'   # 503, drop, stall, none
   curl -X POST URL/_sim/answers -d '{\"endpoint\":\"validate\",\"answers\":[{\"status\":500}]}'
+  curl -X POST URL/_sim/seats   -d '{\"license_key\":\"WISP-GOOD-0000-SA6T\",\"limit\":1}'
+  curl -X POST URL/_sim/mode    -d '{\"clock_offset\":\"-1d\",\"ignore_idempotency_key\":true}'
   curl URL/_sim/requests";
 
 /// A simulated WisPanel licensing portal for tests and demos (loopback only).

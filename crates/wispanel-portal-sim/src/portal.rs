@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 use wispanel_core::key::LicenseKey;
 use wispanel_core::timestamp::Timestamp;
@@ -27,6 +27,8 @@ pub(crate) struct Incoming<'a> {
     pub path: &'a str,
     pub query: Option<&'a str>,
     pub authorization: Option<&'a str>,
+    /// The `Idempotency-Key` header.
+    pub idempotency_key: Option<&'a str>,
     pub body: &'a [u8],
 }
 
@@ -45,6 +47,8 @@ pub struct RecordedRequest {
     pub key_last4: Option<String>,
     /// The status answered; `None` for a dropped or stalled request.
     pub status: Option<u16>,
+    /// The `Idempotency-Key` header as sent.
+    pub idempotency_key: Option<String>,
 }
 
 /// What to do with a request.
@@ -184,12 +188,25 @@ impl ReplyBody {
     }
 
     /// The whole body in memory (for re-editing small JSON bodies).
-    fn as_bytes(&self) -> Option<&[u8]> {
+    pub(crate) fn as_bytes(&self) -> Option<&[u8]> {
         match self {
             ReplyBody::Bytes(b) => Some(b),
             _ => None,
         }
     }
+}
+
+/// How long the portal remembers an `Idempotency-Key` (PORTAL.md: 24 hours).
+pub(crate) const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// The first answer to an `activate` with an `Idempotency-Key`.
+struct Remembered {
+    /// SHA-256 of the request body (as canonical JSON).
+    body_digest: [u8; 32],
+    status: u16,
+    body: Vec<u8>,
+    /// In the portal's clock.
+    at: Timestamp,
 }
 
 struct IssuedToken {
@@ -208,10 +225,18 @@ pub(crate) struct Portal {
     latest_version: String,
     changelog: String,
     max_activations: usize,
+    seat_limits: BTreeMap<String, usize>,
+    /// The portal's clock minus the real one.
+    clock_offset_secs: i64,
+    ignore_idempotency_key: bool,
+    activate_counts_every_request: bool,
     terms: LicenseTerms,
     licenses: BTreeMap<String, LicenseBehaviour>,
-    /// Key → hardware_ids it is activated on.
-    activations: HashMap<String, BTreeSet<String>>,
+    /// Key → the seats taken, each by a hardware_id (one hardware_id may
+    /// hold several when the portal counts every activate).
+    activations: HashMap<String, Vec<String>>,
+    /// `Idempotency-Key` → the first answer, for 24 h.
+    idempotency: HashMap<String, Remembered>,
     tokens: HashMap<String, IssuedToken>,
     scripts: BTreeMap<Route, Script>,
     outage: Option<Outage>,
@@ -223,6 +248,7 @@ pub(crate) struct Portal {
 impl Portal {
     pub(crate) fn new(mut scenario: Scenario, base_url: String, now: Timestamp) -> Portal {
         let scripts = scenario.take_scripts();
+        let clock_offset_secs = scenario.clock_offset_secs();
         let mut licenses = builtin_licenses();
         licenses.extend(std::mem::take(&mut scenario.licenses));
         Portal {
@@ -233,9 +259,14 @@ impl Portal {
             latest_version: scenario.latest_version,
             changelog: scenario.changelog,
             max_activations: scenario.max_activations,
+            clock_offset_secs,
+            ignore_idempotency_key: scenario.ignore_idempotency_key,
+            activate_counts_every_request: scenario.activate_counts_every_request,
+            seat_limits: std::mem::take(&mut scenario.seat_limits),
             terms: scenario.terms,
             licenses,
             activations: HashMap::new(),
+            idempotency: HashMap::new(),
             tokens: HashMap::new(),
             scripts,
             outage: None,
@@ -272,14 +303,56 @@ impl Portal {
         self.terms = terms;
     }
 
+    /// The hardware_ids holding a seat of `key`, sorted, one entry per seat.
     pub(crate) fn activations(&self, key: &str) -> Vec<String> {
+        let mut v = self.activations.get(key).cloned().unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Seats of `key` taken (by any hardware_id).
+    pub(crate) fn seats(&self, key: &str) -> usize {
+        self.activations.get(key).map_or(0, Vec::len)
+    }
+
+    /// Seats of `key` held by `hardware_id`.
+    pub(crate) fn seats_of(&self, key: &str, hardware_id: &str) -> usize {
         self.activations
             .get(key)
-            .map(|h| h.iter().cloned().collect())
-            .unwrap_or_default()
+            .map_or(0, |h| h.iter().filter(|x| *x == hardware_id).count())
+    }
+
+    /// The seat limit of `key`.
+    fn seat_limit(&self, key: &str) -> usize {
+        self.seat_limits
+            .get(key)
+            .copied()
+            .unwrap_or(self.max_activations)
+    }
+
+    pub(crate) fn set_seat_limit(&mut self, key: &str, seats: usize) {
+        self.seat_limits.insert(key.to_string(), seats);
+    }
+
+    pub(crate) fn set_clock_offset(&mut self, secs: i64) {
+        self.clock_offset_secs = secs;
+    }
+
+    pub(crate) fn set_ignore_idempotency_key(&mut self, ignore: bool) {
+        self.ignore_idempotency_key = ignore;
+    }
+
+    pub(crate) fn set_activate_counts_every_request(&mut self, counts: bool) {
+        self.activate_counts_every_request = counts;
+    }
+
+    /// The portal's clock at the real instant `now`.
+    pub(crate) fn portal_now(&self, now: Timestamp) -> Timestamp {
+        offset(now, self.clock_offset_secs)
     }
 
     /// Decides the answer to one request, records it and logs one line.
+    /// `now` is the real clock; the portal reads its own (`clock_offset`).
     pub(crate) fn answer(&mut self, req: &Incoming<'_>, now: Timestamp) -> Plan {
         let mut plan = match req.path.strip_prefix("/_sim/") {
             Some(what) => {
@@ -290,7 +363,7 @@ impl Portal {
             None => self.portal_answer(req, now),
         };
         if let Plan::Reply(r) = &mut plan {
-            r.date_skew_secs = self.date_skew_secs;
+            r.date_skew_secs = self.date_skew_secs.saturating_add(self.clock_offset_secs);
         }
         plan
     }
@@ -302,11 +375,12 @@ impl Portal {
             status,
             json!({"success": false, "error": msg, "code": "VALIDATION_ERROR"}),
         );
-        reply.date_skew_secs = self.date_skew_secs;
+        reply.date_skew_secs = self.date_skew_secs.saturating_add(self.clock_offset_secs);
         reply
     }
 
-    fn portal_answer(&mut self, req: &Incoming<'_>, now: Timestamp) -> Plan {
+    fn portal_answer(&mut self, req: &Incoming<'_>, real_now: Timestamp) -> Plan {
+        let now = self.portal_now(real_now);
         let endpoint = Route::of(req.method, req.path);
         let body: Option<Value> = serde_json::from_slice(req.body).ok();
         let plan = if let Some(outage) = &self.outage {
@@ -342,6 +416,7 @@ impl Portal {
         tracing::info!(
             endpoint = %endpoint,
             key = %key_masked.as_deref().unwrap_or("-"),
+            replay = req.idempotency_key.is_some(),
             status = %status.map_or_else(|| "none".to_string(), |s| s.to_string()),
             "{} {}",
             req.method,
@@ -351,11 +426,12 @@ impl Portal {
             endpoint,
             method: req.method.to_string(),
             path: req.path.to_string(),
-            time: now,
+            time: real_now,
             body: masked_body,
             key_masked,
             key_last4,
             status,
+            idempotency_key: req.idempotency_key.map(str::to_string),
         });
         plan
     }
@@ -378,6 +454,8 @@ impl Portal {
         now: Timestamp,
     ) -> Plan {
         let delay = Duration::from_millis(a.delay_ms);
+        // A lost answer: the portal did its work, the client never hears of it.
+        let committed = a.commit.then(|| self.normal(endpoint, req, body, now));
         if a.drop {
             return Plan::Drop { delay };
         }
@@ -392,6 +470,8 @@ impl Portal {
                 status,
                 a.body.as_ref().map(|b| b.to_bytes()).unwrap_or_default(),
             )
+        } else if let Some(done) = committed {
+            done
         } else {
             self.normal(endpoint, req, body, now)
         };
@@ -399,7 +479,7 @@ impl Portal {
             reply.set_header("Location", location);
         }
         for (name, value) in &a.headers {
-            reply.set_header(name, value);
+            reply.set_header(name, &expand_clock(value, now));
         }
         if a.wrong_sha256 {
             match &mut reply.body {
@@ -455,9 +535,65 @@ impl Portal {
             )),
             (Route::Portal(Endpoint::CheckUpdate), Some(obj)) => self.check_update(obj),
             (Route::Portal(Endpoint::Token), Some(obj)) => self.token(obj, now),
+            (Route::Portal(Endpoint::Activate), Some(obj)) => {
+                return self.activate(obj, req.idempotency_key, body, now);
+            }
             (_, Some(obj)) => self.license(endpoint, obj, now),
         };
         result.unwrap_or_else(|refusal| refusal)
+    }
+
+    /// `license/activate`, deduplicated by `Idempotency-Key` (PORTAL.md): a
+    /// key repeated within 24 h with the same body gets the first answer
+    /// again (and takes no seat); with another body, 409
+    /// `IDEMPOTENCY_KEY_CONFLICT`.
+    fn activate(
+        &mut self,
+        obj: &Map<String, Value>,
+        idempotency_key: Option<&str>,
+        body: Option<&Value>,
+        now: Timestamp,
+    ) -> Reply {
+        let key = idempotency_key
+            .filter(|_| !self.ignore_idempotency_key)
+            .map(str::trim)
+            .filter(|k| !k.is_empty());
+        let Some(key) = key else {
+            return self
+                .license(Route::Portal(Endpoint::Activate), obj, now)
+                .unwrap_or_else(|r| r);
+        };
+        self.idempotency
+            .retain(|_, r| now.since(r.at) < IDEMPOTENCY_WINDOW);
+        let digest: [u8; 32] =
+            Sha256::digest(body.map(Value::to_string).unwrap_or_default()).into();
+        if let Some(first) = self.idempotency.get(key) {
+            if first.body_digest != digest {
+                return Reply::json(
+                    409,
+                    json!({"valid": false, "code": "IDEMPOTENCY_KEY_CONFLICT",
+                           "error": "The idempotency key was used with a different request"}),
+                );
+            }
+            let mut replay = Reply::bytes(first.status, first.body.clone());
+            replay.set_header("Idempotent-Replayed", "true");
+            return replay;
+        }
+        let reply = self
+            .license(Route::Portal(Endpoint::Activate), obj, now)
+            .unwrap_or_else(|r| r);
+        if let Some(bytes) = reply.body.as_bytes() {
+            self.idempotency.insert(
+                key.to_string(),
+                Remembered {
+                    body_digest: digest,
+                    status: reply.status,
+                    body: bytes.to_vec(),
+                    at: now,
+                },
+            );
+        }
+        reply
     }
 
     fn behaviour(&self, key: &str) -> LicenseBehaviour {
@@ -493,19 +629,23 @@ impl Portal {
             B::HardwareMismatch => {}
             B::Valid | B::MaxActivations | B::UpdatesExpired => {}
         }
-        let max = self.max_activations;
+        let max = self.seat_limit(key);
+        let counts_every = self.activate_counts_every_request;
         let hosts = self.activations.entry(key.to_string()).or_default();
-        let known = hosts.contains(hwid) && behaviour != B::HardwareMismatch;
+        let known = hosts.iter().any(|h| h == hwid) && behaviour != B::HardwareMismatch;
         match endpoint {
             Route::Portal(Endpoint::Deactivate) if behaviour != B::HardwareMismatch => {
-                // Idempotent: releasing a host that holds no activation succeeds.
-                hosts.remove(hwid);
+                // Idempotent: releasing a host that holds no activation
+                // succeeds; every seat the host holds is released.
+                hosts.retain(|h| h != hwid);
                 return Ok(Reply::json(
                     200,
                     json!({"valid": false, "deactivated": true}),
                 ));
             }
-            Route::Portal(Endpoint::Activate) if !known && behaviour != B::HardwareMismatch => {
+            Route::Portal(Endpoint::Activate)
+                if (!known || counts_every) && behaviour != B::HardwareMismatch =>
+            {
                 if behaviour == B::MaxActivations || hosts.len() >= max {
                     return Err(refuse(
                         409,
@@ -513,7 +653,7 @@ impl Portal {
                         "MAX_ACTIVATIONS",
                     ));
                 }
-                hosts.insert(hwid.to_string());
+                hosts.push(hwid.to_string());
             }
             _ if !known => {
                 return Err(refuse(
@@ -535,7 +675,7 @@ impl Portal {
         json!({"valid": true, "license": {
             "key": masked,
             "tier": t.tier,
-            "expires_at": offset(self.started_at, t.expires_in_secs).to_rfc3339(),
+            "expires_at": offset(self.portal_now(self.started_at), t.expires_in_secs).to_rfc3339(),
             "valid_until": offset(now, t.valid_for_secs).to_rfc3339(),
             "max_users": t.max_users,
             "max_domains": t.max_domains,
@@ -545,7 +685,7 @@ impl Portal {
 
     /// Whether a download endpoint may serve this key on this host.
     fn entitled(&self, key: &str, hwid: &str) -> Result<(), Reply> {
-        let activated = self.activations.get(key).is_some_and(|h| h.contains(hwid));
+        let activated = self.seats_of(key, hwid) > 0;
         match self.behaviour(key) {
             LicenseBehaviour::Valid | LicenseBehaviour::MaxActivations if activated => Ok(()),
             LicenseBehaviour::UpdatesExpired if activated => Err(Reply::json(
@@ -734,6 +874,42 @@ impl Portal {
                     _ => bad("expected {\"endpoint\": \"validate\", \"answers\": [...]}".into()),
                 }
             }
+            "seats" => {
+                let Some(key) = text("license_key") else {
+                    return bad("expected {\"license_key\": ..., \"limit\": N (optional)}".into());
+                };
+                if let Some(limit) = body.get("limit").and_then(Value::as_u64) {
+                    self.set_seat_limit(&key, usize::try_from(limit).unwrap_or(usize::MAX));
+                }
+                Reply::json(
+                    200,
+                    json!({"seats": self.seats(&key), "limit": self.seat_limit(&key),
+                           "hardware_ids": self.activations(&key)}),
+                )
+            }
+            "mode" => {
+                if let Some(text) = text("clock_offset") {
+                    match super::scenario::parse_clock_offset(&text) {
+                        Some(secs) => self.set_clock_offset(secs),
+                        None => return bad(format!("clock_offset {text:?} is not like \"+1d\"")),
+                    }
+                }
+                if let Some(b) = body.get("ignore_idempotency_key").and_then(Value::as_bool) {
+                    self.set_ignore_idempotency_key(b);
+                }
+                if let Some(b) = body
+                    .get("activate_counts_every_request")
+                    .and_then(Value::as_bool)
+                {
+                    self.set_activate_counts_every_request(b);
+                }
+                Reply::json(
+                    200,
+                    json!({"clock_offset_secs": self.clock_offset_secs,
+                           "ignore_idempotency_key": self.ignore_idempotency_key,
+                           "activate_counts_every_request": self.activate_counts_every_request}),
+                )
+            }
             _ => not_found("Not found"),
         }
     }
@@ -812,7 +988,7 @@ fn outage_plan(outage: &Outage, now: Timestamp) -> Plan {
         }
         Outage::Status(s) => error_reply(*s),
         Outage::Unavailable { retry_after } => {
-            error_reply(503).with_header("Retry-After", retry_after)
+            error_reply(503).with_header("Retry-After", &expand_clock(retry_after, now))
         }
         Outage::RateLimit { retry_after } => {
             let wait = retry_after
@@ -825,7 +1001,7 @@ fn outage_plan(outage: &Outage, now: Timestamp) -> Plan {
                 .with_header("X-RateLimit-Remaining", "0")
                 .with_header("X-RateLimit-Reset", &reset);
             if let Some(ra) = retry_after {
-                r.set_header("Retry-After", ra);
+                r.set_header("Retry-After", &expand_clock(ra, now));
             }
             r
         }
@@ -879,6 +1055,38 @@ pub(crate) fn reason(status: u16) -> &'static str {
         504 => "Gateway Timeout",
         _ => "Unknown",
     }
+}
+
+/// Expands a header value that names the portal's clock: `{date+120}` (an
+/// HTTP date 120 s after `now`), `{date-5}`, `{unix+90}` (unix seconds).
+/// Anything else is returned as is.
+pub(crate) fn expand_clock(value: &str, now: Timestamp) -> String {
+    let parse = |inner: &str, prefix: &str| -> Option<i64> {
+        let rest = inner.strip_prefix(prefix)?;
+        if rest.is_empty() {
+            return Some(0);
+        }
+        let (sign, n) = match rest.as_bytes()[0] {
+            b'+' => (1, &rest[1..]),
+            b'-' => (-1, &rest[1..]),
+            _ => return None,
+        };
+        n.parse::<i64>().ok().map(|n| sign * n)
+    };
+    let Some(inner) = value
+        .trim()
+        .strip_prefix('{')
+        .and_then(|v| v.strip_suffix('}'))
+    else {
+        return value.to_string();
+    };
+    if let Some(secs) = parse(inner, "date") {
+        return offset(now, secs).to_http_date();
+    }
+    if let Some(secs) = parse(inner, "unix") {
+        return offset(now, secs).unix_secs().to_string();
+    }
+    value.to_string()
 }
 
 fn offset(t: Timestamp, secs: i64) -> Timestamp {
@@ -997,6 +1205,7 @@ mod tests {
                 path,
                 query: None,
                 authorization: None,
+                idempotency_key: None,
                 body: raw.as_bytes(),
             },
             now(),
@@ -1057,6 +1266,243 @@ mod tests {
         assert_eq!(p.activations(keys::GOOD).len(), 3);
     }
 
+    /// An `activate` of `key` on `hw` with an optional `Idempotency-Key`
+    /// and product version, at `at` (real clock).
+    fn act_at(
+        p: &mut Portal,
+        key: &str,
+        hw: &str,
+        idem: Option<&str>,
+        version: &str,
+        at: Timestamp,
+    ) -> Plan {
+        let raw = json!({"license_key": key, "hardware_id": hw, "hostname": "h",
+                         "product_version": version})
+        .to_string();
+        p.answer(
+            &Incoming {
+                method: "POST",
+                path: "/api/v1/license/activate",
+                query: None,
+                authorization: None,
+                idempotency_key: idem,
+                body: raw.as_bytes(),
+            },
+            at,
+        )
+    }
+
+    fn act(p: &mut Portal, key: &str, hw: &str, idem: Option<&str>) -> (u16, Value) {
+        reply_json(act_at(p, key, hw, idem, "1.4.2", now()))
+    }
+
+    #[test]
+    fn seats_per_hardware_id_or_per_activate() {
+        let mut p = portal();
+        p.set_seat_limit(keys::GOOD, 2);
+        // Idempotent per hardware_id (default): a second activate takes no seat.
+        assert_eq!(act(&mut p, keys::GOOD, HW_A, None).0, 200);
+        assert_eq!(act(&mut p, keys::GOOD, HW_A, None).0, 200);
+        assert_eq!((p.seats(keys::GOOD), p.seats_of(keys::GOOD, HW_A)), (1, 1));
+        // A portal that counts every activate: the same host takes a second seat,
+        // then the limit refuses even that host.
+        p.set_activate_counts_every_request(true);
+        assert_eq!(act(&mut p, keys::GOOD, HW_A, None).0, 200);
+        assert_eq!(p.seats_of(keys::GOOD, HW_A), 2);
+        let (s, b) = act(&mut p, keys::GOOD, HW_A, None);
+        assert_eq!((s, b["code"].as_str()), (409, Some("MAX_ACTIVATIONS")));
+        // validate is valid iff the host holds a seat.
+        assert_eq!(lic(&mut p, "validate", keys::GOOD, HW_A).0, 200);
+        assert_eq!(lic(&mut p, "validate", keys::GOOD, HW_B).0, 403);
+        // deactivate frees every seat of the host.
+        assert_eq!(lic(&mut p, "deactivate", keys::GOOD, HW_A).0, 200);
+        assert_eq!(p.seats(keys::GOOD), 0);
+    }
+
+    #[test]
+    fn a_repeated_idempotency_key_gets_the_first_answer() {
+        for counts_every in [false, true] {
+            let mut p = portal();
+            p.set_seat_limit(keys::GOOD, 1);
+            p.set_activate_counts_every_request(counts_every);
+            let first = act(&mut p, keys::GOOD, HW_A, Some("k-1"));
+            assert_eq!(first.0, 200);
+            // The same key and body: the first answer, byte for byte, no seat.
+            let again = act_at(&mut p, keys::GOOD, HW_A, Some("k-1"), "1.4.2", now());
+            match &again {
+                Plan::Reply(r) => assert_eq!(r.header("Idempotent-Replayed"), Some("true")),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(reply_json(again), first);
+            assert_eq!(p.seats(keys::GOOD), 1);
+            // The same key with another body: a conflict, no seat.
+            let (s, b) = reply_json(act_at(
+                &mut p,
+                keys::GOOD,
+                HW_A,
+                Some("k-1"),
+                "1.5.0",
+                now(),
+            ));
+            assert_eq!(
+                (s, b["code"].as_str()),
+                (409, Some("IDEMPOTENCY_KEY_CONFLICT"))
+            );
+            // A new key: processed as any activate.
+            let (s, b) = act(&mut p, keys::GOOD, HW_A, Some("k-2"));
+            if counts_every {
+                assert_eq!((s, b["code"].as_str()), (409, Some("MAX_ACTIVATIONS")));
+            } else {
+                assert_eq!(s, 200);
+            }
+            assert_eq!(p.seats(keys::GOOD), 1);
+            // After 24 hours the key is forgotten.
+            let later = offset(now(), 24 * 3600 + 1);
+            let (s, _) = reply_json(act_at(
+                &mut p,
+                keys::GOOD,
+                HW_A,
+                Some("k-1"),
+                "1.5.0",
+                later,
+            ));
+            assert_eq!(s, if counts_every { 409 } else { 200 });
+        }
+    }
+
+    #[test]
+    fn a_portal_that_ignores_the_header() {
+        let mut p = portal();
+        p.set_ignore_idempotency_key(true);
+        p.set_activate_counts_every_request(true);
+        p.set_seat_limit(keys::GOOD, 3);
+        for _ in 0..2 {
+            assert_eq!(act(&mut p, keys::GOOD, HW_A, Some("k-1")).0, 200);
+        }
+        assert_eq!(
+            p.seats_of(keys::GOOD, HW_A),
+            2,
+            "the header changed nothing"
+        );
+    }
+
+    #[test]
+    fn a_lost_answer_commits_first() {
+        let mut p = portal();
+        p.set_seat_limit(keys::GOOD, 1);
+        p.push_answers(
+            Endpoint::Activate.into(),
+            vec![
+                ScriptedAnswer::lost(),
+                ScriptedAnswer::committed_then_status(503),
+                ScriptedAnswer::committed_then_stall(),
+            ],
+        );
+        assert!(matches!(
+            act_at(&mut p, keys::GOOD, HW_A, Some("k-1"), "1.4.2", now()),
+            Plan::Drop { .. }
+        ));
+        assert_eq!(
+            p.seats(keys::GOOD),
+            1,
+            "the seat is taken though the answer was lost"
+        );
+        // The retry with the same key is a replay, even though the portal
+        // answers it with a 5xx this time; then a stall.
+        assert_eq!(act(&mut p, keys::GOOD, HW_A, Some("k-1")).0, 503);
+        assert!(matches!(
+            act_at(&mut p, keys::GOOD, HW_A, Some("k-1"), "1.4.2", now()),
+            Plan::Stall { .. }
+        ));
+        assert_eq!(act(&mut p, keys::GOOD, HW_A, Some("k-1")).0, 200);
+        assert_eq!(p.seats(keys::GOOD), 1);
+        // Without the header (and a portal counting every activate) the retry
+        // is refused: the host's own lost activation holds the only seat.
+        p.set_activate_counts_every_request(true);
+        let (s, b) = act(&mut p, keys::GOOD, HW_A, None);
+        assert_eq!((s, b["code"].as_str()), (409, Some("MAX_ACTIVATIONS")));
+        assert_eq!(lic(&mut p, "validate", keys::GOOD, HW_A).0, 200);
+        let recorded: Vec<_> = p
+            .requests()
+            .iter()
+            .map(|r| r.idempotency_key.clone())
+            .collect();
+        assert_eq!(recorded[0].as_deref(), Some("k-1"));
+        assert_eq!(recorded[4], None);
+    }
+
+    #[test]
+    fn a_skewed_clock_moves_every_date_the_portal_sends() {
+        let day = 86_400;
+        for off in [-day, day] {
+            let mut p = portal();
+            p.set_clock_offset(off);
+            let pnow = offset(now(), off);
+            let (_, b) = act(&mut p, keys::GOOD, HW_A, None);
+            assert_eq!(
+                b["license"]["valid_until"],
+                offset(pnow, 7 * day).to_rfc3339(),
+                "valid_until in the portal's clock"
+            );
+            let start = offset(Timestamp::from_unix_secs(1_800_000_000), off);
+            assert_eq!(
+                b["license"]["expires_at"],
+                offset(start, 365 * day).to_rfc3339()
+            );
+            p.set_outage(Some(Outage::RateLimit {
+                retry_after: Some("{date+120}".into()),
+            }));
+            match act_at(&mut p, keys::GOOD, HW_A, None, "1.4.2", now()) {
+                Plan::Reply(r) => {
+                    assert_eq!(r.date_skew_secs, off, "the Date header");
+                    let ra = r.header("Retry-After").unwrap();
+                    assert_eq!(Timestamp::parse_http_date(ra), Some(offset(pnow, 120)));
+                    let reset = r.header("X-RateLimit-Reset").unwrap();
+                    assert_eq!(reset, (pnow.unix_secs() + 60).to_string());
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(
+            expand_clock("{unix-5}", now()),
+            (now().unix_secs() - 5).to_string()
+        );
+        assert_eq!(expand_clock("{date}", now()), now().to_http_date());
+        for as_is in ["60", "{soon}", "{date*2}", "{unix+x}"] {
+            assert_eq!(expand_clock(as_is, now()), as_is);
+        }
+    }
+
+    #[test]
+    fn seat_and_mode_control() {
+        let mut p = portal();
+        act(&mut p, keys::GOOD, HW_A, None);
+        let (s, b) = post(
+            &mut p,
+            "/_sim/seats",
+            json!({"license_key": keys::GOOD, "limit": 1}),
+        );
+        assert_eq!(s, 200);
+        assert_eq!(
+            (b["seats"].as_u64(), b["limit"].as_u64()),
+            (Some(1), Some(1))
+        );
+        assert_eq!(b["hardware_ids"], json!([HW_A]));
+        let (s, b) = post(
+            &mut p,
+            "/_sim/mode",
+            json!({"clock_offset": "-1d", "ignore_idempotency_key": true,
+                   "activate_counts_every_request": true}),
+        );
+        assert_eq!(s, 200, "{b}");
+        assert_eq!(b["clock_offset_secs"], -86_400);
+        assert_eq!(p.portal_now(now()), offset(now(), -86_400));
+        assert_eq!(
+            post(&mut p, "/_sim/mode", json!({"clock_offset": "x"})).0,
+            400
+        );
+    }
+
     #[test]
     fn every_builtin_key() {
         let mut p = portal();
@@ -1110,6 +1556,7 @@ mod tests {
                 path: "/api/v1/license/validate",
                 query: None,
                 authorization: None,
+                idempotency_key: None,
                 body: b"not json",
             },
             now(),
@@ -1174,6 +1621,7 @@ mod tests {
                     path,
                     query,
                     authorization: None,
+                    idempotency_key: None,
                     body: b"",
                 },
                 now(),
@@ -1252,6 +1700,7 @@ mod tests {
                 path: "/api/v1/license/validate",
                 query: None,
                 authorization: None,
+                idempotency_key: None,
                 body: json!({"license_key": keys::GOOD, "hardware_id": HW_A})
                     .to_string()
                     .as_bytes(),
@@ -1278,6 +1727,7 @@ mod tests {
                     path: "/x",
                     query: None,
                     authorization: None,
+                    idempotency_key: None,
                     body: b""
                 },
                 now()

@@ -261,6 +261,12 @@ pub struct ScriptedAnswer {
     pub short_file: bool,
     /// Send the headers and half of the body, then stall.
     pub stall_body: bool,
+    /// "Lost answer": the portal first does what it normally does (an
+    /// `activate` takes its seat and its `Idempotency-Key` is remembered),
+    /// then this answer is delivered instead of its own (a drop, a stall, a
+    /// 5xx, a delay). Header values may name the portal's clock:
+    /// `{date+120}` (an HTTP date 120 s ahead) or `{unix-5}` (unix seconds).
+    pub commit: bool,
 }
 
 impl ScriptedAnswer {
@@ -292,6 +298,37 @@ impl ScriptedAnswer {
         ScriptedAnswer {
             status: Some(status),
             ..Default::default()
+        }
+    }
+
+    /// The portal commits (an `activate` takes its seat) and the answer is
+    /// lost: the connection closes without a status line.
+    pub fn lost() -> Self {
+        ScriptedAnswer {
+            commit: true,
+            drop: true,
+            ..Default::default()
+        }
+    }
+
+    /// The portal commits, then the answer stalls (until the client leaves).
+    pub fn committed_then_stall() -> Self {
+        ScriptedAnswer {
+            commit: true,
+            stall: true,
+            ..Default::default()
+        }
+    }
+
+    /// The portal commits, then answers `status` with a panel error body.
+    pub fn committed_then_status(status: u16) -> Self {
+        ScriptedAnswer {
+            commit: true,
+            ..ScriptedAnswer::json(
+                status,
+                serde_json::json!({"success": false, "code": "INTERNAL_ERROR",
+                                   "error": "upstream timeout"}),
+            )
         }
     }
 
@@ -395,9 +432,15 @@ impl Outage {
 ///
 /// ```toml
 /// date_skew_secs = -300        # the Date header is 5 min behind
+/// clock_offset = "+1d"         # the portal's whole clock a day ahead ("-1d", "+30s")
 /// release_size = 262144        # bytes of the release file
 /// latest_version = "1.5.0"
-/// max_activations = 3
+/// max_activations = 3          # seats a key has (hosts it may be activated on)
+/// ignore_idempotency_key = false       # true: a portal that ignores the header
+/// activate_counts_every_request = false # true: every activate takes a seat
+///
+/// [seat_limits]                # per key, instead of max_activations
+/// "WISP-GOOD-0000-SA6T" = 1
 ///
 /// [terms]                      # how valid keys are reported
 /// tier = "free"
@@ -421,8 +464,21 @@ impl Outage {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Scenario {
-    /// Added to the clock for the `Date` header (negative: portal behind).
+    /// Added to the clock for the `Date` header only (negative: portal behind).
     pub date_skew_secs: i64,
+    /// The portal's whole clock against the real one, as `+1d`, `-1d`,
+    /// `+30s`, `-1h30m` (empty: none): its `Date`, `valid_until`,
+    /// `expires_at`, token expiry, `X-RateLimit-Reset` and the `{date+N}`
+    /// header placeholders all read it.
+    pub clock_offset: String,
+    /// The portal ignores `Idempotency-Key` entirely.
+    pub ignore_idempotency_key: bool,
+    /// Every `activate` that is not a replay takes a seat, even on a
+    /// hardware_id that already holds one ("a portal that counts every
+    /// activate"); otherwise re-activating a host is idempotent.
+    pub activate_counts_every_request: bool,
+    /// Seats per key, overriding `max_activations`.
+    pub seat_limits: BTreeMap<String, usize>,
     /// Size of every release file in bytes.
     pub release_size: u64,
     /// The release `check-update` offers (on every channel).
@@ -446,6 +502,10 @@ impl Default for Scenario {
     fn default() -> Self {
         Scenario {
             date_skew_secs: 0,
+            clock_offset: String::new(),
+            ignore_idempotency_key: false,
+            activate_counts_every_request: false,
+            seat_limits: BTreeMap::new(),
             release_size: 256 * 1024,
             latest_version: "1.5.0".to_string(),
             changelog: "## 1.5.0\n\n- Faster backups\n- New DNS template editor\n\
@@ -476,6 +536,27 @@ pub enum ScenarioError {
     Parse { path: PathBuf, message: String },
     #[error("scenario: latest_version {0:?} is not a version like 1.5.0")]
     Version(String),
+    #[error("scenario: clock_offset {0:?} is not a signed duration like \"+1d\" or \"-30s\"")]
+    ClockOffset(String),
+}
+
+/// Parses a clock offset: `+1d`, `-1d`, `+30s`, `-1h30m`, `0s`, or empty
+/// (none), into seconds.
+pub fn parse_clock_offset(text: &str) -> Option<i64> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Some(0);
+    }
+    let (sign, rest) = match t.as_bytes()[0] {
+        b'-' => (-1, &t[1..]),
+        b'+' => (1, &t[1..]),
+        _ => (1, t),
+    };
+    if rest.trim() == "0" {
+        return Some(0);
+    }
+    let d = wispanel_core::duration::parse_duration(rest).ok()?;
+    i64::try_from(d.as_secs()).ok().map(|s| sign * s)
 }
 
 impl Scenario {
@@ -499,10 +580,18 @@ impl Scenario {
     }
 
     pub(crate) fn check(&self) -> Result<(), ScenarioError> {
+        if parse_clock_offset(&self.clock_offset).is_none() {
+            return Err(ScenarioError::ClockOffset(self.clock_offset.clone()));
+        }
         match super::portal::parse_version(&self.latest_version) {
             Some(_) => Ok(()),
             None => Err(ScenarioError::Version(self.latest_version.clone())),
         }
+    }
+
+    /// `clock_offset` in seconds (0 when unset or, unchecked, unreadable).
+    pub fn clock_offset_secs(&self) -> i64 {
+        parse_clock_offset(&self.clock_offset).unwrap_or(0)
     }
 
     /// The per-endpoint scripts, taken out of the scenario.
@@ -611,6 +700,33 @@ mod tests {
         }
         let e = Scenario::from_toml("date_skew = 1", Path::new("bad.toml")).unwrap_err();
         assert!(e.to_string().contains("bad.toml"), "{e}");
+    }
+
+    #[test]
+    fn clock_offsets() {
+        for (text, want) in [
+            ("", Some(0)),
+            ("0", Some(0)),
+            ("+1d", Some(86_400)),
+            ("-1d", Some(-86_400)),
+            ("+30s", Some(30)),
+            ("-1h30m", Some(-5_400)),
+            ("2h", Some(7_200)),
+            ("soon", None),
+            ("+-1d", None),
+        ] {
+            assert_eq!(parse_clock_offset(text), want, "{text:?}");
+        }
+        let s = Scenario::from_toml(
+            "clock_offset = \"-1d\"\nignore_idempotency_key = true\n\
+             activate_counts_every_request = true\n[seat_limits]\n\"WISP-GOOD-0000-SA6T\" = 1",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert_eq!(s.clock_offset_secs(), -86_400);
+        assert!(s.ignore_idempotency_key && s.activate_counts_every_request);
+        assert_eq!(s.seat_limits[keys::GOOD], 1);
+        assert!(Scenario::from_toml("clock_offset = \"x\"", Path::new("t.toml")).is_err());
     }
 
     #[test]

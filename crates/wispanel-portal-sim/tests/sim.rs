@@ -723,3 +723,48 @@ async fn binary_prints_url_writes_port_file_and_exits_on_sigterm() {
     assert!(err.contains("WISP-****SA6T"), "{err}");
     assert!(!err.contains(keys::GOOD), "the full key was logged: {err}");
 }
+
+#[tokio::test]
+async fn idempotency_key_and_a_lost_activation_over_the_wire() {
+    let scenario = Scenario {
+        clock_offset: "+1d".into(),
+        ..Scenario::default()
+    };
+    let h = sim::start(SimOptions::plain().with_scenario(scenario))
+        .await
+        .unwrap();
+    h.set_seat_limit(keys::GOOD, 1);
+    h.set_activate_counts_every_request(true);
+    h.push_answers(Endpoint::Activate, vec![ScriptedAnswer::lost()]);
+    let c = client(&h, Duration::from_secs(5));
+    let send = |key: &'static str| {
+        c.post(format!("{}{ACTIVATE}", h.base_url))
+            .header("Idempotency-Key", key)
+            .json_body(&lic(keys::GOOD))
+            .send()
+    };
+    assert!(send("k-1").await.is_err(), "the answer is lost");
+    assert_eq!(h.seats(keys::GOOD), 1, "but the seat is taken");
+    let r = send("k-1").await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["idempotent-replayed"], "true");
+    // The portal's clock is a day ahead: its Date and valid_until.
+    let date = Timestamp::parse_http_date(r.headers()["date"].to_str().unwrap()).unwrap();
+    let ahead =
+        date.unix_secs() - Timestamp::from_system_time(std::time::SystemTime::now()).unix_secs();
+    assert!((86_395..=86_405).contains(&ahead), "{ahead}");
+    let b = json_of(r).await;
+    let vu = Timestamp::parse_rfc3339(b["license"]["valid_until"].as_str().unwrap()).unwrap();
+    assert!((vu.unix_secs() - date.unix_secs() - 7 * 86_400).abs() <= 5);
+    assert_eq!(h.seats_of(keys::GOOD, HW), 1);
+    let keys_sent: Vec<_> = h
+        .requests()
+        .into_iter()
+        .map(|r| r.idempotency_key)
+        .collect();
+    assert_eq!(keys_sent, vec![Some("k-1".to_string()); 2]);
+    // Control API.
+    let (s, b) = post(&c, &h, "/_sim/seats", json!({"license_key": keys::GOOD})).await;
+    assert_eq!((s, b["seats"].as_u64()), (200, Some(1)));
+    h.shutdown().await;
+}
