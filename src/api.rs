@@ -105,8 +105,6 @@ pub struct StatusInputs<'a> {
     /// When the current run of failed saves of `state.json` began, if the
     /// last save failed.
     pub state_not_saved_since: Option<Timestamp>,
-    /// An activation went out and no verdict came back.
-    pub activation_in_doubt: bool,
 }
 
 impl StatusInputs<'_> {
@@ -117,7 +115,6 @@ impl StatusInputs<'_> {
             warn_before_expiry: self.warn_before_expiry,
             hardware_known: self.hardware_id.is_some(),
             state_not_saved_since: self.state_not_saved_since,
-            activation_in_doubt: self.activation_in_doubt,
         };
         warnings::Facts::from_core(core, self.inputs, self.schedule, now, &ctx)
     }
@@ -341,6 +338,7 @@ pub(crate) fn example_document() -> StatusDocument {
             rate_limited_until: None,
             clock_skew_seconds: None,
             proxy: None,
+            activation_in_doubt: false,
         },
         warnings: Vec::new(),
     }

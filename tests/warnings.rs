@@ -272,6 +272,41 @@ fn a_missing_textfile_directory_is_logged_and_the_daemon_keeps_serving() {
     assert!(d.stop().success());
 }
 
+#[test]
+fn an_activation_in_doubt_is_a_warning_whatever_the_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::https(dir.path());
+    // Every answer is a 503: the first activate may have taken a seat.
+    sim.set_outage(Some(Outage::Status(503)));
+    let env = Env::in_dir(dir, Conf::for_sim(&sim, Some(keys::GOOD)));
+    let _d = env.start();
+    let doc = env.wait_status("an activation in doubt", |s| {
+        s["portal"]["activation_in_doubt"] == true
+    });
+    assert_eq!(doc["license"]["state"], "unknown");
+    assert!(
+        codes(&doc).contains(&"activation_in_doubt".to_string()),
+        "{doc:#}"
+    );
+    let m = env.get("/metrics").text();
+    assert_eq!(
+        series(&m, "wispanel_license_warning{code=\"activation_in_doubt\"}").as_deref(),
+        Some("1"),
+        "{m}"
+    );
+    // Unknown stays 3; the first line still names the warning.
+    let o = cli(&env, &["status"]);
+    assert_eq!(o.status.code(), Some(3), "{}", out(&o));
+    let text = out(&o);
+    assert!(
+        text.lines()
+            .next()
+            .is_some_and(|l| l.contains("unknown") && l.contains("activation_in_doubt")),
+        "{text}"
+    );
+    sim.set_outage(None);
+}
+
 /// Prints a status with a warning (`cargo test --test warnings -- --ignored
 /// --nocapture sample`), to look at the output as an administrator sees it.
 #[test]

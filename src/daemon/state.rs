@@ -202,7 +202,6 @@ impl Daemon {
                 proxy,
                 warn_before_expiry: config.warn_before_expiry,
                 state_not_saved_since: st.state_not_saved_since,
-                activation_in_doubt: false,
             };
             let doc = StatusDocument::build(&st.core, &si, now);
             let next_change = warnings::next_change(&si.warning_facts(&st.core, now), now);

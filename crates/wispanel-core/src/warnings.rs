@@ -7,15 +7,12 @@
 //! a message turns over), so the daemon sets one timer instead of polling.
 
 use crate::machine::{Core, Inputs, Verdict};
+use crate::portal_time::SKEW_TOLERANCE_SECS;
 use crate::schedule::Schedule;
 use crate::timestamp::Timestamp;
 use crate::{LicenseState, UpdateState};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-
-/// `clock_skew` appears when the clocks differ by more than this (SPEC), and
-/// from the same point on, dates the portal sent are read in its clock.
-pub const CLOCK_SKEW_LIMIT_SECS: i64 = 60;
 
 /// `grace_ending` appears when the grace ends in less than this.
 pub const GRACE_ENDING_WINDOW: Duration = Duration::from_secs(24 * 3600);
@@ -111,8 +108,6 @@ pub struct Context {
     /// When the current run of failed saves of `state.json` began; `None`
     /// when the last save worked.
     pub state_not_saved_since: Option<Timestamp>,
-    /// An activation was sent and no verdict came back.
-    pub activation_in_doubt: bool,
 }
 
 /// Everything the list depends on, taken at one moment. Only the passing of
@@ -131,6 +126,9 @@ pub struct Facts {
     pub expires_at: Option<Timestamp>,
     /// Local clock minus the portal's, in seconds, at the last answer.
     pub clock_skew_seconds: Option<i64>,
+    /// The skew applied to the dates the portal sends
+    /// ([`Core::deadline_skew_secs`]: 0 within the tolerance).
+    pub deadline_skew_secs: i64,
     pub hardware_changed: bool,
     pub activation_in_doubt: bool,
     pub update_state: UpdateState,
@@ -166,8 +164,9 @@ impl Facts {
             lapses_at: core.next_lapse(inputs, s, now),
             expires_at,
             clock_skew_seconds: core.portal.clock_skew_seconds,
+            deadline_skew_secs: core.deadline_skew_secs(),
             hardware_changed: ctx.hardware_known && core.hardware_changed(inputs),
-            activation_in_doubt: ctx.activation_in_doubt,
+            activation_in_doubt: core.activation_in_doubt(),
             update_state: core.update.state,
             state_not_saved_since: ctx.state_not_saved_since,
             warn_before_expiry: ctx.warn_before_expiry,
@@ -185,12 +184,8 @@ impl Facts {
         }
     }
 
-    /// The skew in milliseconds when it is large enough to count, else zero.
     fn skew_ms(&self) -> i64 {
-        match self.clock_skew_seconds {
-            Some(k) if k.abs() > CLOCK_SKEW_LIMIT_SECS => k.saturating_mul(1000),
-            _ => 0,
-        }
+        self.deadline_skew_secs.saturating_mul(1000)
     }
 
     /// `now` read in the portal's clock (SPEC, "Portal time").
@@ -257,7 +252,7 @@ pub fn warnings(f: &Facts, now: Timestamp) -> Vec<Warning> {
         );
     }
     if let Some(k) = f.clock_skew_seconds
-        && k.abs() > CLOCK_SKEW_LIMIT_SECS
+        && k.abs() > SKEW_TOLERANCE_SECS
     {
         let side = if k > 0 { "ahead of" } else { "behind" };
         push(
@@ -380,6 +375,7 @@ mod tests {
             lapses_at: Some(T0.add(7 * DAY)),
             expires_at: None,
             clock_skew_seconds: Some(0),
+            deadline_skew_secs: 0,
             hardware_changed: false,
             activation_in_doubt: false,
             update_state: UpdateState::UpToDate,
@@ -471,6 +467,7 @@ mod tests {
             grace_until: Some(shown),
             lapses_at: Some(local),
             clock_skew_seconds: Some(86_400),
+            deadline_skew_secs: 86_400,
             ..active()
         };
         assert_eq!(
@@ -559,6 +556,7 @@ mod tests {
         let f = Facts {
             expires_at: Some(e),
             clock_skew_seconds: Some(-2 * 86_400),
+            deadline_skew_secs: -2 * 86_400,
             ..active()
         };
         let mark = T0.add(DAY);
@@ -571,6 +569,7 @@ mod tests {
         // Within the 60 s tolerance the local clock is used as is.
         let small = Facts {
             clock_skew_seconds: Some(-60),
+            deadline_skew_secs: 0,
             ..f.clone()
         };
         assert_eq!(next_change(&small, T0), Some(e.sub(30 * DAY).add(MS)));
@@ -708,6 +707,7 @@ mod tests {
             lapses_at: Some(lapse),
             expires_at: Some(T0.add(5 * DAY)),
             clock_skew_seconds: Some(-3600),
+            deadline_skew_secs: -3600,
             hardware_changed: true,
             activation_in_doubt: true,
             update_state: UpdateState::UpdatesExpired,
@@ -767,7 +767,6 @@ mod tests {
             warn_before_expiry: DEFAULT_WARN_BEFORE_EXPIRY,
             hardware_known: true,
             state_not_saved_since: None,
-            activation_in_doubt: false,
         };
         let now = T0.add(HOUR);
         let f = Facts::from_core(&core, &inputs, &s, now, &ctx);
