@@ -74,11 +74,6 @@ impl Textfile {
         &self.path
     }
 
-    /// This process's temporary file.
-    pub fn temp_path(&self) -> &Path {
-        &self.temp
-    }
-
     /// Replaces the file with `text`, atomically, mode 0644.
     pub fn write(&self, text: &str) -> Result<(), TextfileError> {
         if !self.dir.is_dir() {

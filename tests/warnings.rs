@@ -307,6 +307,23 @@ fn an_activation_in_doubt_is_a_warning_whatever_the_state() {
     sim.set_outage(None);
 }
 
+#[test]
+fn a_portal_clock_two_minutes_off_is_clock_skew_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::https(dir.path());
+    // The portal's clock is 2 minutes behind ours: ours is ahead.
+    sim.set_clock_offset(-120);
+    let env = Env::in_dir(dir, Conf::for_sim(&sim, Some(keys::GOOD)));
+    let _d = env.start();
+    let doc = env.wait_state("active");
+    assert_eq!(codes(&doc), vec!["clock_skew"], "{doc:#}");
+    let message = doc["warnings"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("ahead of the portal's"), "{message}");
+    let o = cli(&env, &["status"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("timedatectl"), "{}", out(&o));
+}
+
 /// Prints a status with a warning (`cargo test --test warnings -- --ignored
 /// --nocapture sample`), to look at the output as an administrator sees it.
 #[test]
