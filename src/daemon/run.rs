@@ -136,6 +136,7 @@ pub async fn run(
         save_tx,
         warnings_change_tx,
         portal_lock: tokio::sync::Mutex::new(()),
+        save_lock: tokio::sync::Mutex::new(()),
         manual_licence: tokio::sync::Mutex::new(None),
         manual_update: tokio::sync::Mutex::new(None),
         hwid_checked: Mutex::new(None),
@@ -202,8 +203,7 @@ pub async fn run(
         warn!("some tasks did not stop in time");
     }
     // The writer saved on its way out; save once more in case it could not.
-    let core = lock(&daemon.state).core.clone();
-    if let Err(e) = daemon.store.save(&core, daemon.now()) {
+    if let Err(e) = daemon.save_now().await {
         error!(error = %e, "cannot save the state on shutdown");
     }
     let _ = std::fs::remove_file(&daemon.config().socket_path);

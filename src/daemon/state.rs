@@ -112,6 +112,9 @@ pub struct Daemon {
     pub(super) warnings_change_tx: watch::Sender<Option<Timestamp>>,
     /// One portal request at a time.
     pub(super) portal_lock: tokio::sync::Mutex<()>,
+    /// One save of `state.json` at a time, each of the core as it is then
+    /// (`Daemon::save_now`).
+    pub(super) save_lock: tokio::sync::Mutex<()>,
     /// When a manual licence check last made a request (for the 10 s reuse).
     pub(super) manual_licence: tokio::sync::Mutex<Option<tokio::time::Instant>>,
     /// When a manual update check last made a request.
