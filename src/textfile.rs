@@ -10,9 +10,7 @@
 //! stopped; it removes its temporary file on the way out, and a temporary file
 //! left by a crash is removed at the next start.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -82,40 +80,14 @@ impl Textfile {
                 dir: self.dir.clone(),
             });
         }
-        let io = |file: &Path, action: &'static str| {
-            let (path, file) = (self.path.clone(), file.to_path_buf());
-            move |source| TextfileError::Io {
-                path,
-                file,
-                action,
-                source,
-            }
-        };
-        let result = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(MODE)
-                .open(&self.temp)
-                .map_err(io(&self.temp, "cannot create"))?;
-            // The umask (systemd's UMask=) may have taken bits away.
-            f.set_permissions(fs::Permissions::from_mode(MODE))
-                .map_err(io(&self.temp, "cannot set mode 0644 on"))?;
-            f.write_all(text.as_bytes())
-                .map_err(io(&self.temp, "cannot write"))?;
-            f.sync_all().map_err(io(&self.temp, "cannot fsync"))?;
-            drop(f);
-            fs::rename(&self.temp, &self.path).map_err(io(&self.path, "cannot rename onto"))?;
-            File::open(&self.dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io(&self.dir, "cannot fsync the directory"))?;
-            Ok(())
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&self.temp);
-        }
-        result
+        crate::atomic_file::write(&self.dir, &self.path, &self.temp, text.as_bytes(), MODE).map_err(
+            |e| TextfileError::Io {
+                path: self.path.clone(),
+                file: e.file,
+                action: e.action,
+                source: e.source,
+            },
+        )
     }
 
     /// Removes temporary files of this file that a killed daemon left
