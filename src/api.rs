@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use wispanel_core::machine::{Core, Inputs, Verdict};
 use wispanel_core::timestamp::Timestamp;
+use wispanel_core::warnings::{self, Warning};
 use wispanel_core::{LicenseState, PortalError, Reason, UpdateState};
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -20,6 +21,9 @@ pub struct StatusDocument {
     pub license: LicenseView,
     pub update: UpdateView,
     pub portal: PortalView,
+    /// Most urgent first; absent in a first release's document.
+    #[serde(default)]
+    pub warnings: Vec<Warning>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -96,6 +100,24 @@ pub struct StatusInputs<'a> {
     /// `portal.proxy`: [`crate::net::proxy::ProxyChoice::shown`] of the
     /// portal client's decision.
     pub proxy: Option<String>,
+    /// The configuration's `warn_before_expiry`.
+    pub warn_before_expiry: std::time::Duration,
+    /// When the current run of failed saves of `state.json` began, if the
+    /// last save failed.
+    pub state_not_saved_since: Option<Timestamp>,
+}
+
+impl StatusInputs<'_> {
+    /// What the `warnings` are computed from at `now`; the daemon also asks
+    /// it when the list next changes by itself.
+    pub fn warning_facts(&self, core: &Core, now: Timestamp) -> warnings::Facts {
+        let ctx = warnings::Context {
+            warn_before_expiry: self.warn_before_expiry,
+            hardware_known: self.hardware_id.is_some(),
+            state_not_saved_since: self.state_not_saved_since,
+        };
+        warnings::Facts::from_core(core, self.inputs, self.schedule, now, &ctx)
+    }
 }
 
 impl StatusDocument {
@@ -171,8 +193,33 @@ impl StatusDocument {
                 proxy: si.proxy.clone(),
                 activation_in_doubt: core.activation_in_doubt(),
             },
+            warnings: warnings::warnings(&si.warning_facts(core, now), now),
         };
         doc.whole_seconds()
+    }
+
+    /// The monitoring-plugin exit code of SPEC: 0 `active` with no warning,
+    /// 1 `grace` or `active` with a warning, 2 not licensed, 3 `unknown`.
+    pub fn plugin_exit_code(&self) -> u8 {
+        match self.license.state {
+            LicenseState::Active if !self.warnings.is_empty() => 1,
+            state => state.plugin_exit_code(),
+        }
+    }
+
+    /// What `GET /v1/events` sends an event for a change of (SPEC: the
+    /// licence state, the update state or the warnings).
+    pub fn announced(&self) -> Announced {
+        Announced {
+            license: self.license.state,
+            update: self.update.state,
+            warnings: self.warnings.clone(),
+        }
+    }
+
+    /// The most urgent warning, if any.
+    pub fn most_urgent_warning(&self) -> Option<&Warning> {
+        self.warnings.first()
     }
 
     /// The same document with every time rounded down to the second, as SPEC's
@@ -204,6 +251,14 @@ impl StatusDocument {
         }
         self
     }
+}
+
+/// The part of the status whose change is announced (events, logs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Announced {
+    pub license: LicenseState,
+    pub update: UpdateState,
+    pub warnings: Vec<Warning>,
 }
 
 /// The panel API's error envelope.
@@ -240,4 +295,94 @@ pub struct ActivateRequest {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Health {
     pub ok: bool,
+}
+
+/// A document to build test cases from: `active`, licensed, no warning.
+#[cfg(test)]
+pub(crate) fn example_document() -> StatusDocument {
+    StatusDocument {
+        schema_version: SCHEMA_VERSION,
+        daemon: DaemonInfo {
+            version: "0.1.0".into(),
+            pid: 1,
+            started_at: Timestamp(0),
+        },
+        hardware_id: Some("a".repeat(64)),
+        hardware_changed: false,
+        license: LicenseView {
+            state: LicenseState::Active,
+            licensed: true,
+            key: Some("WISP-****SA6T".into()),
+            tier: Some("pro".into()),
+            expires_at: Some(Timestamp::from_unix_secs(1_800_000_000)),
+            valid_until: None,
+            limits: None,
+            reason: None,
+            checked_at: None,
+            grace_until: Some(Timestamp::from_unix_secs(1_700_000_000)),
+        },
+        update: UpdateView {
+            state: UpdateState::UpToDate,
+            current_version: Some("1.4.2".into()),
+            latest_version: None,
+            changelog: None,
+            checked_at: None,
+        },
+        portal: PortalView {
+            last_attempt_at: None,
+            last_success_at: None,
+            last_error: None,
+            consecutive_failures: 0,
+            next_validate_at: None,
+            next_update_check_at: None,
+            rate_limited_until: None,
+            clock_skew_seconds: None,
+            proxy: None,
+            activation_in_doubt: false,
+        },
+        warnings: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wispanel_core::warnings::WarningCode;
+
+    fn warning(code: WarningCode) -> Warning {
+        Warning {
+            code,
+            message: "m".into(),
+            at: None,
+        }
+    }
+
+    #[test]
+    fn plugin_exit_codes_count_warnings_only_when_active() {
+        for (state, warned, code) in [
+            (LicenseState::Active, false, 0),
+            (LicenseState::Active, true, 1),
+            (LicenseState::Grace, false, 1),
+            (LicenseState::Grace, true, 1),
+            (LicenseState::Lapsed, true, 2),
+            (LicenseState::Expired, false, 2),
+            (LicenseState::Unconfigured, true, 2),
+            (LicenseState::Unknown, true, 3),
+        ] {
+            let mut doc = example_document();
+            doc.license.state = state;
+            if warned {
+                doc.warnings.push(warning(WarningCode::ClockSkew));
+            }
+            assert_eq!(doc.plugin_exit_code(), code, "{state} {warned}");
+        }
+    }
+
+    #[test]
+    fn a_first_release_document_without_warnings_still_reads() {
+        let mut v = serde_json::to_value(example_document()).unwrap();
+        v.as_object_mut().unwrap().remove("warnings");
+        let doc: StatusDocument = serde_json::from_value(v).unwrap();
+        assert!(doc.warnings.is_empty());
+    }
 }

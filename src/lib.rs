@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod atomic_file;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -15,9 +16,11 @@ pub mod host;
 pub mod hwid;
 pub mod key_in_force;
 pub mod logging;
+pub mod metrics;
 pub mod net;
 pub mod portal;
 pub mod socket;
 pub mod store;
 pub mod systemd;
+pub mod textfile;
 pub mod update;

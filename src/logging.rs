@@ -130,14 +130,16 @@ pub mod event {
         );
     }
 
-    /// Less than 24 h of grace left.
-    pub fn grace_ending(grace_until: Timestamp, update: UpdateState) {
+    /// Less than 24 h of grace left (the warning `grace_ending` appeared).
+    pub fn grace_ending(grace_until: Option<Timestamp>, message: &str, update: UpdateState) {
+        let until = grace_until.map_or("-".to_string(), |t| t.to_string());
         warn!(
             message_id = ids::GRACE_ENDING,
             wispanel_license_state = %LicenseState::Grace,
             wispanel_update_state = %update,
-            grace_until = %grace_until,
-            "the portal has been out of reach for long: the licence lapses at {grace_until} unless it answers"
+            grace_until = %until,
+            warning = "grace_ending",
+            "warning grace_ending: {message}; the licence lapses at {until} unless the portal answers"
         );
     }
 

@@ -7,9 +7,8 @@
 //! moved aside as `state.json.corrupt-<unix time>` and the daemon starts afresh.
 
 use serde::{Deserialize, Serialize};
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use wispanel_core::key::LicenseKey;
 use wispanel_core::machine::Core;
@@ -165,30 +164,13 @@ impl Store {
     fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
         let target = self.dir.join(name);
         let tmp = self.dir.join(format!(".{name}.tmp-{}", std::process::id()));
-        let result = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(io(&tmp, "cannot create the temporary file"))?;
-            // An old temp file may have other modes; make sure.
-            f.set_permissions(fs::Permissions::from_mode(0o600))
-                .map_err(io(&tmp, "cannot set mode 0600"))?;
-            f.write_all(bytes).map_err(io(&tmp, "cannot write"))?;
-            f.sync_all().map_err(io(&tmp, "cannot fsync"))?;
-            drop(f);
-            fs::rename(&tmp, &target).map_err(io(&target, "cannot rename into place"))?;
-            let dir = File::open(&self.dir).map_err(io(&self.dir, "cannot open for fsync"))?;
-            dir.sync_all()
-                .map_err(io(&self.dir, "cannot fsync the directory"))?;
-            Ok(())
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
+        crate::atomic_file::write(&self.dir, &target, &tmp, bytes, 0o600).map_err(|e| {
+            StoreError::Io {
+                path: e.file,
+                action: e.action,
+                source: e.source,
+            }
+        })
     }
 
     /// Removes temporary files that a killed daemon left behind
@@ -254,7 +236,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     use wispanel_core::machine::{Binding, Verdict};
 
     const NOW: Timestamp = Timestamp(1_800_000_000_000);

@@ -534,6 +534,12 @@ fn the_example_config_parses_and_documents_every_key() {
     assert_eq!(u.socket_group.as_deref(), Some("root"));
     assert_eq!(u.proxy.as_deref(), Some("http://proxy.example:3128"));
     assert_eq!(
+        u.metrics_textfile,
+        Some(PathBuf::from(
+            "/var/lib/prometheus/node-exporter/wispanel_license.prom"
+        ))
+    );
+    assert_eq!(
         u.hardware.id_file,
         Some(PathBuf::from("/etc/wispanel/hardware-id"))
     );
@@ -541,6 +547,7 @@ fn the_example_config_parses_and_documents_every_key() {
         Config {
             socket_group: None,
             proxy: None,
+            metrics_textfile: None,
             hardware: c.hardware.clone(),
             ..u
         },

@@ -49,10 +49,17 @@ fn assert_document_shape(s: &Value) {
             "hardware_changed",
             "license",
             "update",
-            "portal"
+            "portal",
+            "warnings"
         ])
     );
     assert_eq!(s["schema_version"], 1);
+    let warnings = s["warnings"].as_array().expect("warnings is a list");
+    for w in warnings {
+        assert_eq!(keys_of(w), sorted(&["code", "message", "at"]), "{w}");
+        assert!(w["code"].is_string() && w["message"].is_string(), "{w}");
+        assert!(w["at"].is_null() || is_time(&w["at"]), "{w}");
+    }
     assert_eq!(
         keys_of(&s["daemon"]),
         sorted(&["version", "pid", "started_at"])
@@ -156,6 +163,11 @@ fn status_document_has_every_spec_field() {
         p["clock_skew_seconds"]
             .as_i64()
             .is_some_and(|k| k.abs() <= 5)
+    );
+    assert_eq!(
+        s["warnings"],
+        json!([]),
+        "a healthy licence warns of nothing"
     );
     let body = env.get("/v1/status");
     assert_eq!(body.header("content-type"), Some("application/json"));

@@ -45,7 +45,7 @@ pub struct Cli {
 /// The subcommands of `wispanel-license`.
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
-    /// Print the licence and update state (exit 0 active, 1 grace, 2 not licensed, 3 unknown)
+    /// Print the licence and update state and its warnings (exit 0 active, 1 grace or a warning, 2 not licensed, 3 unknown)
     Status,
     /// Ask the daemon to validate the licence now and print the outcome
     Check,

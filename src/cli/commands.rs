@@ -4,8 +4,11 @@
 //! summary an administrator reads at a glance, with what to do next.
 //!
 //! Exit status of `status` and `check` follows the monitoring-plugin
-//! convention (0 active, 1 grace, 2 not licensed, 3 unknown or unreachable);
-//! the others exit 0 on success, 1 refused, 2 usage, 3 daemon unreachable.
+//! convention (0 active with no warning, 1 grace or a warning, 2 not
+//! licensed, 3 unknown or unreachable), and the first line of the summary
+//! names the state and the most urgent warning, so the command works as a
+//! Nagios/Icinga check; the others exit 0 on success, 1 refused, 2 usage,
+//! 3 daemon unreachable.
 
 use super::{ActivateArgs, Cli};
 use crate::api::{ErrorEnvelope, StatusDocument};
@@ -16,6 +19,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use wispanel_core::timestamp::Timestamp;
+use wispanel_core::warnings::{Warning, WarningCode};
 use wispanel_core::{LicenseState, UpdateState};
 
 pub const DEFAULT_SOCKET: &str = "/run/wispanel-license/status.sock";
@@ -117,23 +121,60 @@ pub fn advice(doc: &StatusDocument) -> Option<String> {
     })
 }
 
-/// The human summary of a status document.
-pub fn render(doc: &StatusDocument) -> String {
+/// What an administrator should do about a warning.
+pub fn warning_advice(w: &Warning, doc: &StatusDocument) -> String {
+    match w.code {
+        WarningCode::GraceEnding => format!(
+            "The portal has not answered since {}, and the licence lapses at {}. Restore this host's access to the portal before then (`wispanel-license doctor` shows what is in the way), then run `wispanel-license check`.",
+            when(doc.portal.last_success_at),
+            when(w.at.or(doc.license.grace_until))
+        ),
+        WarningCode::StateNotSaved => "The daemon cannot write state.json in its state directory; its log says why (`journalctl -u wispanel-licensed`). Free disk space or make the directory writable again; the daemon retries by itself, and until then a restart would forget the last verdict.".into(),
+        WarningCode::ExpiringSoon => format!(
+            "Renew the licence in your WisPanel account before {}, then run `wispanel-license check` to pick up the new date. (warn_before_expiry in the configuration sets how early this warning comes.)",
+            when(w.at.or(doc.license.expires_at))
+        ),
+        WarningCode::HardwareChanged => "This host's hardware_id has changed (new board or disk, a cloned VM?); a check runs at once. If the portal answers hardware_mismatch, release the licence on the old hardware and run `sudo wispanel-license activate` here. `wispanel-license hardware-id --explain` shows which sources changed.".into(),
+        WarningCode::ActivationInDoubt => "Usually nothing: the activation is retried with the same idempotency key and settles with the portal's next answer. If this lasts, run `wispanel-license doctor`.".into(),
+        WarningCode::ClockSkew => "Fix this host's time synchronisation (`timedatectl status`; enable systemd-timesyncd or chrony). The licence is safe, since the daemon reads the portal's dates in the portal's clock, but TLS and logs on this host are not.".into(),
+        WarningCode::UpdatesExpired => "Renew the update entitlement in your WisPanel account to download new releases; the licence itself stays valid.".into(),
+        WarningCode::Other => "This client does not know this warning; see its message, or update wispanel-license.".into(),
+    }
+}
+
+/// The first line: the state and, when there is one, the most urgent warning
+/// (what a monitoring system shows).
+pub fn headline(doc: &StatusDocument) -> String {
     let l = &doc.license;
-    let mut s = String::new();
     let licensed = if l.licensed {
         "licensed"
     } else {
         "NOT licensed"
     };
-    s.push_str(&format!("Licence:   {} ({licensed})", l.state));
-    if let Some(k) = &l.key {
-        s.push_str(&format!(", key {k}"));
+    let mut s = format!("Licence:   {} ({licensed})", l.state);
+    if let Some(w) = doc.most_urgent_warning() {
+        s.push_str(&format!(", WARNING {}: {}", w.code, w.message));
+        match doc.warnings.len() - 1 {
+            0 => {}
+            1 => s.push_str(" (and 1 more warning)"),
+            n => s.push_str(&format!(" (and {n} more warnings)")),
+        }
     }
-    if let Some(t) = &l.tier {
-        s.push_str(&format!(", tier {t}"));
-    }
+    s
+}
+
+/// The human summary of a status document.
+pub fn render(doc: &StatusDocument) -> String {
+    let l = &doc.license;
+    let mut s = headline(doc);
     s.push('\n');
+    let key_tier: Vec<String> = [l.key.clone(), l.tier.as_ref().map(|t| format!("tier {t}"))]
+        .into_iter()
+        .flatten()
+        .collect();
+    if !key_tier.is_empty() {
+        s.push_str(&format!("Key:       {}\n", key_tier.join(", ")));
+    }
     if let Some(r) = &l.reason {
         s.push_str(&format!("Reason:    {}: {}\n", r.code, r.message));
     }
@@ -209,13 +250,6 @@ pub fn render(doc: &StatusDocument) -> String {
             when(Some(t))
         ));
     }
-    if let Some(k) = p.clock_skew_seconds
-        && k.abs() >= 60
-    {
-        s.push_str(&format!(
-            "Clock:     this host's clock is {k} s off the portal's; fix NTP\n"
-        ));
-    }
     match &doc.hardware_id {
         Some(h) if doc.hardware_changed => s.push_str(&format!(
             "Hardware:  {h} (CHANGED since the last verdict; a check runs at once)\n"
@@ -225,8 +259,23 @@ pub fn render(doc: &StatusDocument) -> String {
             "Hardware:  cannot be computed (see `wispanel-license hardware-id --explain`)\n",
         ),
     }
-    if let Some(a) = advice(doc) {
-        s.push_str(&format!("\nWhat to do: {a}\n"));
+    for (i, w) in doc.warnings.iter().enumerate() {
+        let label = if i == 0 { "Warnings:" } else { "" };
+        s.push_str(&format!("{label:<10} {}: {}\n", w.code, w.message));
+    }
+    let todo: Vec<String> = advice(doc)
+        .into_iter()
+        .chain(
+            doc.warnings
+                .iter()
+                .map(|w| format!("{}: {}", w.code, warning_advice(w, doc))),
+        )
+        .collect();
+    if !todo.is_empty() {
+        s.push_str("\nWhat to do:\n");
+        for t in todo {
+            s.push_str(&format!("  - {t}\n"));
+        }
     }
     s
 }
@@ -241,7 +290,7 @@ fn show_status(cli: &Cli, a: &Answer) -> ExitCode {
             } else {
                 say(&render(&doc));
             }
-            ExitCode::from(doc.license.state.plugin_exit_code())
+            ExitCode::from(doc.plugin_exit_code())
         }
         Err(e) => {
             eprintln!("wispanel-license: {e}");
@@ -287,7 +336,7 @@ pub fn check(cli: &Cli) -> ExitCode {
                         if !cli.json {
                             say(&render(&doc));
                         }
-                        ExitCode::from(doc.license.state.plugin_exit_code())
+                        ExitCode::from(doc.plugin_exit_code())
                     }
                     Err(_) => ExitCode::from(EXIT_UNREACHABLE),
                 },
@@ -395,4 +444,63 @@ pub fn update_check(cli: &Cli) -> ExitCode {
 
 pub fn doctor(cli: &Cli) -> ExitCode {
     crate::doctor::run(cli.config.clone(), cli.socket.as_deref(), cli.json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::example_document;
+
+    fn warned(codes: &[WarningCode]) -> StatusDocument {
+        let mut doc = example_document();
+        doc.warnings = codes
+            .iter()
+            .map(|&code| Warning {
+                code,
+                message: format!("{code} message"),
+                at: Some(Timestamp::from_unix_secs(1_800_000_000)),
+            })
+            .collect();
+        doc
+    }
+
+    #[test]
+    fn the_first_line_names_the_state_and_the_most_urgent_warning() {
+        let doc = example_document();
+        assert_eq!(headline(&doc), "Licence:   active (licensed)");
+        let doc = warned(&[WarningCode::ExpiringSoon]);
+        assert_eq!(
+            headline(&doc),
+            "Licence:   active (licensed), WARNING expiring_soon: expiring_soon message"
+        );
+        let doc = warned(&[WarningCode::GraceEnding, WarningCode::ClockSkew]);
+        assert_eq!(
+            render(&doc).lines().next(),
+            Some(
+                "Licence:   active (licensed), WARNING grace_ending: grace_ending message (and 1 more warning)"
+            )
+        );
+    }
+
+    #[test]
+    fn what_to_do_covers_every_warning() {
+        let doc = warned(&WarningCode::ALL);
+        let text = render(&doc);
+        let todo = text
+            .split("\nWhat to do:\n")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no What to do in:\n{text}"));
+        for c in WarningCode::ALL {
+            assert!(
+                todo.contains(&format!("  - {c}: ")),
+                "{c} has no advice:\n{text}"
+            );
+            assert!(
+                text.contains(&format!("{c}: {c} message")),
+                "{c} not listed:\n{text}"
+            );
+        }
+        // A healthy licence has nothing to do.
+        assert!(!render(&example_document()).contains("What to do"));
+    }
 }

@@ -96,6 +96,8 @@ pub enum ConfigErrorKind {
     TooLarge { path: PathBuf },
     #[error("must be an absolute path (it starts with '/'), not {0:?}")]
     RelativePath(String),
+    #[error("must name a file, not a directory: {0:?}")]
+    NotAFileName(String),
     #[error("must not be empty")]
     Empty,
     #[error("{0:?} holds white space or a control character")]

@@ -18,6 +18,15 @@ pub(super) fn absolute(ctx: &Ctx<'_>, key: &str, v: &Sp<String>) -> Result<PathB
     Ok(p)
 }
 
+/// An absolute path that names a file (not `/`, not ending in `/`).
+pub(super) fn file_path(ctx: &Ctx<'_>, key: &str, v: &Sp<String>) -> Result<PathBuf, ConfigError> {
+    let p = absolute(ctx, key, v)?;
+    if v.get_ref().ends_with('/') || p.file_name().is_none() {
+        return Err(ctx.val(key, v, ConfigErrorKind::NotAFileName(v.get_ref().clone())));
+    }
+    Ok(p)
+}
+
 pub(super) fn word(ctx: &Ctx<'_>, key: &str, v: &Sp<String>) -> Result<String, ConfigError> {
     let s = v.get_ref();
     if s.is_empty() {

@@ -1,7 +1,9 @@
 //! Strict TOML: the file parsed into raw values with their spans (unknown
 //! keys refused with a guess), then each value checked into [`Config`].
 
-use super::fields::{absolute, duration, parse_socket_mode, portal_url, proxy_url, word};
+use super::fields::{
+    absolute, duration, file_path, parse_socket_mode, portal_url, proxy_url, word,
+};
 use super::key_file::read_key_file;
 use super::side_file::{SideFileError, read_side_file, read_version_file};
 use super::*;
@@ -23,6 +25,8 @@ struct RawConfig {
     socket_mode: Option<Sp<String>>,
     socket_group: Option<Sp<String>>,
     proxy: Option<Sp<String>>,
+    warn_before_expiry: Option<Sp<String>>,
+    metrics_textfile: Option<Sp<String>>,
     schedule: Option<RawSchedule>,
     hardware: Option<RawHardware>,
 }
@@ -351,6 +355,17 @@ impl Config {
             Some(v) => Some(proxy_url(v.get_ref()).map_err(|k| ctx.val("proxy", v, k))?),
             None => None,
         };
+        let warn_before_expiry = duration(
+            &ctx,
+            "warn_before_expiry",
+            raw.warn_before_expiry.as_ref(),
+            wispanel_core::warnings::DEFAULT_WARN_BEFORE_EXPIRY,
+            true,
+        )?;
+        let metrics_textfile = match &raw.metrics_textfile {
+            Some(v) => Some(file_path(&ctx, "metrics_textfile", v)?),
+            None => None,
+        };
 
         let d = Schedule::default();
         let s = raw.schedule.as_ref();
@@ -443,6 +458,8 @@ impl Config {
             socket_mode,
             socket_group,
             proxy,
+            warn_before_expiry,
+            metrics_textfile,
             schedule,
             hardware,
         })
@@ -473,7 +490,51 @@ mod tests {
         assert_eq!(c.version, VersionSource::Fixed("1.4.2".into()));
         assert_eq!(c.schedule, Schedule::default());
         assert_eq!(c.hardware, Hardware::default());
+        assert_eq!(c.warn_before_expiry, Duration::from_secs(30 * 86_400));
+        assert_eq!(c.metrics_textfile, None);
         assert_eq!(c.read_product_version().unwrap(), "1.4.2");
+    }
+
+    #[test]
+    fn warn_before_expiry_and_metrics_textfile() {
+        let c = load(&format!(
+            "{MIN}warn_before_expiry = \"0s\"\nmetrics_textfile = \"/var/lib/x/w.prom\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.warn_before_expiry, Duration::ZERO);
+        assert_eq!(c.metrics_textfile, Some(PathBuf::from("/var/lib/x/w.prom")));
+        let out = c.to_effective_toml();
+        assert!(out.contains("warn_before_expiry = \"0s\""), "{out}");
+        assert!(
+            out.contains("metrics_textfile = \"/var/lib/x/w.prom\""),
+            "{out}"
+        );
+        let again = Config::from_toml_str_with(&out, Path::new("/x.toml"), None).unwrap();
+        assert_eq!(
+            (again.warn_before_expiry, again.metrics_textfile),
+            (c.warn_before_expiry, c.metrics_textfile)
+        );
+        assert!(
+            load(MIN)
+                .unwrap()
+                .to_effective_toml()
+                .contains("warn_before_expiry = \"30d\"")
+        );
+
+        for (line, key) in [
+            ("warn_before_expiry = \"30\"", "warn_before_expiry"),
+            ("warn_before_expiry = \"1w\"", "warn_before_expiry"),
+            ("metrics_textfile = \"w.prom\"", "metrics_textfile"),
+            ("metrics_textfile = \"/var/lib/x/\"", "metrics_textfile"),
+            ("metrics_textfile = \"\"", "metrics_textfile"),
+        ] {
+            let e = err(&format!("{MIN}{line}\n"));
+            assert_eq!(
+                (e.line, e.key.as_deref()),
+                (Some(2), Some(key)),
+                "{line}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -117,6 +117,11 @@ pub struct Config {
     pub socket_mode: u32,
     pub socket_group: Option<String>,
     pub proxy: Option<String>,
+    /// `expiring_soon` appears this long before `expires_at`; zero: never.
+    pub warn_before_expiry: Duration,
+    /// Where the metrics are also written for node_exporter's textfile
+    /// collector, if anywhere.
+    pub metrics_textfile: Option<PathBuf>,
     pub schedule: Schedule,
     pub hardware: Hardware,
 }
@@ -157,6 +162,8 @@ const TOP_KEYS: &[&str] = &[
     "socket_mode",
     "socket_group",
     "proxy",
+    "warn_before_expiry",
+    "metrics_textfile",
     "schedule",
     "hardware",
 ];
@@ -299,7 +306,7 @@ mod tests {
             PathBuf::from("/srv/license.toml")
         );
         let keys = known_keys();
-        assert_eq!(keys.len(), 21);
+        assert_eq!(keys.len(), 23);
         assert!(keys.contains(&"schedule.splay".to_string()));
         assert!(keys.contains(&"hardware.id_file".to_string()));
     }

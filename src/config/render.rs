@@ -71,6 +71,19 @@ impl Config {
             Some(p) => line(format!("proxy = {}", quote(&mask_proxy(p)))),
             None => line("# proxy: not set (HTTPS_PROXY and NO_PROXY are honoured)".into()),
         }
+        line(format!(
+            "warn_before_expiry = {}{}",
+            quote(&format_duration(self.warn_before_expiry)),
+            if self.warn_before_expiry.is_zero() {
+                "  # never warns of the expiry"
+            } else {
+                ""
+            }
+        ));
+        match &self.metrics_textfile {
+            Some(p) => line(format!("metrics_textfile = {}", quote_path(p))),
+            None => line("# metrics_textfile: not set (metrics on the socket only)".into()),
+        }
         let s = &self.schedule;
         line(String::new());
         line("[schedule]".into());

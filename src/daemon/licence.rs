@@ -72,23 +72,13 @@ impl Daemon {
     /// written to `state.json` before the request leaves (SPEC "Activation
     /// in doubt"), so that a kill -9 cannot lose it.
     pub(super) async fn activation_key(&self, inputs: &Inputs) -> String {
-        let (key, core) = {
-            let mut st = lock(&self.state);
-            let key = st
-                .core
-                .activation_key_or(inputs, crate::portal::new_idempotency_key);
-            (key, st.core.clone())
-        };
-        let store = self.store.clone();
-        let now = self.now();
-        match tokio::task::spawn_blocking(move || store.save(&core, now)).await {
-            Ok(Ok(())) => {}
+        let key = lock(&self.state)
+            .core
+            .activation_key_or(inputs, crate::portal::new_idempotency_key);
+        if let Err(e) = self.save_now().await {
             // Sent all the same: the key stays in memory and the state
             // writer keeps trying to save it.
-            Ok(Err(e)) => {
-                error!(error = %e, "cannot save the activation's Idempotency-Key before sending it: {e}")
-            }
-            Err(e) => error!(error = %e, "the save task failed: {e}"),
+            error!(error = %e, "cannot save the activation's Idempotency-Key before sending it: {e}");
         }
         self.publish();
         key

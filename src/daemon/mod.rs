@@ -24,6 +24,7 @@ mod run;
 mod state;
 mod status_line;
 mod updates;
+mod warnings;
 mod writer;
 
 #[cfg(test)]
@@ -43,9 +44,6 @@ pub const MANUAL_REUSE: Duration = Duration::from_secs(10);
 
 /// How old a hardware_id may be before a status request has it recomputed.
 pub const HWID_FRESHNESS: Duration = Duration::from_secs(2);
-
-/// In `grace`, "grace ending" is logged this long before the licence lapses.
-pub const GRACE_ENDING: Duration = Duration::from_secs(24 * 3600);
 
 /// SIGTERM to exit: the in-flight request is abandoned, the state is saved.
 pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(4);

@@ -5,7 +5,9 @@
 
 use super::portal::https_factory;
 use super::state::{Daemon, Runtime, lock, placeholder_doc};
-use super::{PortalFactory, SHUTDOWN_BUDGET, licence, reload, status_line, updates, writer};
+use super::{
+    PortalFactory, SHUTDOWN_BUDGET, licence, reload, status_line, updates, warnings, writer,
+};
 use crate::api::DaemonInfo;
 use crate::clock::{Clock, SystemClock, ThreadJitter};
 use crate::config::Config;
@@ -106,6 +108,7 @@ pub async fn run(
         json: bytes::Bytes::new(),
     }));
     let (save_tx, save_rx) = watch::channel(Arc::new(core.clone()));
+    let (warnings_change_tx, warnings_change_rx) = watch::channel(None);
     let token = CancellationToken::new();
     let daemon = Arc::new(Daemon {
         host: crate::host::collect(),
@@ -121,7 +124,7 @@ pub async fn run(
             hwid: Err(String::new()),
             product_version: None,
             announced: None,
-            grace_ending: false,
+            state_not_saved_since: None,
         }),
         config: RwLock::new(Arc::new(config)),
         client: RwLock::new(client),
@@ -132,7 +135,9 @@ pub async fn run(
         systemd: env.systemd,
         status_tx,
         save_tx,
+        warnings_change_tx,
         portal_lock: tokio::sync::Mutex::new(()),
+        save_lock: tokio::sync::Mutex::new(()),
         manual_licence: tokio::sync::Mutex::new(None),
         manual_update: tokio::sync::Mutex::new(None),
         hwid_checked: Mutex::new(None),
@@ -174,6 +179,8 @@ pub async fn run(
     );
     tracker.spawn(licence::licence_loop(daemon.clone()));
     tracker.spawn(updates::update_loop(daemon.clone()));
+    tracker.spawn(warnings::warnings_timer(daemon.clone(), warnings_change_rx));
+    tracker.spawn(warnings::metrics_textfile(daemon.clone()));
     if daemon.systemd {
         tracker.spawn(watchdog(daemon.clone()));
     }
@@ -199,9 +206,8 @@ pub async fn run(
         warn!("some tasks did not stop in time");
     }
     // The writer saved on its way out; save once more in case it could not.
-    let core = lock(&daemon.state).core.clone();
-    if let Err(e) = daemon.store.save(&core, daemon.now()) {
-        crate::logging::event::state_not_saved(&e.to_string(), None);
+    if let Err(e) = daemon.save_now().await {
+        crate::logging::event::state_not_saved(&e, None);
     }
     let _ = std::fs::remove_file(&daemon.config().socket_path);
     Ok(())

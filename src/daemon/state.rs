@@ -3,8 +3,8 @@
 //! published: the status document rebuilt once, announced (log, `STATUS=`)
 //! and handed to the state writer.
 
-use super::{GRACE_ENDING, HWID_FRESHNESS, LOOPS_ALL, Portal, PortalFactory};
-use crate::api::{DaemonInfo, StatusDocument, StatusInputs};
+use super::{HWID_FRESHNESS, LOOPS_ALL, Portal, PortalFactory};
+use crate::api::{Announced, DaemonInfo, StatusDocument, StatusInputs};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::host::HostFacts;
@@ -24,6 +24,7 @@ use wispanel_core::key::LicenseKey;
 use wispanel_core::machine::{Core, Inputs};
 use wispanel_core::schedule::Jitter;
 use wispanel_core::timestamp::Timestamp;
+use wispanel_core::warnings::{self, Warning};
 use wispanel_core::{LicenseState, UpdateState};
 
 /// Mutable runtime state; guarded by [`Daemon::state`].
@@ -37,10 +38,11 @@ pub(super) struct Runtime {
     pub(super) hwid: Result<String, String>,
     /// The last product version read (kept when `version_file` breaks).
     pub(super) product_version: Option<String>,
-    /// Licence and update state last announced.
-    pub(super) announced: Option<(LicenseState, UpdateState)>,
-    /// Whether "grace ending" was announced for this stretch of grace.
-    pub(super) grace_ending: bool,
+    /// Licence state, update state and warnings last announced.
+    pub(super) announced: Option<Announced>,
+    /// When the current run of failed saves of `state.json` began (the
+    /// warning `state_not_saved`); `None` once a save works.
+    pub(super) state_not_saved_since: Option<Timestamp>,
 }
 
 impl Runtime {
@@ -105,8 +107,14 @@ pub struct Daemon {
     pub(super) systemd: bool,
     pub(super) status_tx: watch::Sender<Arc<Snapshot>>,
     pub(super) save_tx: watch::Sender<Arc<Core>>,
+    /// When the warnings next change by themselves (set by `publish`, slept
+    /// on by the warnings timer).
+    pub(super) warnings_change_tx: watch::Sender<Option<Timestamp>>,
     /// One portal request at a time.
     pub(super) portal_lock: tokio::sync::Mutex<()>,
+    /// One save of `state.json` at a time, each of the core as it is then
+    /// (`Daemon::save_now`).
+    pub(super) save_lock: tokio::sync::Mutex<()>,
     /// When a manual licence check last made a request (for the 10 s reuse).
     pub(super) manual_licence: tokio::sync::Mutex<Option<tokio::time::Instant>>,
     /// When a manual update check last made a request.
@@ -183,7 +191,7 @@ impl Daemon {
         let now = self.now();
         let config = self.config();
         let proxy = self.client().proxy_shown();
-        let (doc, core, change, grace_ending) = {
+        let (doc, core, before, next_change) = {
             let mut st = lock(&self.state);
             st.core.expire_gate(now);
             let inputs = st.inputs();
@@ -195,25 +203,27 @@ impl Daemon {
                 hardware_id: st.hwid.as_deref().ok(),
                 product_version: st.product_version.clone(),
                 proxy,
+                warn_before_expiry: config.warn_before_expiry,
+                state_not_saved_since: st.state_not_saved_since,
             };
             let doc = StatusDocument::build(&st.core, &si, now);
-            let states = (doc.license.state, doc.update.state);
-            let change = (st.announced != Some(states)).then(|| (st.announced, states));
-            st.announced = Some(states);
-            let ending = doc.license.state == LicenseState::Grace
-                && doc
-                    .license
-                    .grace_until
-                    .is_some_and(|g| g.since(now) < GRACE_ENDING);
-            let grace_ending = (ending && !st.grace_ending).then_some(doc.license.grace_until);
-            st.grace_ending = ending;
-            (
-                doc,
-                Arc::new(st.core.clone()),
-                change,
-                grace_ending.flatten(),
-            )
+            let next_change = warnings::next_change(&si.warning_facts(&st.core, now), now);
+            let before = st.announced.replace(doc.announced());
+            (doc, Arc::new(st.core.clone()), before, next_change)
         };
+        self.warnings_change_tx.send_if_modified(|old| {
+            let changed = *old != next_change;
+            *old = next_change;
+            changed
+        });
+        log_warning_changes(
+            before.as_ref().map_or(&[], |b| &b.warnings),
+            &doc.warnings,
+            doc.update.state,
+        );
+        let states = (doc.license.state, doc.update.state);
+        let before_states = before.map(|b| (b.license, b.update));
+        let change = (before_states != Some(states)).then_some((before_states, states));
         if let Some((before, (lic, upd))) = change {
             let why = doc
                 .license
@@ -235,9 +245,6 @@ impl Daemon {
             if self.systemd {
                 systemd::status(&super::status_line(&doc));
             }
-        }
-        if let Some(until) = grace_ending {
-            logging::event::grace_ending(until, doc.update.state);
         }
         let json = serde_json::to_vec(&doc).unwrap_or_default();
         self.status_tx.send_replace(Arc::new(Snapshot {
@@ -311,7 +318,10 @@ impl Daemon {
             (Ok(new), Ok(old)) if new != old => {
                 let (l, u) = st
                     .announced
-                    .unwrap_or((LicenseState::Unknown, UpdateState::Unknown));
+                    .as_ref()
+                    .map_or((LicenseState::Unknown, UpdateState::Unknown), |a| {
+                        (a.license, a.update)
+                    });
                 logging::event::hardware_id_changed(l, u)
             }
             _ => {}
@@ -364,6 +374,23 @@ impl Daemon {
     }
 }
 
+/// Logs each warning that appears (with what it says) and each that goes;
+/// a message that only changes its day count is not news.
+fn log_warning_changes(before: &[Warning], after: &[Warning], update: UpdateState) {
+    let had = |ws: &[Warning], c| ws.iter().any(|w| w.code == c);
+    for w in after.iter().filter(|w| !had(before, w.code)) {
+        if w.code == wispanel_core::warnings::WarningCode::GraceEnding {
+            // The one warning with a MESSAGE_ID of its own (journal catalog).
+            logging::event::grace_ending(w.at, &w.message, update);
+        } else {
+            warn!(warning = %w.code, "warning {}: {}", w.code, w.message);
+        }
+    }
+    for w in before.iter().filter(|w| !had(after, w.code)) {
+        info!(warning = %w.code, "warning {} cleared", w.code);
+    }
+}
+
 pub(super) fn placeholder_doc(started: Timestamp) -> StatusDocument {
     use crate::api::*;
     StatusDocument {
@@ -406,5 +433,6 @@ pub(super) fn placeholder_doc(started: Timestamp) -> StatusDocument {
             proxy: None,
             activation_in_doubt: false,
         },
+        warnings: Vec::new(),
     }
 }

@@ -469,3 +469,104 @@ async fn a_restart_makes_no_request_before_the_saved_time() {
     );
     second.stop().await;
 }
+
+/// The status document, read through the socket like any client.
+async fn status_of(h: &Host) -> crate::api::StatusDocument {
+    let sock = h.dir.path().join("run").join("status.sock");
+    tokio::task::spawn_blocking(move || {
+        crate::socket::client::request(&sock, "GET", "/v1/status", None, secs(10))
+            .map_err(|e| e.to_string())
+            .and_then(|a| a.status_document())
+    })
+    .await
+    .expect("the client task")
+    .expect("a status document")
+}
+
+fn codes(doc: &crate::api::StatusDocument) -> Vec<&'static str> {
+    doc.warnings.iter().map(|w| w.code.as_str()).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn grace_ending_appears_at_its_instant_without_a_request() {
+    let s = Sched {
+        update_check_interval: "30d",
+        offline_grace: "3d",
+        ..DEFAULTS
+    };
+    let h = Host::new(s, |_, t| {
+        if t < T0.add(hours(1)) {
+            Reply::Valid
+        } else {
+            Reply::Status(503, vec![], "{}")
+        }
+    });
+    let d = h.start(8);
+    let last_day = T0.add(hours(48));
+    pass(after(last_day, h.now())).await;
+    let doc = status_of(&h).await;
+    assert_eq!(doc.license.state, wispanel_core::LicenseState::Grace);
+    assert!(codes(&doc).is_empty(), "24 h left is not less: {doc:?}");
+    let requests = h.portal.licence_requests().len();
+    pass(Duration::from_millis(2)).await;
+    let doc = status_of(&h).await;
+    assert_eq!(codes(&doc), vec!["grace_ending"]);
+    assert_eq!(doc.warnings[0].at, doc.license.grace_until);
+    assert_eq!(
+        h.portal.licence_requests().len(),
+        requests,
+        "the timer, not a request, made it appear"
+    );
+    d.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_metrics_textfile_is_the_metrics_and_is_rewritten_every_minute() {
+    let h = Host::new(DEFAULTS, |_, _| Reply::Valid);
+    let file = h.dir.path().join("textfile").join("wispanel_license.prom");
+    std::fs::create_dir(file.parent().expect("a directory")).expect("the textfile directory");
+    let text = std::fs::read_to_string(&h.config).expect("configuration");
+    std::fs::write(
+        &h.config,
+        format!("metrics_textfile = \"{}\"\n{text}", file.display()),
+    )
+    .expect("configuration");
+    let d = h.start(9);
+    pass(secs(1)).await;
+    let sock = h.dir.path().join("run").join("status.sock");
+    let metrics = tokio::task::spawn_blocking(move || {
+        crate::socket::client::request(&sock, "GET", "/metrics", None, secs(10))
+            .map(|a| String::from_utf8_lossy(&a.body).into_owned())
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .expect("the client task")
+    .expect("the metrics");
+    assert_eq!(std::fs::read_to_string(&file).ok(), Some(metrics));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file)
+        .expect("the file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o644);
+    // Nothing changes, yet the file is written again within the minute.
+    std::fs::remove_file(&file).expect("remove the file");
+    pass(secs(61)).await;
+    for _ in 0..1000 {
+        if file.exists() {
+            break;
+        }
+        tokio::task::yield_now().await;
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(file.exists(), "not rewritten within a minute");
+    d.stop().await;
+    let names: Vec<_> = std::fs::read_dir(file.parent().expect("a directory"))
+        .expect("the directory")
+        .filter_map(|e| e.ok().map(|e| e.file_name()))
+        .collect();
+    assert_eq!(
+        names,
+        vec![std::ffi::OsString::from("wispanel_license.prom")]
+    );
+}

@@ -1,10 +1,44 @@
 //! The state writer: saves the newest core after every change.
 
-use super::state::Daemon;
+use super::state::{Daemon, lock};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{Instrument, info, info_span};
+
+impl Daemon {
+    /// Saves the core as it is now. Saves are serialised by `save_lock` and
+    /// each reads the core under it, so a save can never put an older core on
+    /// disk after a newer one (the state writer and the save of an
+    /// activation's Idempotency-Key before it is sent both come here).
+    pub(super) async fn save_now(&self) -> Result<(), String> {
+        let _one_at_a_time = self.save_lock.lock().await;
+        let core = lock(&self.state).core.clone();
+        let store = self.store.clone();
+        let now = self.now();
+        let saved = match tokio::task::spawn_blocking(move || store.save(&core, now)).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("the save task failed: {e}")),
+        };
+        self.note_save(saved.is_ok());
+        saved
+    }
+
+    /// Records the outcome of a save of `state.json`: the warning
+    /// `state_not_saved` stands from the first failure until a save works.
+    fn note_save(&self, ok: bool) {
+        let now = self.now();
+        let changed = {
+            let mut st = lock(&self.state);
+            let before = st.state_not_saved_since;
+            st.state_not_saved_since = if ok { None } else { before.or(Some(now)) };
+            st.state_not_saved_since != before
+        };
+        if changed {
+            self.publish();
+        }
+    }
+}
 
 /// Saves each new core; on failure (full disk, read-only directory) logs
 /// loudly, keeps serving from memory and tries again with a growing delay.
@@ -18,15 +52,7 @@ pub(super) async fn state_writer(
             rx.mark_unchanged();
             // Each attempt saves the newest core; failures back off 1 s → 60 s
             // with jitter, for as long as it takes.
-            let save = || async {
-                let core = rx.borrow().clone();
-                let store = d.store.clone();
-                let now = d.now();
-                match tokio::task::spawn_blocking(move || store.save(&core, now)).await {
-                    Ok(r) => r.map_err(|e| e.to_string()),
-                    Err(e) => Err(format!("the save task failed: {e}")),
-                }
-            };
+            let save = || d.save_now();
             let mut failed = false;
             let policy = ExponentialBuilder::default()
                 .with_min_delay(Duration::from_secs(1))

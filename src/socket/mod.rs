@@ -11,7 +11,6 @@
 
 mod bind;
 pub mod client;
-mod metrics;
 mod routes;
 
 pub use bind::{SocketError, bind};

@@ -1,7 +1,8 @@
 //! The endpoints of the status socket and their error envelopes.
 
-use super::{ActionError, BODY_READ_TIMEOUT, MAX_BODY, PeerUid, Service, Snapshot, metrics};
+use super::{ActionError, BODY_READ_TIMEOUT, MAX_BODY, PeerUid, Service, Snapshot};
 use crate::api::{ActivateRequest, ErrorEnvelope, Health};
+use crate::metrics;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -333,8 +334,10 @@ async fn events<S: Service>(
         |(mut rx, last, shutdown)| async move {
             loop {
                 let snap = rx.borrow_and_update().clone();
-                let states = (snap.doc.license.state, snap.doc.update.state);
-                if last != Some(states) {
+                // SPEC: an event on every change of licence state, update
+                // state or warnings, not on every new document.
+                let states = snap.doc.announced();
+                if last.as_ref() != Some(&states) {
                     let data = String::from_utf8_lossy(&snap.json).into_owned();
                     let ev = Event::default().event("status").data(data);
                     return Some((Ok(ev), (rx, Some(states), shutdown)));

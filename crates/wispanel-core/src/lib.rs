@@ -17,6 +17,7 @@ pub mod portal_time;
 pub mod schedule;
 pub mod timestamp;
 pub mod version;
+pub mod warnings;
 
 use serde::{Deserialize, Serialize};
 
