@@ -297,51 +297,75 @@ pub struct Health {
     pub ok: bool,
 }
 
+impl StatusDocument {
+    /// The document before anything is known: state `unknown`, every other
+    /// value absent. The daemon serves it until its first `publish`.
+    pub fn empty(daemon: DaemonInfo) -> StatusDocument {
+        StatusDocument {
+            schema_version: SCHEMA_VERSION,
+            daemon,
+            hardware_id: None,
+            hardware_changed: false,
+            license: LicenseView {
+                state: LicenseState::Unknown,
+                licensed: false,
+                key: None,
+                tier: None,
+                expires_at: None,
+                valid_until: None,
+                limits: None,
+                reason: None,
+                checked_at: None,
+                grace_until: None,
+            },
+            update: UpdateView {
+                state: UpdateState::Unknown,
+                current_version: None,
+                latest_version: None,
+                changelog: None,
+                checked_at: None,
+            },
+            portal: PortalView {
+                last_attempt_at: None,
+                last_success_at: None,
+                last_error: None,
+                consecutive_failures: 0,
+                next_validate_at: None,
+                next_update_check_at: None,
+                rate_limited_until: None,
+                clock_skew_seconds: None,
+                proxy: None,
+                activation_in_doubt: false,
+            },
+            warnings: Vec::new(),
+        }
+    }
+}
+
 /// A document to build test cases from: `active`, licensed, no warning.
 #[cfg(test)]
 pub(crate) fn example_document() -> StatusDocument {
-    StatusDocument {
-        schema_version: SCHEMA_VERSION,
-        daemon: DaemonInfo {
-            version: "0.1.0".into(),
-            pid: 1,
-            started_at: Timestamp(0),
-        },
-        hardware_id: Some("a".repeat(64)),
-        hardware_changed: false,
-        license: LicenseView {
-            state: LicenseState::Active,
-            licensed: true,
-            key: Some("WISP-****SA6T".into()),
-            tier: Some("pro".into()),
-            expires_at: Some(Timestamp::from_unix_secs(1_800_000_000)),
-            valid_until: None,
-            limits: None,
-            reason: None,
-            checked_at: None,
-            grace_until: Some(Timestamp::from_unix_secs(1_700_000_000)),
-        },
-        update: UpdateView {
-            state: UpdateState::UpToDate,
-            current_version: Some("1.4.2".into()),
-            latest_version: None,
-            changelog: None,
-            checked_at: None,
-        },
-        portal: PortalView {
-            last_attempt_at: None,
-            last_success_at: None,
-            last_error: None,
-            consecutive_failures: 0,
-            next_validate_at: None,
-            next_update_check_at: None,
-            rate_limited_until: None,
-            clock_skew_seconds: None,
-            proxy: None,
-            activation_in_doubt: false,
-        },
-        warnings: Vec::new(),
-    }
+    let mut doc = StatusDocument::empty(DaemonInfo {
+        version: "0.1.0".into(),
+        pid: 1,
+        started_at: Timestamp(0),
+    });
+    doc.hardware_id = Some("a".repeat(64));
+    doc.license = LicenseView {
+        state: LicenseState::Active,
+        licensed: true,
+        key: Some("WISP-****SA6T".into()),
+        tier: Some("pro".into()),
+        expires_at: Some(Timestamp::from_unix_secs(1_800_000_000)),
+        valid_until: None,
+        limits: None,
+        reason: None,
+        checked_at: None,
+        grace_until: Some(Timestamp::from_unix_secs(1_700_000_000)),
+    };
+    doc.update.state = UpdateState::UpToDate;
+    doc.update.current_version = Some("1.4.2".into());
+    doc
 }
 
 #[cfg(test)]

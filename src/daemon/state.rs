@@ -392,47 +392,9 @@ fn log_warning_changes(before: &[Warning], after: &[Warning], update: UpdateStat
 }
 
 pub(super) fn placeholder_doc(started: Timestamp) -> StatusDocument {
-    use crate::api::*;
-    StatusDocument {
-        schema_version: SCHEMA_VERSION,
-        daemon: DaemonInfo {
-            version: env!("CARGO_PKG_VERSION").into(),
-            pid: std::process::id(),
-            started_at: started,
-        },
-        hardware_id: None,
-        hardware_changed: false,
-        license: LicenseView {
-            state: LicenseState::Unknown,
-            licensed: false,
-            key: None,
-            tier: None,
-            expires_at: None,
-            valid_until: None,
-            limits: None,
-            reason: None,
-            checked_at: None,
-            grace_until: None,
-        },
-        update: UpdateView {
-            state: UpdateState::Unknown,
-            current_version: None,
-            latest_version: None,
-            changelog: None,
-            checked_at: None,
-        },
-        portal: PortalView {
-            last_attempt_at: None,
-            last_success_at: None,
-            last_error: None,
-            consecutive_failures: 0,
-            next_validate_at: None,
-            next_update_check_at: None,
-            rate_limited_until: None,
-            clock_skew_seconds: None,
-            proxy: None,
-            activation_in_doubt: false,
-        },
-        warnings: Vec::new(),
-    }
+    StatusDocument::empty(DaemonInfo {
+        version: env!("CARGO_PKG_VERSION").into(),
+        pid: std::process::id(),
+        started_at: started,
+    })
 }
