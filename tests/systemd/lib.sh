@@ -7,6 +7,7 @@
 
 PASSED=0
 FAILED=0
+SKIPPED=0
 SANDBOXES=()
 
 pass() {
@@ -17,6 +18,12 @@ pass() {
 fail() {
 	FAILED=$((FAILED + 1))
 	printf 'FAIL %s\n' "$*"
+}
+
+# skip WHAT AND WHY: a check not made, said aloud (counted apart).
+skip() {
+	SKIPPED=$((SKIPPED + 1))
+	printf 'SKIP %s\n' "$*"
 }
 
 # check DESCRIPTION CMD [ARG...]: PASS when CMD succeeds.
