@@ -182,7 +182,6 @@ expect /usr/share/fish/vendor_completions.d/wispanel-license.fish "644 root:root
 expect /usr/share/wispanel-license/prometheus/wispanel-license.rules.yml "644 root:root"
 expect /usr/share/wispanel-license/grafana/wispanel-license-fleet.json "644 root:root"
 expect /usr/share/wispanel-license/systemd/node-exporter-textfile.conf "644 root:root"
-expect /usr/share/wispanel-license/systemd/node-exporter-textfile.tmpfiles "644 root:root"
 [ -L /etc/systemd/system/multi-user.target.wants/wispanel-licensed.service ] ||
 	fail "postinst did not enable wispanel-licensed.service"
 echo "ok  enabled in multi-user.target"

@@ -16,7 +16,7 @@
 #
 # The daemon must write its metrics into node_exporter's textfile directory:
 # metrics_textfile = "/var/lib/prometheus/node-exporter/wispanel_license.prom"
-# in its configuration, and the packaged drop-in and tmpfiles.d entry in place
+# in its configuration, and the packaged drop-in in place
 # (prom_e2e_install_dropin does that from the installed package) before the
 # daemon (re)starts.
 #
@@ -112,17 +112,14 @@ prom_e2e_spawn() {
 	fi
 }
 
-# prom_e2e_install_dropin: installs the packaged drop-in and tmpfiles.d entry
-# that let wispanel-licensed write into the textfile directory (as the
-# README's "Monitoring a fleet" says), applies the ACL and reloads systemd.
-# Restarting the daemon is left to the caller.
+# prom_e2e_install_dropin: installs the packaged drop-in that lets
+# wispanel-licensed write into the textfile directory (as the README's
+# "Monitoring a fleet" says; its ExecStartPre= sets the ACL at each start) and
+# reloads systemd. Restarting the daemon is left to the caller.
 prom_e2e_install_dropin() {
 	local share=/usr/share/wispanel-license/systemd
 	prom_e2e_in install -D -m644 "$share/node-exporter-textfile.conf" \
 		/etc/systemd/system/wispanel-licensed.service.d/node-exporter-textfile.conf &&
-		prom_e2e_in install -D -m644 "$share/node-exporter-textfile.tmpfiles" \
-			/etc/tmpfiles.d/wispanel-license-node-exporter.conf &&
-		prom_e2e_in systemd-tmpfiles --create /etc/tmpfiles.d/wispanel-license-node-exporter.conf &&
 		prom_e2e_in systemctl daemon-reload
 }
 
