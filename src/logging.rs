@@ -151,31 +151,24 @@ pub mod event {
         update: UpdateState,
     ) {
         let kind = e.kind.as_str();
-        if e.kind == wispanel_core::ErrorKind::RateLimited {
-            warn!(
-                message_id = ids::RATE_LIMITED,
-                wispanel_license_state = %licence,
-                wispanel_update_state = %update,
-                wispanel_endpoint = %endpoint,
-                wispanel_error_kind = kind,
-                wispanel_http_status = e.http_status,
-                wispanel_portal_code = e.code.as_deref(),
-                "portal request failed ({endpoint}, rate limited): {}",
-                e.message
-            );
+        // A closed gate is its own event for the administrator (its own
+        // MESSAGE_ID); every other non-verdict is "portal unreachable".
+        let (message_id, what) = if e.kind == wispanel_core::ErrorKind::RateLimited {
+            (ids::RATE_LIMITED, "rate limited")
         } else {
-            warn!(
-                message_id = ids::PORTAL_UNREACHABLE,
-                wispanel_license_state = %licence,
-                wispanel_update_state = %update,
-                wispanel_endpoint = %endpoint,
-                wispanel_error_kind = kind,
-                wispanel_http_status = e.http_status,
-                wispanel_portal_code = e.code.as_deref(),
-                "portal request failed ({endpoint}, {kind}): {}",
-                e.message
-            );
-        }
+            (ids::PORTAL_UNREACHABLE, kind)
+        };
+        warn!(
+            message_id,
+            wispanel_license_state = %licence,
+            wispanel_update_state = %update,
+            wispanel_endpoint = %endpoint,
+            wispanel_error_kind = kind,
+            wispanel_http_status = e.http_status,
+            wispanel_portal_code = e.code.as_deref(),
+            "portal request failed ({endpoint}, {what}): {}",
+            e.message
+        );
     }
 
     /// A portal refusal (a verdict): the state change follows.

@@ -68,13 +68,15 @@ impl Schedule {
 
 impl Default for Schedule {
     fn default() -> Self {
+        // The core's defaults are SPEC's; only request_timeout is ours.
+        let core = wispanel_core::schedule::Schedule::default();
         Schedule {
-            validate_interval: Duration::from_secs(6 * 3600),
-            update_check_interval: Duration::from_secs(24 * 3600),
-            splay: Duration::from_secs(15 * 60),
-            retry_initial: Duration::from_secs(30),
-            retry_max: Duration::from_secs(3600),
-            offline_grace: Duration::from_secs(7 * 86400),
+            validate_interval: core.validate_interval,
+            update_check_interval: core.update_check_interval,
+            splay: core.splay,
+            retry_initial: core.retry_initial,
+            retry_max: core.retry_max,
+            offline_grace: core.offline_grace,
             request_timeout: Duration::from_secs(20),
         }
     }
