@@ -592,7 +592,7 @@ impl Core {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::classify::{Exchange, classify};
     use crate::schedule::FixedJitter;
@@ -616,7 +616,8 @@ mod tests {
         }
     }
 
-    fn answer(
+    /// A classified portal answer, for the core's tables.
+    pub(crate) fn answer(
         endpoint: Endpoint,
         status: u16,
         body: &str,

@@ -48,7 +48,7 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::{Classified, Exchange, classify};
+    use crate::classify::Classified;
     use crate::machine::Inputs;
     use crate::schedule::FixedJitter;
     use crate::{Endpoint, LicenseState};
@@ -83,21 +83,8 @@ mod tests {
     }
 
     fn ans(endpoint: Endpoint, status: u16, body: &str, headers: &[(&str, String)]) -> Classified {
-        let hs: Vec<(String, String)> = headers
-            .iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-            .collect();
-        let h = move |n: &str| hs.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-        classify(
-            endpoint,
-            &Exchange::Answer {
-                status,
-                header: &h,
-                body: body.as_bytes(),
-                body_problem: None,
-            },
-            T0,
-        )
+        let hs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        crate::machine::tests::answer(endpoint, status, body, &hs, T0)
     }
 
     /// A valid verdict at T0 from a portal whose clock is `skew` behind ours,
