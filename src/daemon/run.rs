@@ -4,7 +4,7 @@
 //! binary.
 
 use super::portal::https_factory;
-use super::state::{Daemon, Runtime, lock, placeholder_doc};
+use super::shared::{Daemon, Runtime, lock, placeholder_doc};
 use super::{
     PortalFactory, SHUTDOWN_BUDGET, licence, reload, status_line, updates, warnings, writer,
 };

@@ -1,6 +1,6 @@
 //! The state writer: saves the newest core after every change.
 
-use super::state::{Daemon, lock};
+use super::shared::{Daemon, lock};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
