@@ -6,6 +6,7 @@ pub mod args;
 pub mod commands;
 pub mod download;
 mod hardware_id;
+pub mod render;
 
 pub use args::{
     ActivateArgs, Cli, Command, DaemonCli, DownloadArgs, HardwareIdArgs, UpdateCommand,
