@@ -5,10 +5,11 @@
 //! lines and is tested without I/O, and an I/O part that gathers the facts:
 //! [`local`] (configuration and key), [`hardware`] (hardware_id sources),
 //! [`network`] (proxy, DNS, TCP, TLS, HTTP, clock), [`files`] (state
-//! directory, socket, daemon) and [`unit`] (systemd). Every network step has
+//! directory), [`daemon`] (socket, daemon) and [`unit`] (systemd). Every network step has
 //! its own short timeout and the portal checks as a whole one more, so a
 //! black-holed network ends the run in well under 30 s.
 
+pub mod daemon;
 pub mod files;
 pub mod hardware;
 pub mod local;
@@ -273,7 +274,7 @@ pub async fn diagnose(config_path: &Path, socket: Option<&Path>, opts: &Options)
             )],
         }
     };
-    let daemon = files::ask_daemon(&sock, opts.timeouts.socket);
+    let daemon = daemon::ask_daemon(&sock, opts.timeouts.socket);
     let systemd = async {
         if opts.systemd {
             unit::gather(opts.timeouts.systemctl).await
@@ -287,15 +288,15 @@ pub async fn diagnose(config_path: &Path, socket: Option<&Path>, opts: &Options)
     if let Some(st) = &state {
         report.extend(files::state_checks(st, crate::clock::now()));
     }
-    let sock_facts = files::gather_socket(&sock);
-    report.extend(files::socket_checks(
+    let sock_facts = daemon::gather_socket(&sock);
+    report.extend(daemon::socket_checks(
         &sock_facts,
         config.map(|c| c.socket_mode),
         config.and_then(|c| c.socket_group.as_deref()),
     ));
-    report.extend(files::daemon_checks(&sock, &daemon_facts));
+    report.extend(daemon::daemon_checks(&sock, &daemon_facts));
     // The proxy the daemon's requests go through, against this shell's.
-    if let (Some(c), files::DaemonFacts::Status(v)) = (config, &daemon_facts)
+    if let (Some(c), daemon::DaemonFacts::Status(v)) = (config, &daemon_facts)
         && let Some(theirs) = v["portal"].get("proxy")
     {
         let own = crate::net::proxy::decide(c.proxy.as_deref(), &opts.proxy_env, &c.portal_url);
