@@ -1,7 +1,7 @@
 //! The licence key read from `license_key_file` or the systemd credential:
 //! a private file holding one well-shaped key.
 
-use super::load::Ctx;
+use super::ctx::Ctx;
 use super::side_file::{SideFileError, read_side_file};
 use super::*;
 

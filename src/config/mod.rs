@@ -3,11 +3,13 @@
 //! problem; the daemon exits 78 (`EX_CONFIG`) on one.
 //!
 //! This file holds the types and where the file is found; [`load`] parses
-//! (strict TOML, file:line errors, did-you-mean), [`fields`] validates each
+//! (strict TOML) and builds the [`Config`], [`ctx`] points errors into the
+//! text (file:line, the key, did-you-mean), [`fields`] validates each
 //! value, [`key_file`] reads the key from a file or credential, [`side_file`]
 //! reads the small files the configuration names, [`render`] prints the
 //! effective configuration (`--check-config`), [`error`] says what is wrong.
 
+mod ctx;
 mod error;
 mod fields;
 mod key_file;
