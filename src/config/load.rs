@@ -5,8 +5,8 @@ use super::ctx::{Ctx, Sp};
 use super::fields::{
     absolute, duration, file_path, parse_socket_mode, portal_url, proxy_url, word,
 };
-use super::key_file::read_key_file;
-use super::side_file::{SideFileError, read_side_file, read_version_file};
+use super::key_file::license_key;
+use super::side_file::{ca_file, version};
 use super::*;
 
 #[derive(serde::Deserialize)]
@@ -80,40 +80,12 @@ impl Config {
         let ctx = Ctx { path, text };
         let raw: RawConfig = toml::from_str(text).map_err(|e| ctx.toml_error(&e))?;
 
-        // The licence key: inline, key file, or systemd credential.
-        let (license_key, key_source) = match (&raw.license_key, &raw.license_key_file) {
-            (Some(_), Some(file)) => {
-                return Err(ctx.val("license_key_file", file, ConfigErrorKind::KeyTwice));
-            }
-            (Some(k), None) => {
-                if k.get_ref().contains("****") {
-                    return Err(ctx.val("license_key", k, ConfigErrorKind::MaskedKey));
-                }
-                let key = LicenseKey::parse(k.get_ref())
-                    .map_err(|e| ctx.val("license_key", k, ConfigErrorKind::KeyShape(e)))?;
-                (Some(key), Some(KeySource::Inline))
-            }
-            (None, Some(f)) => {
-                let file = absolute(&ctx, "license_key_file", f)?;
-                let key = read_key_file(&ctx, "license_key_file", Some(f.span()), &file, true)?;
-                (Some(key), Some(KeySource::File(file)))
-            }
-            (None, None) => match credentials_dir {
-                Some(dir) => {
-                    let file = dir.join(KEY_CREDENTIAL);
-                    if file.exists() {
-                        // systemd makes the credentials directory private to the
-                        // service, so the file's own mode is not checked.
-                        let key =
-                            read_key_file(&ctx, "license.key credential", None, &file, false)?;
-                        (Some(key), Some(KeySource::Credential(file)))
-                    } else {
-                        (None, None)
-                    }
-                }
-                None => (None, None),
-            },
-        };
+        let (license_key, key_source) = license_key(
+            &ctx,
+            raw.license_key.as_ref(),
+            raw.license_key_file.as_ref(),
+            credentials_dir,
+        )?;
 
         let portal_url = match &raw.portal_url {
             Some(v) => portal_url(v.get_ref()).map_err(|k| ctx.val("portal_url", v, k))?,
@@ -121,41 +93,15 @@ impl Config {
         };
 
         let ca_file = match &raw.ca_file {
-            Some(v) => {
-                let p = absolute(&ctx, "ca_file", v)?;
-                let pem = read_side_file(&p).map_err(|e| {
-                    let kind = match e {
-                        SideFileError::Io(source) => ConfigErrorKind::CaFileUnreadable {
-                            path: p.clone(),
-                            source,
-                        },
-                        SideFileError::TooLarge => ConfigErrorKind::TooLarge { path: p.clone() },
-                        SideFileError::NotText => ConfigErrorKind::NotText { path: p.clone() },
-                    };
-                    ctx.val("ca_file", v, kind)
-                })?;
-                if !pem.contains("-----BEGIN CERTIFICATE-----") {
-                    return Err(ctx.val("ca_file", v, ConfigErrorKind::CaFileNotPem { path: p }));
-                }
-                Some(p)
-            }
+            Some(v) => Some(ca_file(&ctx, v)?),
             None => None,
         };
 
-        let version = match (&raw.product_version, &raw.version_file) {
-            (Some(_), Some(f)) => {
-                return Err(ctx.val("version_file", f, ConfigErrorKind::VersionTwice));
-            }
-            (Some(v), None) => VersionSource::Fixed(word(&ctx, "product_version", v)?),
-            (None, Some(f)) => {
-                let p = absolute(&ctx, "version_file", f)?;
-                read_version_file(&p).map_err(|k| ctx.val("version_file", f, k))?;
-                VersionSource::File(p)
-            }
-            (None, None) => {
-                return Err(ctx.at("product_version", None, ConfigErrorKind::VersionMissing));
-            }
-        };
+        let version = version(
+            &ctx,
+            raw.product_version.as_ref(),
+            raw.version_file.as_ref(),
+        )?;
 
         let channel = match &raw.channel {
             Some(v) => word(&ctx, "channel", v)?,
@@ -200,71 +146,7 @@ impl Config {
             None => None,
         };
 
-        let d = Schedule::default();
-        let s = raw.schedule.as_ref();
-        let pick = |f: fn(&RawSchedule) -> Option<&Sp<String>>| s.and_then(f);
-        let schedule = Schedule {
-            validate_interval: duration(
-                &ctx,
-                "schedule.validate_interval",
-                pick(|s| s.validate_interval.as_ref()),
-                d.validate_interval,
-                false,
-            )?,
-            update_check_interval: duration(
-                &ctx,
-                "schedule.update_check_interval",
-                pick(|s| s.update_check_interval.as_ref()),
-                d.update_check_interval,
-                false,
-            )?,
-            splay: duration(
-                &ctx,
-                "schedule.splay",
-                pick(|s| s.splay.as_ref()),
-                d.splay,
-                true,
-            )?,
-            retry_initial: duration(
-                &ctx,
-                "schedule.retry_initial",
-                pick(|s| s.retry_initial.as_ref()),
-                d.retry_initial,
-                false,
-            )?,
-            retry_max: duration(
-                &ctx,
-                "schedule.retry_max",
-                pick(|s| s.retry_max.as_ref()),
-                d.retry_max,
-                false,
-            )?,
-            offline_grace: duration(
-                &ctx,
-                "schedule.offline_grace",
-                pick(|s| s.offline_grace.as_ref()),
-                d.offline_grace,
-                false,
-            )?,
-            request_timeout: duration(
-                &ctx,
-                "schedule.request_timeout",
-                pick(|s| s.request_timeout.as_ref()),
-                d.request_timeout,
-                false,
-            )?,
-        };
-        if schedule.retry_initial > schedule.retry_max {
-            let span = pick(|s| s.retry_initial.as_ref()).map(|v| v.span());
-            return Err(ctx.at(
-                "schedule.retry_initial",
-                span,
-                ConfigErrorKind::RetryOrder {
-                    initial: format_duration(schedule.retry_initial),
-                    max: format_duration(schedule.retry_max),
-                },
-            ));
-        }
+        let schedule = schedule(&ctx, raw.schedule.as_ref())?;
 
         let h = raw.hardware.as_ref();
         let hardware = Hardware {
@@ -297,6 +179,75 @@ impl Config {
             hardware,
         })
     }
+}
+
+/// The `[schedule]` table, each value defaulting to the core's.
+fn schedule(ctx: &Ctx<'_>, s: Option<&RawSchedule>) -> Result<Schedule, ConfigError> {
+    let d = Schedule::default();
+    let pick = |f: fn(&RawSchedule) -> Option<&Sp<String>>| s.and_then(f);
+    let schedule = Schedule {
+        validate_interval: duration(
+            ctx,
+            "schedule.validate_interval",
+            pick(|s| s.validate_interval.as_ref()),
+            d.validate_interval,
+            false,
+        )?,
+        update_check_interval: duration(
+            ctx,
+            "schedule.update_check_interval",
+            pick(|s| s.update_check_interval.as_ref()),
+            d.update_check_interval,
+            false,
+        )?,
+        splay: duration(
+            ctx,
+            "schedule.splay",
+            pick(|s| s.splay.as_ref()),
+            d.splay,
+            true,
+        )?,
+        retry_initial: duration(
+            ctx,
+            "schedule.retry_initial",
+            pick(|s| s.retry_initial.as_ref()),
+            d.retry_initial,
+            false,
+        )?,
+        retry_max: duration(
+            ctx,
+            "schedule.retry_max",
+            pick(|s| s.retry_max.as_ref()),
+            d.retry_max,
+            false,
+        )?,
+        offline_grace: duration(
+            ctx,
+            "schedule.offline_grace",
+            pick(|s| s.offline_grace.as_ref()),
+            d.offline_grace,
+            false,
+        )?,
+        request_timeout: duration(
+            ctx,
+            "schedule.request_timeout",
+            pick(|s| s.request_timeout.as_ref()),
+            d.request_timeout,
+            false,
+        )?,
+    };
+    if schedule.retry_initial > schedule.retry_max {
+        let span = pick(|s| s.retry_initial.as_ref()).map(|v| v.span());
+        return Err(ctx.at(
+            "schedule.retry_initial",
+            span,
+            ConfigErrorKind::RetryOrder {
+                initial: format_duration(schedule.retry_initial),
+                max: format_duration(schedule.retry_max),
+            },
+        ));
+    }
+    Ok(schedule)
 }
 
 #[cfg(test)]
