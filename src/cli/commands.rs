@@ -13,14 +13,12 @@
 use super::render::render;
 use super::{ActivateArgs, Cli};
 use crate::api::{ErrorEnvelope, StatusDocument};
-use crate::config::{Config, resolve_config_path};
+use crate::config::{Config, client_socket_path, resolve_config_path};
 use crate::socket::client::{self, Answer};
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-
-pub const DEFAULT_SOCKET: &str = "/run/wispanel-license/status.sock";
 
 const EXIT_REFUSED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -30,22 +28,15 @@ const EXIT_UNREACHABLE: u8 = 3;
 const ACTION_TIMEOUT: Duration = Duration::from_secs(120);
 const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `--socket`, else the configuration's `socket_path`, else the default. The
-/// configuration may be unreadable for a normal user (a root-only key file),
-/// so `socket_path` is also read from the raw TOML.
+/// The socket to ask: [`crate::config::client_socket_path`], loading the
+/// configuration only when `--socket` is not given.
 pub fn socket_path(cli: &Cli) -> PathBuf {
-    if let Some(s) = &cli.socket {
-        return s.clone();
-    }
     let path = resolve_config_path(cli.config.clone());
-    if let Ok(c) = Config::load(&path) {
-        return c.socket_path;
-    }
-    std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| t.parse::<toml::Table>().ok())
-        .and_then(|t| t.get("socket_path")?.as_str().map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
+    let loaded = match cli.socket {
+        Some(_) => None,
+        None => Config::load(&path).ok(),
+    };
+    client_socket_path(cli.socket.as_deref(), &path, loaded.as_ref())
 }
 
 fn say(text: &str) {

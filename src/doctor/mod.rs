@@ -16,7 +16,7 @@ pub mod local;
 pub mod network;
 pub mod unit;
 
-use crate::config::{Config, resolve_config_path};
+use crate::config::resolve_config_path;
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -232,16 +232,6 @@ impl Options {
     }
 }
 
-/// The socket to ask: `--socket`/`$WISPANEL_LICENSE_SOCKET`, else the
-/// configuration's, else the default.
-fn socket_path(cli_socket: Option<&Path>, config: Option<&Config>) -> PathBuf {
-    match (cli_socket, config) {
-        (Some(p), _) => p.to_path_buf(),
-        (None, Some(c)) => c.socket_path.clone(),
-        (None, None) => PathBuf::from("/run/wispanel-license/status.sock"),
-    }
-}
-
 /// Runs every check. `config_path` is the configuration file to load,
 /// `socket` overrides the configuration's `socket_path`.
 pub async fn diagnose(config_path: &Path, socket: Option<&Path>, opts: &Options) -> Report {
@@ -263,7 +253,7 @@ pub async fn diagnose(config_path: &Path, socket: Option<&Path>, opts: &Options)
             .and_then(|s| s.verdict_hardware_id.as_deref()),
     ));
 
-    let sock = socket_path(socket, config);
+    let sock = crate::config::client_socket_path(socket, config_path, config);
     let portal = async {
         match config {
             Some(c) => network::run(c, opts).await,
