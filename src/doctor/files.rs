@@ -4,7 +4,7 @@
 
 use super::Check;
 
-use crate::store::{STATE_FILE, Store};
+use crate::store::{STATE_FILE, SavedRead, read_state};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -68,21 +68,17 @@ pub fn gather_state(dir: &Path) -> StateFacts {
     let file = dir.join(STATE_FILE);
     let file_node = Node::of(&file);
     let mut verdict_hardware_id = None;
-    let content = match std::fs::read(&file) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateContent::Missing,
-        Err(e) => StateContent::Unreadable(e.to_string()),
-        Ok(bytes) => match std::str::from_utf8(&bytes) {
-            Err(_) => StateContent::Bad("not UTF-8 text".into()),
-            Ok(text) => match Store::parse(text, &file) {
-                Err(e) => StateContent::Bad(e.to_string()),
-                Ok(core) => {
-                    verdict_hardware_id = core.licence.verdict_binding.map(|b| b.hardware_id);
-                    StateContent::Good {
-                        last_success_at: core.portal.last_success_at,
-                    }
-                }
-            },
-        },
+    let content = match read_state(dir) {
+        SavedRead::Missing => StateContent::Missing,
+        SavedRead::Unreadable(e) => StateContent::Unreadable(e.to_string()),
+        SavedRead::NotText => StateContent::Bad("not UTF-8 text".into()),
+        SavedRead::Invalid(e) => StateContent::Bad(e.to_string()),
+        SavedRead::Good(core) => {
+            verdict_hardware_id = core.licence.verdict_binding.map(|b| b.hardware_id);
+            StateContent::Good {
+                last_success_at: core.portal.last_success_at,
+            }
+        }
     };
     StateFacts {
         dir: dir.to_path_buf(),
@@ -212,6 +208,7 @@ pub fn clock_vs_last_success(now: Timestamp, last: Timestamp) -> Check {
 mod tests {
     use super::*;
     use crate::doctor::Status;
+    use crate::store::Store;
     use std::os::unix::fs::PermissionsExt;
     use std::time::Duration;
 
