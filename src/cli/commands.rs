@@ -20,9 +20,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-const EXIT_REFUSED: u8 = 1;
-const EXIT_USAGE: u8 = 2;
-const EXIT_UNREACHABLE: u8 = 3;
+use crate::exit::{FAILED as EXIT_REFUSED, UNREACHABLE as EXIT_UNREACHABLE, USAGE as EXIT_USAGE};
 
 /// Long enough for the daemon's own portal request (request_timeout) and more.
 const ACTION_TIMEOUT: Duration = Duration::from_secs(120);

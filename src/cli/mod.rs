@@ -16,8 +16,7 @@ pub use hardware_id::run_hardware_id;
 use clap::Parser;
 use std::process::ExitCode;
 
-/// Exit status for a usage error (bad flag, missing subcommand).
-pub const EXIT_USAGE: u8 = 2;
+use crate::exit::USAGE as EXIT_USAGE;
 
 /// Parses the command line and runs the subcommand.
 pub fn main() -> ExitCode {

@@ -17,6 +17,7 @@ pub mod network;
 pub mod unit;
 
 use crate::config::resolve_config_path;
+use crate::exit;
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -130,9 +131,9 @@ impl Report {
     /// 0 all ok, 1 a warning, 2 a failure.
     pub fn exit_code(&self) -> u8 {
         match self.worst() {
-            Status::Ok => 0,
-            Status::Warn => 1,
-            Status::Fail => 2,
+            Status::Ok => exit::OK,
+            Status::Warn => exit::DOCTOR_WARN,
+            Status::Fail => exit::DOCTOR_FAIL,
         }
     }
 
@@ -310,7 +311,7 @@ pub fn run(config: Option<PathBuf>, socket: Option<&Path>, json: bool) -> ExitCo
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("wispanel-license: doctor: cannot start the runtime: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(exit::DOCTOR_FAIL);
         }
     };
     let path = resolve_config_path(config);
@@ -321,7 +322,7 @@ pub fn run(config: Option<PathBuf>, socket: Option<&Path>, json: bool) -> ExitCo
             Ok(t) => format!("{t}\n"),
             Err(e) => {
                 eprintln!("wispanel-license: doctor: cannot format JSON: {e}");
-                return ExitCode::from(2);
+                return ExitCode::from(exit::DOCTOR_FAIL);
             }
         }
     } else {
