@@ -12,8 +12,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-/// Exit status of a download that failed or was refused.
-
 /// Runs `update download`: exit 0 with the path printed, 1 when the portal
 /// refused or the download failed, 2 for a usage error (a `--version` that is
 /// not a version).

@@ -200,8 +200,6 @@ pub fn resolve_config_path(cli: Option<PathBuf>) -> PathBuf {
     }
 }
 
-/// Every key the configuration accepts, dotted (`schedule.splay`), in the
-
 /// The status socket a client asks (the CLI and `doctor`): `explicit`
 /// (`--socket`), else the loaded configuration's `socket_path`, else
 /// `socket_path` read from the raw TOML at `config_path` (the configuration
@@ -225,6 +223,7 @@ pub fn client_socket_path(
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET_PATH))
 }
 
+/// Every key the configuration accepts, dotted (`schedule.splay`), in the
 /// order of the SPEC.
 pub fn known_keys() -> Vec<String> {
     let top = TOP_KEYS
