@@ -143,8 +143,9 @@ impl ErrorEnvelope {
     }
 }
 
-/// Body of `POST /v1/activate`.
-#[derive(Deserialize)]
+/// Body of `POST /v1/activate`: sent by the CLI, read by the socket's
+/// route. No `Debug`: it holds the key.
+#[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActivateRequest {
     pub license_key: String,

@@ -12,7 +12,7 @@
 
 use super::render::render;
 use super::{ActivateArgs, Cli};
-use crate::api::{ErrorEnvelope, StatusDocument};
+use crate::api::{ActivateRequest, ErrorEnvelope, StatusDocument};
 use crate::config::{Config, client_socket_path, resolve_config_path};
 use crate::socket::client::{self, Answer};
 use std::io::{IsTerminal, Read, Write};
@@ -206,14 +206,17 @@ pub fn activate(cli: &Cli, args: &ActivateArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let body = serde_json::json!({ "license_key": key.expose() }).to_string();
-    match ask(
-        cli,
-        "POST",
-        "/v1/activate",
-        Some(body.as_bytes()),
-        ACTION_TIMEOUT,
-    ) {
+    let request = ActivateRequest {
+        license_key: key.expose().to_string(),
+    };
+    let body = match serde_json::to_vec(&request) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("wispanel-license: activate: cannot write the request: {e}");
+            return ExitCode::from(EXIT_REFUSED);
+        }
+    };
+    match ask(cli, "POST", "/v1/activate", Some(&body), ACTION_TIMEOUT) {
         Ok(a) => action(cli, "activate", &a),
         Err(code) => code,
     }
