@@ -1,0 +1,314 @@
+//! The daemon's schedule and gate, run in-process under paused tokio time.
+//!
+//! The daemon runs through `daemon::run` on the harness
+//! (`wispanel_license::testing`): a clock that follows tokio's time, a seeded
+//! jitter, and a portal that answers at once from a script and records when
+//! each request came. So hours of schedule take milliseconds, and the
+//! assertions are on exact request times.
+
+use std::path::Path;
+use std::time::Duration;
+use wispanel_core::Endpoint;
+use wispanel_core::timestamp::Timestamp;
+use wispanel_license::store::{Loaded, Store};
+use wispanel_license::testing::*;
+
+/// The harness under the name these tests grew up with.
+type Host = Harness;
+
+fn saved_next_validate(dir: &Path, now: Timestamp) -> Timestamp {
+    let store = Store::open(dir).expect("state directory");
+    match store.load(now) {
+        Loaded::Existing(core) => core.plan.next_validate_at.expect("a next validate time"),
+        _ => panic!("no saved state"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn first_start_activates_at_once_then_validates_on_the_interval() {
+    let h = Host::new(DEFAULTS, |_, _| Reply::Valid);
+    let d = h.start(1);
+    pass(secs(1)).await;
+    let reqs = h.portal().licence_requests();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    assert_eq!(reqs[0].0, Endpoint::Activate);
+    assert_within("first request", after(reqs[0].1, T0), secs(0), secs(0));
+    // The first update check follows the first valid verdict.
+    let all = h.portal().log();
+    assert_eq!(
+        all.get(1).map(|r| r.0),
+        Some(Endpoint::CheckUpdate),
+        "{all:?}"
+    );
+
+    pass(hours(7)).await;
+    let reqs = h.portal().licence_requests();
+    assert_eq!(reqs.len(), 2, "{reqs:?}");
+    assert_eq!(reqs[1].0, Endpoint::Validate);
+    assert_within(
+        "validate after activate",
+        after(reqs[1].1, reqs[0].1),
+        hours(6),
+        hours(6) + secs(15 * 60),
+    );
+    d.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_closes_the_gate_and_the_return_is_spread() {
+    let h = Host::new(DEFAULTS, |_, t| {
+        if t == T0 {
+            Reply::Status(
+                429,
+                vec![("Retry-After", "120".into())],
+                r#"{"success": false, "code": "RATE_LIMITED", "error": "slow down"}"#,
+            )
+        } else {
+            Reply::Valid
+        }
+    });
+    let d = h.start(2);
+    pass(secs(119)).await;
+    assert_eq!(
+        h.portal().licence_requests().len(),
+        1,
+        "nothing before the gate's end"
+    );
+    pass(secs(300)).await;
+    let reqs = h.portal().licence_requests();
+    assert_eq!(reqs.len(), 2, "{reqs:?}");
+    // Spread over min(splay, gate / 2) = 60 s after the gate.
+    assert_within("after the gate", after(reqs[1].1, T0), secs(120), secs(180));
+    d.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_back_off_doubling_to_retry_max() {
+    let s = Sched {
+        retry_max: "2m",
+        ..DEFAULTS
+    };
+    let h = Host::new(s, |_, _| Reply::Status(503, vec![], "{}"));
+    let d = h.start(3);
+    pass(hours(1)).await;
+    let reqs = h.portal().licence_requests();
+    assert!(reqs.len() > 8, "{reqs:?}");
+    for (n, w) in reqs.windows(2).enumerate() {
+        // d = min(retry_max, retry_initial × 2^n): 30 s, 60 s, 120 s, 120 s, …
+        let cap = secs(30u64 << n.min(2));
+        assert_within(
+            &format!("wait after failure {n}"),
+            after(w[1].1, w[0].1),
+            cap / 2,
+            cap,
+        );
+    }
+    d.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeouts_back_off_like_any_failure() {
+    let h = Host::new(DEFAULTS, |_, _| Reply::Timeout);
+    let d = h.start(4);
+    pass(secs(200)).await;
+    let reqs = h.portal().licence_requests();
+    assert!(reqs.len() >= 3, "{reqs:?}");
+    for (n, w) in reqs.windows(2).take(3).enumerate() {
+        let cap = secs(30u64 << n);
+        assert_within(
+            &format!("wait after timeout {n}"),
+            after(w[1].1, w[0].1),
+            cap / 2,
+            cap,
+        );
+    }
+    d.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn grace_paces_retries_at_the_validate_interval_until_the_last_day() {
+    // No update checks in the window: they share the failure count.
+    let s = Sched {
+        update_check_interval: "30d",
+        offline_grace: "3d",
+        ..DEFAULTS
+    };
+    // Valid in the first hour, then the portal is down for good.
+    let h = Host::new(s, |_, t| {
+        if t < T0.add(hours(1)) {
+            Reply::Valid
+        } else {
+            Reply::Status(503, vec![], "{}")
+        }
+    });
+    let d = h.start(5);
+    pass(hours(60)).await;
+    let reqs = h.portal().licence_requests();
+    let grace_until = T0.add(hours(72));
+    let last_day = grace_until.sub(hours(24));
+    assert_eq!(reqs[0], (Endpoint::Activate, T0));
+    assert_within(
+        "first validate",
+        after(reqs[1].1, T0),
+        hours(6),
+        hours(6) + secs(900),
+    );
+    // Two quick retries (n = 0, 1) with the back-off ...
+    assert_within("retry n=0", after(reqs[2].1, reqs[1].1), secs(15), secs(30));
+    assert_within("retry n=1", after(reqs[3].1, reqs[2].1), secs(30), secs(60));
+    // ... then the validate interval with splay, never past the last day ...
+    let mut i = 3;
+    while reqs[i + 1].1 < last_day {
+        assert_within(
+            &format!("paced retry {i}"),
+            after(reqs[i + 1].1, reqs[i].1),
+            hours(6),
+            hours(6) + secs(900),
+        );
+        i += 1;
+    }
+    assert_eq!(
+        reqs[i + 1].1,
+        last_day,
+        "the last paced try is at the last day's start"
+    );
+    let paced = i + 1;
+    // ... then the back-off again, capped at retry_max.
+    for w in reqs[paced..].windows(2) {
+        assert_within(
+            "back-off in the last day",
+            after(w[1].1, w[0].1),
+            secs(1800),
+            hours(1),
+        );
+    }
+    // Within grace (6 h → 48 h): a handful of tries, not one an hour.
+    let in_grace = reqs
+        .iter()
+        .filter(|(_, t)| *t > T0 && *t < last_day)
+        .count();
+    assert!(
+        in_grace <= 3 + 7,
+        "{in_grace} tries in 42 h of grace: {reqs:?}"
+    );
+    assert!(reqs.len() - paced >= 11, "{reqs:?}");
+    d.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_makes_no_request_before_the_saved_time() {
+    let h = Host::new(DEFAULTS, |_, _| Reply::Valid);
+    let first = h.start(6);
+    pass(hours(1)).await;
+    first.stop().await;
+    let before = h.portal().log().len();
+    assert_eq!(before, 2, "activate and the first update check");
+    let next = saved_next_validate(&h.state_dir(), h.now());
+    assert_within(
+        "saved next validate",
+        after(next, T0),
+        hours(6),
+        hours(6) + secs(900),
+    );
+
+    // A restart (a crash loop would restart many times) sends nothing ...
+    let second = h.start(7);
+    pass(after(next, h.now()) - secs(1)).await;
+    let log = h.portal().log();
+    assert_eq!(
+        log.len(),
+        before,
+        "no request before the saved time: {log:?}"
+    );
+    // ... until the saved time comes.
+    pass(secs(2)).await;
+    let reqs = h.portal().licence_requests();
+    assert_eq!(reqs.len(), 2, "{reqs:?}");
+    assert_eq!(reqs[1].0, Endpoint::Validate);
+    assert_within(
+        "validate after the restart",
+        after(reqs[1].1, next),
+        secs(0),
+        secs(1),
+    );
+    second.stop().await;
+}
+
+fn codes(doc: &wispanel_license::api::StatusDocument) -> Vec<&'static str> {
+    doc.warnings.iter().map(|w| w.code.as_str()).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn grace_ending_appears_at_its_instant_without_a_request() {
+    let s = Sched {
+        update_check_interval: "30d",
+        offline_grace: "3d",
+        ..DEFAULTS
+    };
+    let h = Host::new(s, |_, t| {
+        if t < T0.add(hours(1)) {
+            Reply::Valid
+        } else {
+            Reply::Status(503, vec![], "{}")
+        }
+    });
+    let d = h.start(8);
+    let last_day = T0.add(hours(48));
+    pass(after(last_day, h.now())).await;
+    let doc = h.status().await;
+    assert_eq!(doc.license.state, wispanel_core::LicenseState::Grace);
+    assert!(codes(&doc).is_empty(), "24 h left is not less: {doc:?}");
+    let requests = h.portal().licence_requests().len();
+    pass(Duration::from_millis(2)).await;
+    let doc = h.status().await;
+    assert_eq!(codes(&doc), vec!["grace_ending"]);
+    assert_eq!(doc.warnings[0].at, doc.license.grace_until);
+    assert_eq!(
+        h.portal().licence_requests().len(),
+        requests,
+        "the timer, not a request, made it appear"
+    );
+    d.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_metrics_textfile_is_the_metrics_and_is_rewritten_every_minute() {
+    let mut h = Host::new(DEFAULTS, |_, _| Reply::Valid);
+    let file = h.path().join("textfile").join("wispanel_license.prom");
+    std::fs::create_dir(file.parent().expect("a directory")).expect("the textfile directory");
+    h.add_config(&format!("metrics_textfile = \"{}\"", file.display()));
+    let d = h.start(9);
+    pass(secs(1)).await;
+    let metrics = h
+        .request("GET", "/metrics", None)
+        .await
+        .map(|a| String::from_utf8_lossy(&a.body).into_owned())
+        .expect("the metrics");
+    assert_eq!(std::fs::read_to_string(&file).ok(), Some(metrics));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file)
+        .expect("the file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o644);
+    // Nothing changes, yet the file is written again within the minute.
+    std::fs::remove_file(&file).expect("remove the file");
+    pass(secs(61)).await;
+    for _ in 0..1000 {
+        if file.exists() {
+            break;
+        }
+        tokio::task::yield_now().await;
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(file.exists(), "not rewritten within a minute");
+    d.stop().await;
+    let names: Vec<_> = std::fs::read_dir(file.parent().expect("a directory"))
+        .expect("the directory")
+        .filter_map(|e| e.ok().map(|e| e.file_name()))
+        .collect();
+    assert_eq!(
+        names,
+        vec![std::ffi::OsString::from("wispanel_license.prom")]
+    );
+}
