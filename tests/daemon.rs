@@ -1,6 +1,7 @@
 //! The daemon binary against the portal simulator (issue #4): first start,
 //! systemd notifications, grace and lapse, the portal gate, restarts, signals,
-//! reloads, refusals, a changed hardware_id, and the saved state.
+//! reloads, a changed hardware_id, and the saved state (the refusals are
+//! in-process in `refusals.rs`).
 
 mod common;
 
@@ -11,7 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 use wispanel_core::machine::Verdict;
 use wispanel_license::store::Store;
-use wispanel_portal_sim::{Endpoint, LicenseBehaviour, LicenseTerms, Outage, ScriptedAnswer};
+use wispanel_portal_sim::{Endpoint, LicenseTerms, Outage, ScriptedAnswer};
 
 /// First start with a key: READY=1 before any portal request, activate at
 /// once, then `active`; STATUS= says so; the watchdog is pinged; SIGTERM
@@ -390,78 +391,6 @@ fn sighup_reload_good_and_bad() {
     assert!(
         licence.is_empty(),
         "a failed reload made a licence request: {licence:?}"
-    );
-}
-
-/// A refusal reaches its state and causes no fast retries.
-fn refusal(key: &str, setup: impl FnOnce(&Sim), state: &str, code: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::https(dir.path());
-    setup(&sim);
-    let env = Env::in_dir(dir, Conf::for_sim(&sim, Some(key)));
-    let _d = env.start();
-    let s = env.wait_state(state);
-    assert_eq!(s["license"]["licensed"], false);
-    assert_eq!(s["license"]["reason"]["code"], code, "{s:#}");
-    assert!(s["license"]["grace_until"].is_null());
-    assert!(
-        s["portal"]["last_error"].is_null(),
-        "a verdict is not an error"
-    );
-    assert_eq!(s["portal"]["consecutive_failures"], 0);
-    let next = ts(&s["portal"]["next_validate_at"]).expect("refusals are validated again");
-    assert!(
-        next.since(wispanel_license::clock::now()) > Duration::from_secs(20),
-        "{s:#}"
-    );
-    let n = sim.count();
-    quiet_for(Duration::from_secs(3));
-    assert_eq!(
-        sim.count(),
-        n,
-        "a refusal caused retries: {:?}",
-        sim.requests()
-    );
-    assert_eq!(env.status()["license"]["state"], state);
-}
-
-#[test]
-fn refusal_expired() {
-    refusal(keys::EXPIRED, |_| {}, "expired", "EXPIRED");
-}
-
-#[test]
-fn refusal_suspended() {
-    refusal(keys::SUSPENDED, |_| {}, "suspended", "SUSPENDED");
-}
-
-#[test]
-fn refusal_revoked() {
-    refusal(keys::REVOKED, |_| {}, "revoked", "REVOKED");
-}
-
-#[test]
-fn refusal_max_activations() {
-    refusal(
-        keys::MAX_ACTIVATIONS,
-        |_| {},
-        "max_activations",
-        "MAX_ACTIVATIONS",
-    );
-}
-
-#[test]
-fn refusal_invalid_key() {
-    refusal("WISP-NONE-0000-0042", |_| {}, "invalid_key", "INVALID_KEY");
-}
-
-#[test]
-fn refusal_version_too_low() {
-    refusal(
-        "WISP-OLDV-0000-0043",
-        |s| s.set_license("WISP-OLDV-0000-0043", LicenseBehaviour::VersionTooLow),
-        "version_too_low",
-        "VERSION_TOO_LOW",
     );
 }
 
