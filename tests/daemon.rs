@@ -8,11 +8,10 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 use wispanel_core::machine::Verdict;
 use wispanel_license::store::Store;
-use wispanel_portal_sim::{Endpoint, LicenseTerms, Outage, ScriptedAnswer};
+use wispanel_portal_sim::{Endpoint, LicenseTerms, Outage};
 
 /// First start with a key: READY=1 before any portal request, activate at
 /// once, then `active`; STATUS= says so; the watchdog is pinged; SIGTERM
@@ -178,114 +177,6 @@ fn grace_then_lapse() {
     // The portal comes back: active again.
     sim.set_outage(None);
     env.wait_state("active");
-}
-
-/// A 429 with `Retry-After: 2` closes the gate to every endpoint for 2 s:
-/// manual checks get 429 locally, the sim sees nothing, then the gate opens
-/// (`rate_limited_until` back to null) and the daemon validates again.
-#[test]
-fn retry_after_closes_the_gate() {
-    let (sim, env, _d) = active_daemon(|_| {});
-    // Let the first update check (after the first verdict) happen first.
-    env.wait_status("the first update check", |s| {
-        s["update"]["state"] != "unknown"
-    });
-    sim.push_answers(
-        Endpoint::Validate,
-        vec![
-            ScriptedAnswer::json(429, json!({"success": false, "code": "RATE_LIMITED"}))
-                .with_header("Retry-After", "2"),
-        ],
-    );
-    let r = env.post("/v1/check", None);
-    assert_eq!(r.status, 200, "{}", r.text());
-    let s = r.json();
-    let t429 = sim.requests().last().unwrap().time;
-    assert_eq!(sim.requests().last().unwrap().status, Some(429));
-    assert_eq!(s["portal"]["last_error"]["kind"], "rate_limited", "{s:#}");
-    assert_eq!(s["license"]["state"], "grace");
-    let until = ts(&s["portal"]["rate_limited_until"]).expect("rate_limited_until set");
-    let wait = until.0 - t429.0;
-    assert!((1000..=3000).contains(&wait), "gate closed for {wait} ms");
-
-    // While closed: local 429s, no portal request.
-    let n = sim.count();
-    for path in ["/v1/check", "/v1/update/check"] {
-        let r = env.post(path, None);
-        if wispanel_license::clock::now() < until.sub(Duration::from_millis(200)) {
-            r.assert_envelope(429, "RATE_LIMITED");
-            let secs: u64 = r.header("retry-after").unwrap().parse().unwrap();
-            assert!((1..=3).contains(&secs), "Retry-After {secs}");
-        }
-    }
-    if wispanel_license::clock::now() < until.sub(Duration::from_millis(200)) {
-        assert_eq!(sim.count(), n, "a closed gate sent a request");
-    }
-
-    let s = env.wait_status("the gate to open", |s| {
-        s["portal"]["rate_limited_until"].is_null()
-    });
-    assert!(
-        wispanel_license::clock::now() >= until.sub(Duration::from_millis(1000)),
-        "{s:#}"
-    );
-    // The retry after the failure comes once the gate opens.
-    env.wait_state("active");
-    let after: Vec<_> = sim.since(t429.add(Duration::from_millis(1)));
-    assert!(!after.is_empty());
-    for r in &after {
-        assert!(
-            r.time.0 >= t429.0 + 2000 - 150,
-            "{} request {} ms after the 429 with Retry-After: 2",
-            r.endpoint,
-            r.time.0 - t429.0
-        );
-    }
-}
-
-/// The saved next_validate_at is honoured: a restart makes no request.
-/// state.json is 0600 in a 0700 state_dir and parses with the daemon's parser.
-#[test]
-fn restart_makes_no_request_and_state_round_trips() {
-    let (sim, env, mut d) = active_daemon(|_| {});
-    env.wait_status("the first update check", |s| {
-        s["update"]["state"] == "available"
-    });
-    let before = env.status();
-    assert_eq!(d.stop().code(), Some(0));
-    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode(&env.state_dir), 0o700, "state_dir is created 0700");
-    assert_eq!(mode(&env.state_file()), 0o600, "state.json is 0600");
-    let core = env.saved_core();
-    assert!(matches!(core.licence.verdict, Some(Verdict::Valid { .. })));
-    assert_eq!(
-        core.licence
-            .activated
-            .as_ref()
-            .map(|b| b.hardware_id.as_str()),
-        Some(HWID)
-    );
-    assert!(core.plan.next_validate_at.is_some());
-    let text = std::fs::read_to_string(env.state_file()).unwrap();
-    assert!(!text.contains(keys::GOOD), "the full key is in state.json");
-
-    let n = sim.count();
-    let _d = env.start();
-    let s = env.status();
-    assert_eq!(s["license"]["state"], "active", "{s:#}");
-    assert_eq!(s["update"]["state"], "available");
-    assert_eq!(
-        s["portal"]["next_validate_at"],
-        before["portal"]["next_validate_at"]
-    );
-    assert_eq!(s["license"]["checked_at"], before["license"]["checked_at"]);
-    quiet_for(Duration::from_secs(3));
-    assert_eq!(
-        sim.count(),
-        n,
-        "a restart made a portal request: {:?}",
-        sim.since(wispanel_license::clock::now().sub(Duration::from_secs(4)))
-    );
 }
 
 /// SIGTERM while a request stalls: exit 0 within 5 s, state saved.

@@ -200,6 +200,7 @@ async fn a_restart_makes_no_request_before_the_saved_time() {
     let h = Host::new(DEFAULTS, |_, _| Reply::Valid);
     let first = h.start(6);
     pass(hours(1)).await;
+    let doc_before = h.status_json().await;
     first.stop().await;
     let before = h.portal().log().len();
     assert_eq!(before, 2, "activate and the first update check");
@@ -210,9 +211,40 @@ async fn a_restart_makes_no_request_before_the_saved_time() {
         hours(6),
         hours(6) + secs(900),
     );
+    // The state round-trips: state.json is 0600 in a 0700 state_dir, parses
+    // with the daemon's parser, and holds no full key.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
+    assert_eq!(mode(&h.state_dir()), 0o700, "state_dir is created 0700");
+    let state_file = h.state_dir().join("state.json");
+    assert_eq!(mode(&state_file), 0o600, "state.json is 0600");
+    let core = h.saved_core();
+    assert!(matches!(
+        core.licence.verdict,
+        Some(wispanel_core::machine::Verdict::Valid { .. })
+    ));
+    assert_eq!(
+        core.licence
+            .activated
+            .as_ref()
+            .map(|b| b.hardware_id.as_str()),
+        Some(HWID)
+    );
+    let text = std::fs::read_to_string(&state_file).expect("state.json");
+    assert!(!text.contains(KEY), "the full key is in state.json");
 
     // A restart (a crash loop would restart many times) sends nothing ...
     let second = h.start(7);
+    let s = h.status_json().await;
+    assert_eq!(s["license"]["state"], "active", "{s:#}");
+    assert_eq!(
+        s["portal"]["next_validate_at"],
+        doc_before["portal"]["next_validate_at"]
+    );
+    assert_eq!(
+        s["license"]["checked_at"],
+        doc_before["license"]["checked_at"]
+    );
     pass(after(next, h.now()) - secs(1)).await;
     let log = h.portal().log();
     assert_eq!(
@@ -311,4 +343,85 @@ async fn the_metrics_textfile_is_the_metrics_and_is_rewritten_every_minute() {
         names,
         vec![std::ffi::OsString::from("wispanel_license.prom")]
     );
+}
+
+/// A 429 with `Retry-After: 2` on a manual check closes the gate to every
+/// endpoint for 2 s: manual checks get 429 locally with `Retry-After`, the
+/// portal sees nothing, then the gate opens (`rate_limited_until` back to
+/// null) and the daemon validates again, never before the gate's end.
+/// (Was a process test with wall-clock waits, tests/daemon.rs.)
+#[tokio::test(start_paused = true)]
+async fn retry_after_on_a_manual_check_closes_the_gate_to_every_endpoint() {
+    let h = Host::new(DEFAULTS, |_, _| Reply::Valid);
+    let d = h.start(11);
+    pass(secs(1)).await;
+    assert_ne!(
+        h.status_json().await["update"]["state"],
+        "unknown",
+        "the first update check came first"
+    );
+    let t429 = h.now();
+    h.portal().set_script(move |e, t| {
+        if e == Endpoint::Validate && t == t429 {
+            Reply::Status(
+                429,
+                vec![("Retry-After", "2".into())],
+                r#"{"success": false, "code": "RATE_LIMITED"}"#,
+            )
+        } else {
+            Reply::Valid
+        }
+    });
+    let r = h
+        .request("POST", "/v1/check", None)
+        .await
+        .expect("an answer");
+    assert_eq!(r.status, 200, "{r:?}");
+    let s: serde_json::Value = r.json().expect("JSON");
+    assert_eq!(
+        h.portal().log().last().copied(),
+        Some((Endpoint::Validate, t429)),
+        "the check reached the portal"
+    );
+    assert_eq!(s["portal"]["last_error"]["kind"], "rate_limited", "{s:#}");
+    assert_eq!(s["license"]["state"], "grace");
+    let until = ts(&s["portal"]["rate_limited_until"]).expect("rate_limited_until set");
+    // The status shows whole seconds.
+    assert_within("gate closed", after(until, t429), secs(1), secs(2));
+
+    // While closed (paused time: it stays closed): local 429s, no request.
+    let n = h.portal().log().len();
+    for path in ["/v1/check", "/v1/update/check"] {
+        let r = h.request("POST", path, None).await.expect("an answer");
+        assert_envelope(&r, 429, "RATE_LIMITED");
+        let wait: u64 = r
+            .header("retry-after")
+            .and_then(|v| v.parse().ok())
+            .expect("a Retry-After header");
+        assert!((1..=3).contains(&wait), "Retry-After {wait}");
+    }
+    assert_eq!(h.portal().log().len(), n, "a closed gate sent a request");
+
+    pass(secs(2)).await;
+    let s = h.status_json().await;
+    assert!(s["portal"]["rate_limited_until"].is_null(), "{s:#}");
+    // The retry after the failure comes once the gate opens (back-off 15-30 s).
+    pass(secs(60)).await;
+    let s = h.status_json().await;
+    assert_eq!(s["license"]["state"], "active", "{s:#}");
+    let later: Vec<_> = h
+        .portal()
+        .log()
+        .into_iter()
+        .filter(|(_, t)| *t > t429)
+        .collect();
+    assert!(!later.is_empty());
+    for (e, t) in &later {
+        assert!(
+            after(*t, t429) >= secs(2),
+            "{e} request {:?} after the 429 with Retry-After: 2",
+            after(*t, t429)
+        );
+    }
+    d.stop().await;
 }

@@ -643,3 +643,34 @@ pub fn assert_within(what: &str, d: Duration, lo: Duration, hi: Duration) {
         "{what}: {d:?} not within [{lo:?}, {hi:?}]"
     );
 }
+
+/// `a` is the panel's error envelope with `status` and `code` (SPEC: exactly
+/// `success`, `code`, `status`, `error`, `message`; JSON); gives its body.
+pub fn assert_envelope(a: &Answer, status: u16, code: &str) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&a.body);
+    assert_eq!(a.status, status, "{text}");
+    let v: serde_json::Value =
+        serde_json::from_slice(&a.body).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    assert_eq!(v["success"], false, "{v}");
+    assert_eq!(v["code"], code, "{v}");
+    assert_eq!(v["status"], status, "{v}");
+    assert!(v["error"].as_str().is_some_and(|s| !s.is_empty()), "{v}");
+    assert!(v["message"].as_str().is_some_and(|s| !s.is_empty()), "{v}");
+    let mut keys: Vec<&str> = v
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["code", "error", "message", "status", "success"],
+        "{v}"
+    );
+    assert_eq!(a.header("content-type"), Some("application/json"), "{a:?}");
+    v
+}
+
+/// An RFC 3339 time of a status document.
+pub fn ts(v: &serde_json::Value) -> Option<Timestamp> {
+    v.as_str().and_then(Timestamp::parse_rfc3339)
+}
