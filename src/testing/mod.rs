@@ -21,9 +21,10 @@
 //! The socket is spoken to with the product's own client
 //! ([`crate::socket::client`]), on a blocking thread: tokio does not advance
 //! paused time while a blocking task runs, so a request is answered before
-//! any timer fires. The real portal client's exchanges run the same way
-//! ([`Harness::real_portal`]), so a `request_timeout` cannot fire merely
-//! because paused time jumped while the answer was on its way.
+//! any timer fires. The real portal client's exchanges
+//! ([`Harness::real_portal`]) run on a runtime of their own, in real time
+//! (their `request_timeout` is real), waited for the same way: for the daemon
+//! they take no time. [`capture_logs`] collects the daemon's log lines.
 
 use crate::clock::{Clock, TokioClock};
 use crate::config::Config;
@@ -227,11 +228,37 @@ impl Portal for FakePortal {
     }
 }
 
-/// The real HTTPS/HTTP client, its exchange run on a blocking thread so that
-/// paused time stands still while the answer is on its way.
+/// A tokio runtime of real time for the real client's exchanges, shut down
+/// in the background when dropped (dropping a runtime blocks, which an
+/// async context forbids).
+struct RealTime(Option<tokio::runtime::Runtime>);
+
+impl Drop for RealTime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// A clock stopped at one instant.
+struct At(Timestamp);
+
+impl Clock for At {
+    fn now(&self) -> Timestamp {
+        self.0
+    }
+}
+
+/// The real client. Each exchange runs on a runtime of its own, in real time
+/// (its `request_timeout` is real), waited for from a blocking thread: tokio
+/// does not advance paused time while a blocking task runs, so for the
+/// daemon the exchange takes no time at all, and a timer cannot fire merely
+/// because paused time jumped while the answer was on its way.
 struct HeldPortal {
     client: PortalClient,
-    clock: Arc<dyn Clock>,
+    rt: Arc<RealTime>,
+    log: Arc<Mutex<Vec<(Endpoint, Timestamp)>>>,
 }
 
 impl Portal for HeldPortal {
@@ -242,27 +269,34 @@ impl Portal for HeldPortal {
         idempotency_key: Option<&'a str>,
         clock: &'a dyn Clock,
     ) -> BoxFuture<'a, Classified> {
-        // The daemon's clock is the harness's (`Harness::try_start` passes
-        // the same one to both); the blocking thread needs an owned handle.
+        // Paused time stands still while the exchange runs, so the daemon's
+        // "now" at the answer is its "now" at the call; it is read here, in
+        // the daemon's runtime (tokio's clock on the other runtime is real).
+        let now = clock.now();
+        if let Ok(mut log) = self.log.lock() {
+            log.push((endpoint, now));
+        }
         let client = self.client.clone();
-        let own = self.clock.clone();
         let body = body.clone();
         let key = idempotency_key.map(str::to_string);
-        let rt = tokio::runtime::Handle::current();
+        let rt = self.rt.clone();
         Box::pin(async move {
             let held = tokio::task::spawn_blocking(move || {
-                rt.block_on(client.exchange(endpoint, &body, key.as_deref(), &*own))
+                let Some(rt) = rt.0.as_ref() else {
+                    return None;
+                };
+                Some(rt.block_on(client.exchange(endpoint, &body, key.as_deref(), &At(now))))
             })
             .await;
             match held {
-                Ok(c) => c,
-                Err(e) => classify::classify(
+                Ok(Some(c)) => c,
+                Ok(None) | Err(_) => classify::classify(
                     endpoint,
                     &Exchange::Failed {
                         kind: ErrorKind::Connect,
-                        message: format!("the harness's portal task failed: {e}"),
+                        message: "the harness's portal runtime is gone".into(),
                     },
-                    clock.now(),
+                    now,
                 ),
             }
         })
@@ -299,7 +333,8 @@ pub const DEFAULTS: Sched = Sched {
 /// Which portal the daemon talks to.
 enum Via {
     Fake(Arc<FakePortal>),
-    Real,
+    /// The real client; its exchanges as (endpoint, daemon time).
+    Real(Arc<RealTime>, Arc<Mutex<Vec<(Endpoint, Timestamp)>>>),
 }
 
 /// A host for the in-process daemon: a temporary directory holding its
@@ -334,7 +369,13 @@ impl Harness {
     /// A harness whose daemon talks to the real [`PortalClient`] at `url`
     /// (the portal simulator, a stub), its clock starting at `start`.
     pub fn real_portal(sched: Sched, start: Timestamp, url: &str) -> Harness {
-        Harness::build(sched, start, Via::Real, url.to_string())
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime for the real client");
+        let via = Via::Real(Arc::new(RealTime(Some(rt))), Arc::default());
+        Harness::build(sched, start, via, url.to_string())
     }
 
     /// As [`Harness::new`], the clock starting at `start`.
@@ -452,7 +493,16 @@ impl Harness {
     pub fn portal(&self) -> &FakePortal {
         match &self.via {
             Via::Fake(p) => p,
-            Via::Real => panic!("this harness talks to a real portal, not the fake"),
+            Via::Real(..) => panic!("this harness talks to a real portal, not the fake"),
+        }
+    }
+
+    /// The real client's exchanges so far, as (endpoint, daemon time).
+    /// Panics for a harness on the fake portal (see [`Harness::portal`]).
+    pub fn exchanges(&self) -> Vec<(Endpoint, Timestamp)> {
+        match &self.via {
+            Via::Real(_, log) => log.lock().map(|l| l.clone()).unwrap_or_default(),
+            Via::Fake(_) => panic!("this harness talks to the fake portal: see portal()"),
         }
     }
 
@@ -486,12 +536,13 @@ impl Harness {
                 let p = p.clone();
                 Arc::new(move |_: &Config| Ok(p.clone() as Arc<dyn Portal>))
             }
-            Via::Real => {
-                let clock: Arc<dyn Clock> = self.clock.clone();
+            Via::Real(rt, log) => {
+                let (rt, log) = (rt.clone(), log.clone());
                 Arc::new(move |c: &Config| {
                     Ok(Arc::new(HeldPortal {
                         client: PortalClient::new(c)?,
-                        clock: clock.clone(),
+                        rt: rt.clone(),
+                        log: log.clone(),
                     }) as Arc<dyn Portal>)
                 })
             }
@@ -543,6 +594,28 @@ impl Harness {
             .await
             .expect("an answer to GET /v1/status");
         serde_json::from_slice(&a.body).expect("JSON from GET /v1/status")
+    }
+
+    /// Lets paused time pass a second at a time until the status (as JSON)
+    /// satisfies `pred`, for at most `max`; panics naming `what` and the
+    /// last status. Instant under paused time.
+    pub async fn wait_status(
+        &self,
+        what: &str,
+        max: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let until = self.now().add(max);
+        loop {
+            let s = self.status_json().await;
+            if pred(&s) {
+                return s;
+            }
+            if self.now() >= until {
+                panic!("no {what} within {max:?}: {s:#}");
+            }
+            pass(secs(1)).await;
+        }
     }
 
     /// The core as saved in `state.json`.
@@ -673,4 +746,51 @@ pub fn assert_envelope(a: &Answer, status: u16, code: &str) -> serde_json::Value
 /// An RFC 3339 time of a status document.
 pub fn ts(v: &serde_json::Value) -> Option<Timestamp> {
     v.as_str().and_then(Timestamp::parse_rfc3339)
+}
+
+/// The daemon's log lines, captured for the test's thread (where a
+/// `current_thread` test runtime runs every daemon task) while the guard
+/// lives.
+#[derive(Clone, Default)]
+pub struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Logs {
+    /// Everything logged so far.
+    pub fn text(&self) -> String {
+        self.0
+            .lock()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Whether any line so far contains `what`.
+    pub fn contains(&self, what: &str) -> bool {
+        self.text().contains(what)
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut b) = self.0.lock() {
+            b.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Captures the log lines (plain text, level INFO and up) of this thread
+/// until the guard is dropped.
+pub fn capture_logs() -> (tracing::subscriber::DefaultGuard, Logs) {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    (tracing::subscriber::set_default(subscriber), logs)
 }
