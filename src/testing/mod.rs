@@ -282,9 +282,7 @@ impl Portal for HeldPortal {
         let rt = self.rt.clone();
         Box::pin(async move {
             let held = tokio::task::spawn_blocking(move || {
-                let Some(rt) = rt.0.as_ref() else {
-                    return None;
-                };
+                let rt = rt.0.as_ref()?;
                 Some(rt.block_on(client.exchange(endpoint, &body, key.as_deref(), &At(now))))
             })
             .await;
