@@ -11,17 +11,8 @@ use wispanel_portal_sim::{
     self as sim, Endpoint, Outage, Route, ScriptedAnswer, SimHandle, SimOptions, TlsMode,
 };
 
-/// The process tests' schedule: a validate every 30 s, retries at 1-2 s,
-/// `request_timeout` 2 s (real: the real client's exchanges run in real time).
-const SIM_SCHED: Sched = Sched {
-    validate_interval: "30s",
-    update_check_interval: "1h",
-    splay: "0s",
-    retry_initial: "1s",
-    retry_max: "2s",
-    offline_grace: "7d",
-    request_timeout: "2s",
-};
+/// The process tests' schedule.
+const SIM_SCHED: Sched = FAST;
 
 /// The simulator, the in-process daemon on it (paused time, real client),
 /// its log lines; active, after its first update check.

@@ -746,84 +746,134 @@ fn metrics_parse_and_name_the_spec_series() {
 }
 
 /// 500 idle connections, garbage, a 10 MiB body, an events client that never
-/// reads: afterwards /v1/status still answers within 1 s.
-#[test]
-fn socket_abuse_leaves_the_daemon_answering() {
-    let (sim, env, d) = active_daemon(|_| {});
-    // An events client that never reads, while the state changes a lot.
-    let mut lazy = UnixStream::connect(&env.socket).unwrap();
-    lazy.write_all(b"GET /v1/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .unwrap();
-    let idle: Vec<UnixStream> = (0..500)
-        .map(|_| UnixStream::connect(&env.socket).unwrap())
-        .collect();
-    for junk in [
-        &b"\x00\xff\xfe garbage \r\n\r\n"[..],
-        b"GET /v1/status HTTP/9.9\r\n\r\n",
-        b"GET /v1/status HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
-        &[b'A'; 100_000][..],
-    ] {
-        let mut s = UnixStream::connect(&env.socket).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let _ = s.write_all(junk);
+/// reads: afterwards /v1/status still answers within 1 s. In-process (paused
+/// time, the simulator through the real client); the raw socket work runs on
+/// a blocking thread, beside the daemon's runtime.
+#[tokio::test(start_paused = true)]
+async fn socket_abuse_leaves_the_daemon_answering() {
+    use wispanel_license::socket::client::parse_answer;
+    use wispanel_license::testing::{self as t, FAST, Harness};
+    let (_guard, logs) = t::capture_logs();
+    let sim = wispanel_portal_sim::start(wispanel_portal_sim::SimOptions::plain())
+        .await
+        .expect("the simulator");
+    let h = Harness::real_portal(FAST, wispanel_license::clock::now(), &sim.base_url);
+    let d = h.start(1);
+    h.wait_status("active", t::secs(60), |s| s["license"]["state"] == "active")
+        .await;
+    let sock = h.socket_path();
+    let (lazy, idle) = tokio::task::spawn_blocking(move || {
+        // An events client that never reads, while the state changes a lot.
+        let mut lazy = UnixStream::connect(&sock).unwrap();
+        lazy.write_all(b"GET /v1/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let idle: Vec<UnixStream> = (0..500)
+            .map(|_| UnixStream::connect(&sock).unwrap())
+            .collect();
+        for junk in [
+            &b"\x00\xff\xfe garbage \r\n\r\n"[..],
+            b"GET /v1/status HTTP/9.9\r\n\r\n",
+            b"GET /v1/status HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+        ] {
+            let mut s = UnixStream::connect(&sock).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let _ = s.write_all(junk);
+            let mut out = Vec::new();
+            let _ = s.read_to_end(&mut out);
+            if !out.is_empty() {
+                let text = String::from_utf8_lossy(&out);
+                assert!(text.starts_with("HTTP/1.1 4"), "{text}");
+            }
+        }
+        // 10 MiB body, announced and sent.
+        {
+            let mut s = UnixStream::connect(&sock).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+            let n = 10 * 1024 * 1024;
+            let head = format!(
+                "POST /v1/activate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {n}\r\n\r\n"
+            );
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(&vec![b'x'; n]);
+            let mut out = Vec::new();
+            let _ = s.read_to_end(&mut out);
+            let r = parse_answer(&out).expect("an answer to the 10 MiB body");
+            t::assert_envelope(&r, 413, "VALIDATION_ERROR");
+        }
+        // 10 MiB chunked (no Content-Length).
+        {
+            let mut s = UnixStream::connect(&sock).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+            let _ = s.write_all(
+                b"POST /v1/activate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+            );
+            let chunk = format!("{:x}\r\n{}\r\n", 1 << 20, "y".repeat(1 << 20));
+            for _ in 0..10 {
+                if s.write_all(chunk.as_bytes()).is_err() {
+                    break;
+                }
+            }
+            let mut out = Vec::new();
+            let _ = s.read_to_end(&mut out);
+            let r = parse_answer(&out).expect("an answer to the chunked 10 MiB body");
+            t::assert_envelope(&r, 413, "VALIDATION_ERROR");
+        }
+        (lazy, idle)
+    })
+    .await
+    .expect("the raw socket work");
+    // 100 000 bytes and no end of the head: the daemon's own timeouts end it,
+    // so this client is async (paused time moves while it waits).
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::UnixStream::connect(h.socket_path())
+            .await
+            .unwrap();
+        let _ = s.write_all(&[b'A'; 100_000]).await;
         let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out);
+        let read = tokio::time::timeout(t::secs(600), s.read_to_end(&mut out)).await;
+        assert!(read.is_ok(), "the daemon never ended the connection");
         if !out.is_empty() {
             let text = String::from_utf8_lossy(&out);
             assert!(text.starts_with("HTTP/1.1 4"), "{text}");
         }
     }
-    // 10 MiB body, announced and sent.
-    {
-        let mut s = UnixStream::connect(&env.socket).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
-        let n = 10 * 1024 * 1024;
-        let head = format!(
-            "POST /v1/activate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {n}\r\n\r\n"
-        );
-        let _ = s.write_all(head.as_bytes());
-        let _ = s.write_all(&vec![b'x'; n]);
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out);
-        let r = parse_response(&out).expect("an answer to the 10 MiB body");
-        r.assert_envelope(413, "VALIDATION_ERROR");
-    }
-    // 10 MiB chunked (no Content-Length).
-    {
-        let mut s = UnixStream::connect(&env.socket).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
-        let _ = s.write_all(
-            b"POST /v1/activate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
-        );
-        let chunk = format!("{:x}\r\n{}\r\n", 1 << 20, "y".repeat(1 << 20));
-        for _ in 0..10 {
-            if s.write_all(chunk.as_bytes()).is_err() {
-                break;
-            }
-        }
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out);
-        let r = parse_response(&out).expect("an answer to the chunked 10 MiB body");
-        r.assert_envelope(413, "VALIDATION_ERROR");
-    }
-    // State changes for the lazy events client.
-    for b in [LicenseBehaviour::Suspended, LicenseBehaviour::Valid] {
+    // State changes for the lazy events client: each check a real one (past
+    // the 10 s reuse of the last manual check's result, in paused time).
+    for (b, state) in [
+        (LicenseBehaviour::Suspended, "suspended"),
+        (LicenseBehaviour::Valid, "active"),
+    ] {
+        t::pass(wispanel_license::daemon::MANUAL_REUSE + t::secs(1)).await;
         sim.set_license(keys::GOOD, b);
-        let _ = env.post("/v1/check", None);
-        std::thread::sleep(Duration::from_millis(50));
+        let r = h
+            .request("POST", "/v1/check", None)
+            .await
+            .expect("an answer");
+        let s: Value = r.json().expect("JSON");
+        assert_eq!(s["license"]["state"], state, "{s:#}");
     }
+    // Wall clock on purpose: the answer must be quick for real.
     let start = Instant::now();
-    let r = env.get("/v1/status");
+    let r = h
+        .request("GET", "/v1/status", None)
+        .await
+        .expect("an answer");
     let took = start.elapsed();
     assert_eq!(r.status, 200);
     assert!(took < Duration::from_secs(1), "/v1/status took {took:?}");
-    let h = env.get("/v1/health");
-    assert_eq!(h.status, 200);
+    let health = h
+        .request("GET", "/v1/health", None)
+        .await
+        .expect("an answer");
+    assert_eq!(health.status, 200);
     drop(idle);
     drop(lazy);
-    assert!(d.log().lines().count() < 10_000);
+    assert!(logs.text().lines().count() < 10_000);
+    d.stop().await;
+    sim.shutdown().await;
 }
 
 /// A stale socket is replaced; a live daemon's socket is refused; a regular

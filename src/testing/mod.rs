@@ -328,6 +328,18 @@ pub const DEFAULTS: Sched = Sched {
     request_timeout: "20s",
 };
 
+/// A quick schedule for tests against the simulator: a validate every 30 s,
+/// no splay, retries at 1-2 s, `request_timeout` 2 s.
+pub const FAST: Sched = Sched {
+    validate_interval: "30s",
+    update_check_interval: "1h",
+    splay: "0s",
+    retry_initial: "1s",
+    retry_max: "2s",
+    offline_grace: "7d",
+    request_timeout: "2s",
+};
+
 /// Which portal the daemon talks to.
 enum Via {
     Fake(Arc<FakePortal>),
