@@ -628,6 +628,39 @@ impl Harness {
         }
     }
 
+    /// Lets paused time pass a second at a time until the saved core
+    /// satisfies `pred` (the state writer saves a moment after a change),
+    /// for at most `max`; gives that core.
+    pub async fn wait_saved(
+        &self,
+        what: &str,
+        max: Duration,
+        pred: impl Fn(&Core) -> bool,
+    ) -> Core {
+        let until = self.now().add(max);
+        loop {
+            if let Ok(store) = Store::open(&self.state_dir())
+                && let Loaded::Existing(core) = store.load(self.now())
+                && pred(&core)
+            {
+                return *core;
+            }
+            if self.now() >= until {
+                panic!("no {what} saved within {max:?}");
+            }
+            pass(secs(1)).await;
+        }
+    }
+
+    /// Waits (as [`Harness::wait_status`], up to 5 paused minutes) for the
+    /// licence state `state`; gives the status.
+    pub async fn wait_state(&self, state: &str) -> serde_json::Value {
+        self.wait_status(&format!("licence state {state}"), secs(300), |s| {
+            s["license"]["state"] == state
+        })
+        .await
+    }
+
     /// The core as saved in `state.json`.
     pub fn saved_core(&self) -> Core {
         let store = Store::open(&self.state_dir()).expect("the state directory");
