@@ -1,7 +1,9 @@
 //! The daemon binary against the portal simulator (issue #4): first start,
-//! systemd notifications, grace and lapse, the portal gate, restarts, signals,
-//! reloads, a changed hardware_id, and the saved state (the refusals are
-//! in-process in `refusals.rs`).
+//! systemd notifications, grace and lapse, signals, kill -9,
+//! reloads, and the saved state. What needs no process is in-process on the
+//! harness: the refusals in `refusals.rs`, a changed hardware_id and a
+//! corrupt state in `daemon_in_process.rs`, the gate and restarts in
+//! `schedule.rs`.
 
 mod common;
 
@@ -283,105 +285,6 @@ fn sighup_reload_good_and_bad() {
         licence.is_empty(),
         "a failed reload made a licence request: {licence:?}"
     );
-}
-
-/// A new hardware_id (id_file rewritten, SIGHUP): hardware_changed while the
-/// portal is away, then a new activation for the new id at once.
-#[test]
-fn hardware_id_change_checks_at_once() {
-    let (sim, env, d) = active_daemon(|_| {});
-    env.wait_status("the first update check", |s| {
-        s["update"]["state"] == "available"
-    });
-    sim.set_outage(Some(Outage::Status(500)));
-    std::fs::write(&env.hwid_file, format!("{HWID2}\n")).unwrap();
-    let t = wispanel_license::clock::now();
-    d.sighup();
-    // validate_interval is 30 s: a request for the new id now is "at once".
-    let tried = poll_until(Duration::from_secs(5), "a request for the new id", || {
-        sim.since(t).into_iter().find(|r| {
-            r.endpoint == Endpoint::Activate
-                && r.body.as_ref().is_some_and(|b| b["hardware_id"] == HWID2)
-        })
-    });
-    assert_eq!(tried.status, Some(500));
-    // The failed request leaves the old verdict standing (grace), and the
-    // status says the id changed.
-    let s = env.wait_status("hardware_changed after the failed request", |s| {
-        s["hardware_changed"] == true && s["portal"]["last_error"]["http_status"] == 500
-    });
-    assert_eq!(s["hardware_id"], HWID2);
-    assert_eq!(
-        s["license"]["state"], "grace",
-        "the old verdict stands: {s:#}"
-    );
-    d.wait_log("hardware_id changed");
-    sim.set_outage(None);
-    let s = env.wait_status("active on the new id", |s| {
-        s["hardware_changed"] == false && s["license"]["state"] == "active"
-    });
-    assert_eq!(s["hardware_id"], HWID2);
-    let mut act = sim.activations(keys::GOOD);
-    act.sort();
-    let mut want = vec![HWID.to_string(), HWID2.to_string()];
-    want.sort();
-    assert_eq!(act, want);
-}
-
-/// Without a reload: the status shows the id computed now, and a change is
-/// checked at once.
-#[test]
-fn hardware_id_change_is_seen_by_the_status_without_a_reload() {
-    let (sim, env, _d) = active_daemon(|_| {});
-    env.wait_status("the first update check", |s| {
-        s["update"]["state"] == "available"
-    });
-    std::fs::write(&env.hwid_file, format!("{HWID2}\n")).unwrap();
-    let t = wispanel_license::clock::now();
-    let s = env.wait_status("the new id in the status", |s| s["hardware_id"] == HWID2);
-    assert_eq!(s["hardware_id"], HWID2);
-    poll_until(Duration::from_secs(5), "a request for the new id", || {
-        sim.since(t).into_iter().find(|r| {
-            r.endpoint == Endpoint::Activate
-                && r.body.as_ref().is_some_and(|b| b["hardware_id"] == HWID2)
-        })
-    });
-    let s = env.wait_status("active on the new id", |s| {
-        s["hardware_changed"] == false && s["license"]["state"] == "active"
-    });
-    assert_eq!(s["hardware_id"], HWID2);
-}
-
-/// A corrupt state.json is moved aside and the daemon starts afresh.
-#[test]
-fn corrupt_state_is_moved_aside() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::https(dir.path());
-    let env = Env::in_dir(dir, Conf::for_sim(&sim, Some(keys::GOOD)));
-    std::fs::create_dir_all(&env.state_dir).unwrap();
-    let junk = b"{\"schema\": 1, \"licence\": {\"verdict\": ";
-    std::fs::write(env.state_file(), junk).unwrap();
-    let before = wispanel_license::clock::now().unix_secs();
-    let d = env.start();
-    env.wait_state("active");
-    let after = wispanel_license::clock::now().unix_secs();
-    let aside: Vec<_> = std::fs::read_dir(&env.state_dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("state.json.corrupt-"))
-        .collect();
-    assert_eq!(aside.len(), 1, "{aside:?}");
-    let secs: i64 = aside[0]["state.json.corrupt-".len()..].parse().unwrap();
-    assert!(
-        (before..=after).contains(&secs),
-        "{secs} not in {before}..={after}"
-    );
-    assert_eq!(std::fs::read(env.state_dir.join(&aside[0])).unwrap(), junk);
-    assert!(d.log().contains("moved aside"), "{}", d.log());
-    poll_until(WAIT, "a new state.json", || {
-        env.state_file().exists().then_some(())
-    });
-    env.saved_core();
 }
 
 /// tests/fixtures/state-v1.json (saved by a real daemon, schema 1) still loads.

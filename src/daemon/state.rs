@@ -120,7 +120,7 @@ pub struct Daemon {
     /// When a manual update check last made a request.
     pub(super) manual_update: tokio::sync::Mutex<Option<tokio::time::Instant>>,
     /// When the hardware_id was last computed.
-    pub(super) hwid_checked: Mutex<Option<std::time::Instant>>,
+    pub(super) hwid_checked: Mutex<Option<tokio::time::Instant>>,
     /// Wakes the licence loop (inputs changed, manual action).
     pub(super) wake_licence: Notify,
     /// Wakes the update loop.
@@ -304,7 +304,7 @@ impl Daemon {
     /// Returns whether the hardware_id changed.
     pub(super) fn refresh_inputs(&self) -> bool {
         if let Ok(mut t) = self.hwid_checked.lock() {
-            *t = Some(std::time::Instant::now());
+            *t = Some(tokio::time::Instant::now());
         }
         let config = self.config();
         let hw = hwid::compute_from_env(&config.hardware).map(|r| r.id);
