@@ -75,12 +75,13 @@ impl Daemon {
         let key = lock(&self.state)
             .core
             .activation_key_or(inputs, crate::portal::new_idempotency_key);
+        // Published first: the save takes the core last published.
+        self.publish();
         if let Err(e) = self.save_now().await {
             // Sent all the same: the key stays in memory and the state
             // writer keeps trying to save it.
             error!(error = %e, "cannot save the activation's Idempotency-Key before sending it: {e}");
         }
-        self.publish();
         key
     }
 }
