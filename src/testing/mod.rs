@@ -24,7 +24,11 @@
 //! any timer fires. The real portal client's exchanges
 //! ([`Harness::real_portal`]) run on a runtime of their own, in real time
 //! (their `request_timeout` is real), waited for the same way: for the daemon
-//! they take no time. [`capture_logs`] collects the daemon's log lines.
+//! they take no time. A simulator run in the paused test runtime itself
+//! answers at once, but its scripted delays are paused timers that never
+//! fire while an exchange holds the time: run one with delays on a runtime of
+//! its own (`tests/socket.rs`, `RealSim`). [`capture_logs`] collects the
+//! daemon's log lines.
 
 use crate::clock::{Clock, TokioClock};
 use crate::config::Config;
@@ -680,14 +684,27 @@ pub async fn request(
     path: &str,
     body: Option<&str>,
 ) -> Result<Answer, String> {
+    request_with(sock, method, path, &[], body).await
+}
+
+/// As [`request`], with extra request headers.
+pub async fn request_with(
+    sock: &Path,
+    method: &'static str,
+    path: &str,
+    headers: &[(&'static str, &'static str)],
+    body: Option<&str>,
+) -> Result<Answer, String> {
     let sock = sock.to_path_buf();
     let path = path.to_string();
     let body = body.map(str::to_string);
+    let headers = headers.to_vec();
     tokio::task::spawn_blocking(move || {
-        client::request(
+        client::request_with(
             &sock,
             method,
             &path,
+            &headers,
             body.as_deref().map(str::as_bytes),
             secs(30),
         )
