@@ -85,7 +85,8 @@ run_schemathesis() { # $1: who; the rest: the command prefix
         --url http://localhost --checks all --max-examples 50 --workers 1 \
         --no-color "${excl[@]}" >"$work/st-$who.log" 2>&1 || rc=$?
     # The summary: the test counts and the final line.
-    grep -E '^(Test cases|API Operations|Test Phases|[ =]*[0-9]+ (passed|failed)|.*(passed|failed|No issues found) in )' "$work/st-$who.log" || tail -5 "$work/st-$who.log"
+    grep -A2 -E '^(API Operations|Test cases):' "$work/st-$who.log" | grep -v '^--$' || true
+    grep -E '^=+ .* in [0-9.]+s =+$' "$work/st-$who.log" || tail -5 "$work/st-$who.log"
     if [ $rc -ne 0 ]; then cat "$work/st-$who.log"; echo "FAIL: schemathesis as $who"; exit 1; fi
 }
 run_schemathesis root
