@@ -127,7 +127,8 @@ func main() {
 	seen := 0
 	for sc.Scan() {
 		line := sc.Text()
-		if data, ok := strings.CutPrefix(line, "data:"); ok {
+		if strings.HasPrefix(line, "data:") {
+			data := line[len("data:"):]
 			seen++
 			if seen == 1 {
 				fmt.Println("waiting for the next change")
