@@ -89,7 +89,7 @@ run_schemathesis() { # $1: who; the rest: the command prefix
         --no-color "${excl[@]}" >"$work/st-$who.log" 2>&1 || rc=$?
     # The summary: the test counts and the final line.
     grep -A2 -E '^(API Operations|Test cases):' "$work/st-$who.log" | grep -v '^--$' || true
-    sed -n '/^WARNINGS/,/^=\+ SUMMARY/p' "$work/st-$who.log" | grep -v SUMMARY || true
+    sed -n '/ WARNINGS /,/ SUMMARY /p' "$work/st-$who.log" | grep -v SUMMARY || true
     grep -E '^=+ .* in [0-9.]+s =+$' "$work/st-$who.log" || tail -5 "$work/st-$who.log"
     if [ $rc -ne 0 ]; then cat "$work/st-$who.log"; echo "FAIL: schemathesis as $who"; exit 1; fi
 }

@@ -14,8 +14,7 @@ use wispanel_core::timestamp::Timestamp;
 use wispanel_core::warnings::{Warning, WarningCode};
 use wispanel_core::{ErrorKind, LicenseState, PortalError, Reason, UpdateState};
 use wispanel_license::api::{
-    DaemonInfo, ErrorEnvelope, Health, LicenseView, Limits, OPENAPI_DOCUMENT, PortalView,
-    StatusDocument, UpdateView,
+    DaemonInfo, ErrorEnvelope, Health, LicenseView, Limits, PortalView, StatusDocument, UpdateView,
 };
 use wispanel_portal_sim::Outage;
 

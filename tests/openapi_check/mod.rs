@@ -56,10 +56,10 @@ pub fn conforms(doc: &Value, v: &Value, s: &Value, at: &str) -> Result<(), Strin
         Value::Array(_) => "array",
         Value::Object(_) => "object",
     };
-    if !types.is_empty()
-        && !types.contains(&kind)
-        && !(kind == "integer" && types.contains(&"number"))
-    {
+    let allowed = types.is_empty()
+        || types.contains(&kind)
+        || (kind == "integer" && types.contains(&"number"));
+    if !allowed {
         return Err(format!(
             "{at}: {kind} {v} where the document says {types:?}"
         ));
