@@ -118,19 +118,13 @@ impl Store {
     /// Loads the saved state; a file that cannot be read is moved aside.
     pub fn load(&self, now: Timestamp) -> Loaded {
         let path = self.state_path();
-        let problem = match fs::read(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Loaded::Fresh,
-            Err(e) => format!("cannot read: {e}"),
-            Ok(bytes) => match std::str::from_utf8(&bytes) {
-                Err(_) => "not UTF-8 text".to_string(),
-                Ok(text) => match Self::parse(text, &path) {
-                    Ok(core) => return Loaded::Existing(Box::new(core)),
-                    Err(e) => match e {
-                        StoreError::Invalid { problem, .. } => problem,
-                        other => other.to_string(),
-                    },
-                },
-            },
+        let problem = match read_state(&self.dir) {
+            SavedRead::Missing => return Loaded::Fresh,
+            SavedRead::Good(core) => return Loaded::Existing(core),
+            SavedRead::Unreadable(e) => format!("cannot read: {e}"),
+            SavedRead::NotText => "not UTF-8 text".to_string(),
+            SavedRead::Invalid(StoreError::Invalid { problem, .. }) => problem,
+            SavedRead::Invalid(other) => other.to_string(),
         };
         let aside = self
             .dir
@@ -234,6 +228,44 @@ impl Store {
             }),
             _ => Ok(()),
         }
+    }
+}
+
+/// What `state_dir/state.json` holds, read without changing anything.
+#[derive(Debug)]
+pub enum SavedRead {
+    Missing,
+    Unreadable(std::io::Error),
+    NotText,
+    /// Not a state file this version reads ([`StoreError::Invalid`]).
+    Invalid(StoreError),
+    Good(Box<Core>),
+}
+
+impl SavedRead {
+    /// The saved core; `None` when missing or unreadable.
+    pub fn core(self) -> Option<Core> {
+        match self {
+            SavedRead::Good(core) => Some(*core),
+            _ => None,
+        }
+    }
+}
+
+/// The one reader of `state.json`: the daemon's [`Store::load`], `doctor`,
+/// `update download` and [`crate::key_in_force::OnDisk`] all read it here.
+pub fn read_state(state_dir: &Path) -> SavedRead {
+    let path = state_dir.join(STATE_FILE);
+    match fs::read(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => SavedRead::Missing,
+        Err(e) => SavedRead::Unreadable(e),
+        Ok(bytes) => match std::str::from_utf8(&bytes) {
+            Err(_) => SavedRead::NotText,
+            Ok(text) => match Store::parse(text, &path) {
+                Ok(core) => SavedRead::Good(Box::new(core)),
+                Err(e) => SavedRead::Invalid(e),
+            },
+        },
     }
 }
 

@@ -2,7 +2,7 @@
 //! (one function over the two kinds), activate, deactivate; and the
 //! [`Service`] the socket serves, implemented by the daemon.
 
-use super::state::{Daemon, lock};
+use super::shared::{Daemon, lock};
 use super::{MANUAL_REUSE, Why};
 use crate::socket::{ActionError, ActionResult, Service, Snapshot};
 use std::sync::Arc;

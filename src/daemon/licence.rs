@@ -1,7 +1,7 @@
 //! The licence loop and one licence exchange (activate or validate, as the
 //! core says).
 
-use super::state::{Daemon, lock};
+use super::shared::{Daemon, lock};
 use super::{Alive, LICENCE_LOOP, MAX_SLEEP, Why, instant_for};
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! The update loop and one update check.
 
-use super::state::{Daemon, lock};
+use super::shared::{Daemon, lock};
 use super::{Alive, MAX_SLEEP, UPDATE_LOOP, Why, instant_for};
 use std::sync::Arc;
 use std::time::Duration;

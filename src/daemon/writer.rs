@@ -2,7 +2,7 @@
 //! save is the one `Daemon::publish` last handed over (one copy per change,
 //! shared, never copied again for the save); `save_lock` is the one lock.
 
-use super::state::{Daemon, lock};
+use super::shared::{Daemon, lock};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
