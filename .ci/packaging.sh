@@ -182,6 +182,8 @@ expect /usr/share/fish/vendor_completions.d/wispanel-license.fish "644 root:root
 expect /usr/share/wispanel-license/prometheus/wispanel-license.rules.yml "644 root:root"
 expect /usr/share/wispanel-license/grafana/wispanel-license-fleet.json "644 root:root"
 expect /usr/share/wispanel-license/systemd/node-exporter-textfile.conf "644 root:root"
+expect /usr/share/wispanel-license/openapi.json "644 root:root"
+cmp -s /usr/share/wispanel-license/openapi.json openapi/openapi.json || fail "the installed openapi.json is not openapi/openapi.json"
 [ -L /etc/systemd/system/multi-user.target.wants/wispanel-licensed.service ] ||
 	fail "postinst did not enable wispanel-licensed.service"
 echo "ok  enabled in multi-user.target"
