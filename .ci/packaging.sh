@@ -132,6 +132,8 @@ printf '%s\n' "$files" | grep -qx -- '-rw-r----- root:wispanel cn /etc/wispanel/
 	fail "rpm: /etc/wispanel/license.toml is not %config(noreplace) 0640 root:wispanel"
 printf '%s\n' "$files" | grep -qx -- '-rwxr-xr-x root:root  /usr/bin/wispanel-licensed' ||
 	fail "rpm: /usr/bin/wispanel-licensed is not 0755 root:root"
+printf '%s\n' "$files" | grep -q -- ' /usr/share/wispanel-license/openapi.json$' ||
+	fail "rpm: /usr/share/wispanel-license/openapi.json is missing"
 rpm -qp --scripts "$rpm"
 
 step "lintian"
