@@ -225,10 +225,15 @@ echo "ok  enabled in multi-user.target"
 dep_v0_names() { # BINARY: the crate names, one a line
 	local dump
 	dump=$(mktemp)
-	objcopy --dump-section .dep-v0="$dump" "$1" /dev/null 2>/dev/null || { rm -f "$dump"; return 1; }
+	# objcopy must write a copy somewhere: a temporary file, never /dev/null
+	# (it would replace it).
+	objcopy --dump-section .dep-v0="$dump" "$1" "$dump.copy" 2>/dev/null || { rm -f "$dump" "$dump.copy"; return 1; }
+	rm -f "$dump.copy"
+	local rc=0
 	python3 -c 'import json, sys, zlib
-print("\n".join(p["name"] for p in json.loads(zlib.decompress(open(sys.argv[1], "rb").read()))["packages"]))' "$dump"
+print("\n".join(p["name"] for p in json.loads(zlib.decompress(open(sys.argv[1], "rb").read()))["packages"]))' "$dump" || rc=$?
 	rm -f "$dump"
+	return "$rc"
 }
 for bin in /usr/bin/wispanel-licensed "$ASSETS/bin/wispanel-licensed"; do
 	names=$(dep_v0_names "$bin") || fail "$bin has no readable .dep-v0 section (cargo auditable)"

@@ -76,7 +76,7 @@ pub async fn gather(limit: Duration) -> Option<KeyUnitFacts> {
     }
 }
 
-fn source_of<'a>(list: &'a [(String, String)]) -> Option<&'a str> {
+fn source_of(list: &[(String, String)]) -> Option<&str> {
     list.iter()
         .rev()
         .find(|(id, _)| id == KEY_CREDENTIAL)
