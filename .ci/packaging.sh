@@ -125,7 +125,9 @@ cargo auditable build --release --locked --bin wispanel-licensed --bin wispanel-
 
 step "man pages and completions"
 rm -rf "$ASSETS"
-cargo run --release --locked --quiet --example gen_assets -- "$ASSETS"
+# Through cargo auditable too: the same compiler wrapper, so the library
+# built above is reused.
+cargo auditable run --release --locked --quiet --example gen_assets -- "$ASSETS"
 cp packaging/man/*.[1-8] "$ASSETS/man/"
 for page in "$ASSETS"/man/*.[1-8]; do
 	warnings=$(groff -ww -man -z "$page" 2>&1)
