@@ -110,6 +110,9 @@ pub async fn run(
     let (save_tx, save_rx) = watch::channel(Arc::new(core.clone()));
     let (warnings_change_tx, warnings_change_rx) = watch::channel(None);
     let token = CancellationToken::new();
+    let fair_use = Arc::new(crate::socket::fair::Limiter::new(
+        crate::socket::fair::Limits::with_per_uid(config.socket_connections_per_uid),
+    ));
     let daemon = Arc::new(Daemon {
         host: crate::host::collect(),
         info: DaemonInfo {
@@ -145,6 +148,7 @@ pub async fn run(
         wake_update: Notify::new(),
         counters: Default::default(),
         loops_alive: Default::default(),
+        fair_use,
         shutdown: token.clone(),
     });
     {
