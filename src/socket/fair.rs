@@ -35,6 +35,9 @@ pub struct Limits {
     pub total: usize,
     /// Of `total`, kept for uid 0.
     pub root_reserve: usize,
+    /// The uid that has no per-uid limit and the reserve: 0. (Tests name
+    /// another so that the accept path's limits apply to them as root.)
+    pub privileged: u32,
 }
 
 impl Default for Limits {
@@ -44,6 +47,7 @@ impl Default for Limits {
             events_per_uid: EVENTS_PER_UID,
             total: MAX_CONNECTIONS,
             root_reserve: ROOT_RESERVE,
+            privileged: 0,
         }
     }
 }
@@ -137,10 +141,6 @@ pub struct Figures {
     pub refused: [u64; 3],
 }
 
-fn is_root(peer: Peer) -> bool {
-    peer == Some(0)
-}
-
 impl Limiter {
     pub fn new(limits: Limits) -> Self {
         Limiter {
@@ -159,6 +159,10 @@ impl Limiter {
         self.books.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn is_root(&self, peer: Peer) -> bool {
+        peer == Some(self.limits.privileged)
+    }
+
     fn refuse(&self, why: Refusal) -> Refusal {
         self.refused[why.index()].fetch_add(1, Ordering::Relaxed);
         why
@@ -169,7 +173,7 @@ impl Limiter {
     pub fn admit(self: &Arc<Self>, peer: Peer) -> Result<ConnSlot, Refusal> {
         let mut b = self.books();
         let l = &self.limits;
-        if is_root(peer) {
+        if self.is_root(peer) {
             if b.open >= l.total {
                 return Err(self.refuse(Refusal::Full));
             }
@@ -219,7 +223,7 @@ impl ConnSlot {
     /// not (and counts the refusal).
     pub fn event_stream(&self) -> Result<EventSlot, Refusal> {
         let l = &self.limiter;
-        if !is_root(self.peer) {
+        if !l.is_root(self.peer) {
             let mut b = l.books();
             let held = b.by_peer.entry(self.peer).or_default();
             if held.1 >= l.limits.events_per_uid {
@@ -248,7 +252,7 @@ impl Drop for ConnSlot {
     fn drop(&mut self) {
         let mut b = self.limiter.books();
         b.open = b.open.saturating_sub(1);
-        if !is_root(self.peer) {
+        if !self.limiter.is_root(self.peer) {
             b.others = b.others.saturating_sub(1);
             if let Some(h) = b.by_peer.get_mut(&self.peer) {
                 h.0 = h.0.saturating_sub(1);
@@ -268,7 +272,7 @@ pub struct EventSlot {
 
 impl Drop for EventSlot {
     fn drop(&mut self) {
-        if is_root(self.peer) {
+        if self.limiter.is_root(self.peer) {
             return;
         }
         let mut b = self.limiter.books();
@@ -291,6 +295,7 @@ mod tests {
             events_per_uid: 2,
             total,
             root_reserve: reserve,
+            privileged: 0,
         }))
     }
 

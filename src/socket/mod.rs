@@ -13,6 +13,8 @@ mod bind;
 pub mod client;
 pub mod fair;
 mod routes;
+#[cfg(test)]
+mod tests;
 
 pub use bind::{SocketError, bind};
 pub use fair::MAX_CONNECTIONS;
