@@ -9,6 +9,7 @@
 //! implements. The types it hands back ([`Snapshot`], [`ActionError`]) live
 //! here, beside the routes that turn them into answers.
 
+pub mod activation;
 mod bind;
 pub mod client;
 pub mod fair;
