@@ -158,6 +158,10 @@ pub async fn serve<S: Service>(
     .await
 }
 
+/// At shutdown, how long a connection that has sent no request yet may take
+/// to get its first one answered (a client that connected just before).
+const FIRST_ANSWER_AT_SHUTDOWN: Duration = Duration::from_secs(1);
+
 /// Refused connections whose requests are read and thrown away at once.
 const REFUSALS_DRAINED: usize = 64;
 /// How long a refused connection is kept open for its request to arrive.
@@ -367,6 +371,21 @@ async fn serve_connection<S: Service>(
                 break;
             }
             _ = shutdown.cancelled() => {
+                // A connection accepted just before the shutdown may hold a
+                // request not read yet, which a graceful shutdown would close
+                // unanswered (hyper closes a connection between requests):
+                // give it up to FIRST_ANSWER_AT_SHUTDOWN to be answered.
+                let until = tokio::time::Instant::now() + FIRST_ANSWER_AT_SHUTDOWN;
+                while {
+                    let a = activity(&act);
+                    a.served == 0 && a.in_flight == 0
+                } && tokio::time::Instant::now() < until
+                {
+                    tokio::select! {
+                        _ = conn.as_mut() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                    }
+                }
                 conn.as_mut().graceful_shutdown();
                 let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
                 break;
