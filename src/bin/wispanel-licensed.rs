@@ -6,9 +6,6 @@ use wispanel_license::cli::DaemonCli;
 use wispanel_license::config::Config;
 use wispanel_license::socket::activation;
 
-/// `EX_CONFIG` from sysexits.h.
-const EXIT_CONFIG: u8 = 78;
-
 /// The listening socket systemd passed (socket activation), if any: the
 /// first of `LISTEN_FDS` when `LISTEN_PID` is this process.
 fn passed_socket() -> Option<OwnedFd> {
@@ -39,7 +36,7 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("wispanel-licensed: {e}");
-            ExitCode::from(EXIT_CONFIG)
+            ExitCode::from(wispanel_license::exit::CONFIG)
         }
     }
 }

@@ -4,7 +4,7 @@
 //! binary.
 
 use super::portal::https_factory;
-use super::state::{Daemon, Runtime, lock, placeholder_doc};
+use super::shared::{Daemon, Runtime, lock, placeholder_doc};
 use super::{
     PortalFactory, SHUTDOWN_BUDGET, licence, reload, status_line, updates, warnings, writer,
 };
@@ -272,7 +272,7 @@ pub fn main(config_path: PathBuf, passed: Option<std::os::fd::OwnedFd>) -> ExitC
         Ok(c) => c,
         Err(e) => {
             error!("{e}");
-            return ExitCode::from(78);
+            return ExitCode::from(crate::exit::CONFIG);
         }
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -282,7 +282,7 @@ pub fn main(config_path: PathBuf, passed: Option<std::os::fd::OwnedFd>) -> ExitC
         Ok(rt) => rt,
         Err(e) => {
             error!(error = %e, "cannot start the async runtime: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(crate::exit::FAILED);
         }
     };
     rt.block_on(async move {
@@ -290,7 +290,7 @@ pub fn main(config_path: PathBuf, passed: Option<std::os::fd::OwnedFd>) -> ExitC
         let shutdown = CancellationToken::new();
         if let Err(e) = install_signals(shutdown.clone(), env.reload.clone()) {
             error!(error = %e, "cannot install signal handlers: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(crate::exit::FAILED);
         }
         let activated = passed.is_some();
         let bound = match passed {
@@ -301,7 +301,7 @@ pub fn main(config_path: PathBuf, passed: Option<std::os::fd::OwnedFd>) -> ExitC
             Ok(l) => l,
             Err(e) => {
                 error!("{}", StartError::from(e));
-                return ExitCode::from(1);
+                return ExitCode::from(crate::exit::FAILED);
             }
         };
         let socket_path = config.socket_path.clone();
@@ -318,7 +318,7 @@ pub fn main(config_path: PathBuf, passed: Option<std::os::fd::OwnedFd>) -> ExitC
             }
             Err(e) => {
                 error!("{e}");
-                ExitCode::from(1)
+                ExitCode::from(crate::exit::FAILED)
             }
         }
     })
