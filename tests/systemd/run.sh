@@ -44,6 +44,8 @@ ID_CONFIG_REJECTED=ae4d8028ffb24516b78fd43d546f903b
 . tests/systemd/prometheus-e2e.sh
 # shellcheck source=tests/systemd/socket-activation.sh
 . tests/systemd/socket-activation.sh
+# shellcheck source=tests/systemd/encrypted-key.sh
+. tests/systemd/encrypted-key.sh
 
 fatal() {
 	printf 'systemd tier: %s\n' "$*" >&2
@@ -524,6 +526,8 @@ else
 fi
 prom_e2e_stop
 shutdown_sandbox
+
+encrypted_key_tier
 
 # ==========================================================================
 ended=$(now_ms)
