@@ -30,6 +30,8 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+mod abort;
+pub use abort::abort_on_panic;
 pub use portal::{BoxFuture, Portal, PortalFactory};
 pub use run::{Env, StartError, main, run};
 pub use state::{Counters, Daemon};

@@ -262,6 +262,7 @@ fn install_signals(shutdown: CancellationToken, reload: Arc<Notify>) -> std::io:
 /// The daemon's entry point: configuration, runtime, signals, socket. Exit 0
 /// after a clean shutdown, 78 for a configuration error, 1 for anything else.
 pub fn main(config_path: PathBuf) -> ExitCode {
+    super::abort_on_panic();
     logging::init();
     let config = match Config::load(&config_path) {
         Ok(c) => c,
