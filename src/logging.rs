@@ -8,7 +8,16 @@
 //! priority (`<3>` error … `<7>` debug) and no timestamp, which journald reads
 //! from the stream. Anywhere else: one plain line per event on stderr, with
 //! ANSI colour only when stderr is a terminal. `RUST_LOG` is honoured; the
-//! default level is `info`.
+//! default level is `info`. Its accepted syntax (see [`parse_targets`]) is a
+//! comma-separated list of directives, each `LEVEL` (the default for every
+//! target), `TARGET=LEVEL` or a bare `TARGET` (everything from it), where
+//! `LEVEL` is `off`, `error`, `warn`, `info`, `debug` or `trace` and `TARGET` a
+//! module path prefix such as `wispanel_license::daemon` or `reqwest`. The
+//! longest matching target wins. `tracing`'s span and field filters
+//! (`[span]`, `{field}`) and regular expressions are not accepted: a value
+//! with one of them, or with an unknown level, is refused as a whole, the
+//! default `info` applies and a warning names the bad directive. (The filter
+//! is `tracing_subscriber`'s `Targets`, which needs no regex engine.)
 //!
 //! [`event`] holds the events that carry a `MESSAGE_ID` ([`ids`]); each ID is
 //! explained in the journal catalog `packaging/wispanel-license.catalog`.
@@ -18,7 +27,7 @@
 use std::fmt;
 use std::io::IsTerminal;
 use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::format::{Format, Full, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt;
@@ -316,7 +325,14 @@ fn plain_fields() -> impl for<'w> FormatFields<'w> + 'static {
 
 /// Installs the global subscriber once; later calls do nothing.
 pub fn init() {
-    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (targets, refused) = match std::env::var("RUST_LOG") {
+        Ok(v) => match parse_targets(&v) {
+            Ok(t) => (t, None),
+            Err(e) => (default_targets(), Some(e)),
+        },
+        Err(_) => (default_targets(), None),
+    };
+    let filter = || targets.clone();
     match output() {
         Output::Journal => match tracing_journald::layer() {
             Ok(layer) => {
@@ -328,10 +344,13 @@ pub fn init() {
                         debug: tracing_journald::Priority::Debug,
                         ..tracing_journald::PriorityMappings::new()
                     });
-                let _ = tracing_subscriber::registry()
+                let installed = tracing_subscriber::registry()
                     .with(filter())
                     .with(layer)
                     .try_init();
+                if installed.is_ok() {
+                    warn_refused(refused.as_deref());
+                }
             }
             Err(e) => {
                 let fmt = tracing_subscriber::fmt::format()
@@ -339,13 +358,15 @@ pub fn init() {
                     .with_level(false)
                     .with_target(false);
                 let installed = tracing_subscriber::fmt()
-                    .with_env_filter(filter())
                     .with_writer(std::io::stderr)
                     .with_ansi(false)
                     .fmt_fields(plain_fields())
                     .event_format(PriorityPrefix { inner: fmt })
+                    .finish()
+                    .with(filter())
                     .try_init();
                 if installed.is_ok() {
+                    warn_refused(refused.as_deref());
                     tracing::warn!(
                         "cannot reach the journal socket ({e}); logging plain lines to stderr"
                     );
@@ -353,20 +374,102 @@ pub fn init() {
             }
         },
         Output::Stderr { ansi } => {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(filter())
+            let installed = tracing_subscriber::fmt()
                 .with_writer(std::io::stderr)
                 .with_ansi(ansi)
                 .with_target(false)
                 .fmt_fields(plain_fields())
+                .finish()
+                .with(filter())
                 .try_init();
+            if installed.is_ok() {
+                warn_refused(refused.as_deref());
+            }
         }
     }
+}
+
+/// The filter without `RUST_LOG`: `info` and above from every target.
+fn default_targets() -> Targets {
+    Targets::new().with_default(LevelFilter::INFO)
+}
+
+fn warn_refused(refused: Option<&str>) {
+    if let Some(e) = refused {
+        tracing::warn!("RUST_LOG ignored, logging at info: {e}");
+    }
+}
+
+/// Parses a `RUST_LOG` value into a [`Targets`] filter (syntax in the module
+/// documentation). An empty value or empty directives (`a=debug,,`) are
+/// allowed; anything else that is not a directive is an error naming it.
+pub fn parse_targets(spec: &str) -> Result<Targets, String> {
+    let mut targets = Targets::new();
+    let mut default = LevelFilter::INFO;
+    for directive in spec.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let bad = |why: &str| format!("directive {directive:?}: {why}");
+        if directive.contains(['[', ']', '{', '}', '*', '(', ')', '|', '^', '$', ' ']) {
+            return Err(bad(
+                "span, field and regular-expression filters are not supported",
+            ));
+        }
+        match directive.split_once('=') {
+            Some((target, level)) => {
+                let level = parse_level(level).ok_or_else(|| bad("unknown level"))?;
+                if target.is_empty() {
+                    return Err(bad("empty target"));
+                }
+                targets = targets.with_target(target, level);
+            }
+            None => match parse_level(directive) {
+                Some(level) => default = level,
+                None => targets = targets.with_target(directive, LevelFilter::TRACE),
+            },
+        }
+    }
+    Ok(targets.with_default(default))
+}
+
+fn parse_level(s: &str) -> Option<LevelFilter> {
+    Some(match s.to_ascii_lowercase().as_str() {
+        "off" => LevelFilter::OFF,
+        "error" => LevelFilter::ERROR,
+        "warn" | "warning" => LevelFilter::WARN,
+        "info" => LevelFilter::INFO,
+        "debug" => LevelFilter::DEBUG,
+        "trace" => LevelFilter::TRACE,
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rust_log_is_parsed_into_targets() {
+        use tracing::Level as L;
+        let t = parse_targets("").unwrap();
+        assert!(t.would_enable("anything", &L::INFO));
+        assert!(!t.would_enable("anything", &L::DEBUG));
+
+        let t = parse_targets("warn,wispanel_license::daemon=debug, reqwest ").unwrap();
+        assert!(!t.would_enable("hyper", &L::INFO));
+        assert!(t.would_enable("hyper", &L::WARN));
+        assert!(t.would_enable("wispanel_license::daemon::reload", &L::DEBUG));
+        assert!(!t.would_enable("wispanel_license::daemon", &L::TRACE));
+        assert!(t.would_enable("reqwest::connect", &L::TRACE));
+        assert!(!t.would_enable("wispanel_license::portal", &L::INFO));
+
+        let t = parse_targets("DEBUG,hyper=off").unwrap();
+        assert!(t.would_enable("x", &L::DEBUG));
+        assert!(!t.would_enable("hyper::proto", &L::ERROR));
+
+        for bad in ["a=loud", "=debug", "a[span]=debug", "a{f}=info", "a.*=info"] {
+            let e = parse_targets(bad).unwrap_err();
+            assert!(e.contains(bad), "{bad:?}: {e}");
+        }
+    }
 
     #[test]
     fn priorities_follow_syslog() {

@@ -104,6 +104,88 @@ pub fn with_proxy(
     })
 }
 
+/// Everything a [`PortalClient`] is built from, read from the configuration
+/// and the environment: two equal setups make equivalent clients, so a reload
+/// that leaves it unchanged keeps the running client (see [`ClientCache`]).
+/// The `ca_file`'s content is part of it: a certificate replaced in place
+/// takes effect on the next reload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientSetup {
+    base: String,
+    ca_file: Option<PathBuf>,
+    ca_pem: Option<Vec<u8>>,
+    proxy: ProxyChoice,
+    timeout: Duration,
+}
+
+impl ClientSetup {
+    /// Reads `ca_file` and decides the proxy ([`decide`], with this process's
+    /// environment).
+    pub fn read(
+        base: &str,
+        ca_file: Option<&std::path::Path>,
+        proxy: Option<&str>,
+        timeout: Duration,
+    ) -> Result<ClientSetup, SetupError> {
+        let ca_pem = match ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|source| SetupError::CaRead {
+                path: path.to_path_buf(),
+                source,
+            })?),
+            None => None,
+        };
+        Ok(ClientSetup {
+            base: base.trim_end_matches('/').to_string(),
+            ca_file: ca_file.map(std::path::Path::to_path_buf),
+            ca_pem,
+            proxy: decide(proxy, &ProxyEnv::from_process(), base),
+            timeout,
+        })
+    }
+
+    pub fn from_config(config: &Config) -> Result<ClientSetup, SetupError> {
+        Self::read(
+            &config.portal_url,
+            config.ca_file.as_deref(),
+            config.proxy.as_deref(),
+            config.schedule.request_timeout,
+        )
+    }
+}
+
+/// The daemon's client, kept across reloads while its [`ClientSetup`] is
+/// unchanged: building one loads and parses the system's CA bundle for the
+/// platform verifier, which on every SIGHUP cost time and left memory behind.
+#[derive(Default)]
+pub struct ClientCache {
+    last: std::sync::Mutex<Option<(ClientSetup, std::sync::Arc<PortalClient>)>>,
+    builds: std::sync::atomic::AtomicUsize,
+}
+
+impl ClientCache {
+    /// The client for `config`: the previous one when its setup is the same,
+    /// else a new one (which replaces it).
+    pub fn client(&self, config: &Config) -> Result<std::sync::Arc<PortalClient>, SetupError> {
+        let setup = ClientSetup::from_config(config)?;
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((s, c)) = last.as_ref()
+            && *s == setup
+        {
+            return Ok(c.clone());
+        }
+        let client = std::sync::Arc::new(PortalClient::from_setup(&setup)?);
+        self.builds
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *last = Some((setup, client.clone()));
+        Ok(client)
+    }
+
+    /// How many clients this cache has built.
+    pub fn builds(&self) -> usize {
+        self.builds.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// A client bound to one portal.
 #[derive(Clone)]
 pub struct PortalClient {
@@ -133,6 +215,13 @@ impl PortalClient {
         proxy: Option<&str>,
         timeout: Duration,
     ) -> Result<PortalClient, SetupError> {
+        Self::from_setup(&ClientSetup::read(base, ca_file, proxy, timeout)?)
+    }
+
+    /// Builds the client `setup` describes: the TLS configuration (platform
+    /// verifier plus the `ca_file` certificates) is made here, once per client.
+    pub fn from_setup(setup: &ClientSetup) -> Result<PortalClient, SetupError> {
+        let timeout = setup.timeout;
         let mut b = reqwest::Client::builder()
             .user_agent(user_agent())
             .redirect(reqwest::redirect::Policy::none())
@@ -140,32 +229,27 @@ impl PortalClient {
             .timeout(timeout)
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(1);
-        if let Some(path) = ca_file {
-            let pem = std::fs::read(path).map_err(|source| SetupError::CaRead {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        if let (Some(path), Some(pem)) = (&setup.ca_file, &setup.ca_pem) {
             let certs =
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| SetupError::CaParse {
-                    path: path.to_path_buf(),
+                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| SetupError::CaParse {
+                    path: path.clone(),
                     message: e.to_string(),
                 })?;
             if certs.is_empty() {
                 return Err(SetupError::CaParse {
-                    path: path.to_path_buf(),
+                    path: path.clone(),
                     message: "no certificate found in the file".into(),
                 });
             }
             b = b.tls_certs_merge(certs);
         }
-        let proxy = decide(proxy, &ProxyEnv::from_process(), base);
-        b = with_proxy(b, &proxy).map_err(|e| SetupError::Proxy(e.to_string()))?;
+        b = with_proxy(b, &setup.proxy).map_err(|e| SetupError::Proxy(e.to_string()))?;
         let http = b.build().map_err(|e| SetupError::Build(error_chain(&e)))?;
         Ok(PortalClient {
             http,
-            base: base.trim_end_matches('/').to_string(),
+            base: setup.base.clone(),
             timeout,
-            proxy,
+            proxy: setup.proxy.clone(),
         })
     }
 

@@ -292,3 +292,83 @@ fn a_bad_ca_file_is_a_setup_error() {
     .unwrap();
     assert!(e.to_string().contains("missing.pem"), "{e}");
 }
+
+/// The daemon's client cache (`https_factory`): a reload with the same
+/// setup keeps the client (no new TLS configuration, no CA bundle read
+/// again); one whose `ca_file` content changed builds a new client, and the
+/// new certificate is what it trusts.
+#[tokio::test]
+async fn the_client_is_rebuilt_only_when_its_setup_changes() {
+    use wispanel_license::config::Config;
+    use wispanel_license::portal::ClientCache;
+    let dir = tempfile::tempdir().unwrap();
+    let (h, _) = tls_sim(&dir, "self").await;
+    let ca_right = std::fs::read(dir.path().join("ca.pem")).unwrap();
+    // A second sim, only for a well-formed CA that did not sign `h`'s certificate.
+    let other_dir = tempfile::tempdir().unwrap();
+    let (_other, _) = tls_sim(&other_dir, "self").await;
+    let ca_wrong = std::fs::read(other_dir.path().join("ca.pem")).unwrap();
+    assert_ne!(ca_right, ca_wrong);
+
+    let ca_file = dir.path().join("trusted.pem");
+    let config_file = dir.path().join("license.toml");
+    let write_config = |timeout: &str| {
+        std::fs::write(
+            &config_file,
+            format!(
+                "license_key = \"{}\"\nportal_url = \"{}\"\nca_file = \"{}\"\nproduct_version = \"1.4.2\"\n\
+                 state_dir = \"{}\"\n\n[schedule]\nrequest_timeout = \"{timeout}\"\n",
+                keys::GOOD,
+                h.base_url,
+                ca_file.display(),
+                dir.path().join("state").display(),
+            ),
+        )
+        .unwrap();
+        Config::load(&config_file).unwrap()
+    };
+    let cache = ClientCache::default();
+    let validate = |c: std::sync::Arc<PortalClient>| async move {
+        c.call(Endpoint::Validate, &body(Endpoint::Validate, keys::GOOD))
+            .await
+            .outcome
+    };
+
+    std::fs::write(&ca_file, &ca_wrong).unwrap();
+    let config = write_config("5s");
+    let first = cache.client(&config).unwrap();
+    match validate(first.clone()).await {
+        Outcome::Failed(e) => assert_eq!(e.kind, ErrorKind::Tls, "{}", e.message),
+        o => panic!("the wrong CA was trusted: {o:?}"),
+    }
+    // Reloading the same configuration: the same client, nothing rebuilt.
+    for _ in 0..3 {
+        let again = cache.client(&Config::load(&config_file).unwrap()).unwrap();
+        assert!(std::sync::Arc::ptr_eq(&first, &again));
+    }
+    assert_eq!(cache.builds(), 1);
+
+    // The certificate replaced in place: the next reload takes it.
+    std::fs::write(&ca_file, &ca_right).unwrap();
+    let second = cache.client(&Config::load(&config_file).unwrap()).unwrap();
+    assert!(!std::sync::Arc::ptr_eq(&first, &second));
+    assert_eq!(cache.builds(), 2);
+    match validate(second.clone()).await {
+        Outcome::Failed(e) => panic!("the new CA is not trusted after the reload: {e:?}"),
+        _verdict => {}
+    }
+
+    // Another setting of the client (request_timeout) also rebuilds it.
+    let third = cache.client(&write_config("7s")).unwrap();
+    assert!(!std::sync::Arc::ptr_eq(&second, &third));
+    assert_eq!(cache.builds(), 3);
+
+    // A ca_file that disappeared is an error naming it; nothing is replaced.
+    std::fs::remove_file(&ca_file).unwrap();
+    let e = cache
+        .client(&config)
+        .err()
+        .expect("a missing ca_file is refused");
+    assert!(e.to_string().contains("trusted.pem"), "{e}");
+    assert_eq!(cache.builds(), 3);
+}

@@ -29,6 +29,8 @@ mod updates;
 mod warnings;
 mod writer;
 
+mod abort;
+pub use abort::abort_on_panic;
 pub use portal::{BoxFuture, Portal, PortalFactory};
 pub use run::{Env, StartError, main, run};
 pub use shared::{Counters, Daemon};

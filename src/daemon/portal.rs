@@ -57,9 +57,12 @@ impl Portal for PortalClient {
 /// Builds the portal client from a configuration (at start and on reload).
 pub type PortalFactory = Arc<dyn Fn(&Config) -> Result<Arc<dyn Portal>, SetupError> + Send + Sync>;
 
-/// The production factory: the HTTPS client of `crate::portal`.
+/// The production factory: the HTTPS client of `crate::portal`, built once
+/// and kept across reloads that leave its setup (`portal_url`, `ca_file` and
+/// its content, `proxy`, `request_timeout`) unchanged.
 pub fn https_factory() -> PortalFactory {
-    Arc::new(|config: &Config| Ok(Arc::new(PortalClient::new(config)?) as Arc<dyn Portal>))
+    let cache = crate::portal::ClientCache::default();
+    Arc::new(move |config: &Config| Ok(cache.client(config)? as Arc<dyn Portal>))
 }
 
 impl Daemon {

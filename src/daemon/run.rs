@@ -267,6 +267,7 @@ fn install_signals(shutdown: CancellationToken, reload: Arc<Notify>) -> std::io:
 /// `passed` is the listening socket systemd passed (socket activation), if
 /// any: served instead of binding `socket_path`, and never removed.
 pub fn main(config_path: PathBuf, passed: Option<std::os::fd::OwnedFd>) -> ExitCode {
+    super::abort_on_panic();
     logging::init();
     let config = match Config::load(&config_path) {
         Ok(c) => c,

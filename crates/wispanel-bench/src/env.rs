@@ -44,6 +44,10 @@ impl Drop for TempDir {
 
 /// Where the project's binaries are: beside the running bench binary.
 pub fn bin_dir() -> Result<PathBuf> {
+    // Measuring other binaries (an older build, as a baseline) with this bench.
+    if let Some(dir) = std::env::var_os("WISPANEL_BENCH_BIN_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
     let exe = std::env::current_exe().context("cannot find the bench binary's path")?;
     Ok(exe
         .parent()
