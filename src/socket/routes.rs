@@ -236,7 +236,7 @@ async fn update_check<S: Service>(State(app): State<App<S>>) -> Response {
 }
 
 /// The uid that a user namespace shows for every uid it does not map (the
-/// kernel's `overflowuid`): under the unit's `PrivateUsers=`, every caller
+/// kernel's `overflowuid`): under a `PrivateUsers=` unit (not the shipped one), every caller
 /// other than root and the daemon's own user. It says "unknown", not who
 /// called.
 const OVERFLOW_UID: u32 = 65534;
