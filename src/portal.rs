@@ -103,6 +103,43 @@ pub fn with_proxy(
     })
 }
 
+/// The HTTPS client of every portal request, the daemon's and `doctor`'s:
+/// the user agent, no redirects, `timeout` to connect and for the whole
+/// request, the certificates of `ca_file` added, and the `proxy` decided.
+pub fn http_client(
+    ca_file: Option<&std::path::Path>,
+    proxy: &ProxyChoice,
+    timeout: Duration,
+) -> Result<reqwest::Client, SetupError> {
+    let mut b = reqwest::Client::builder()
+        .user_agent(user_agent())
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(1);
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path).map_err(|source| SetupError::CaRead {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let certs =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| SetupError::CaParse {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        if certs.is_empty() {
+            return Err(SetupError::CaParse {
+                path: path.to_path_buf(),
+                message: "no certificate found in the file".into(),
+            });
+        }
+        b = b.tls_certs_merge(certs);
+    }
+    b = with_proxy(b, proxy).map_err(|e| SetupError::Proxy(e.to_string()))?;
+    b.build().map_err(|e| SetupError::Build(error_chain(&e)))
+}
+
 /// A client bound to one portal.
 #[derive(Clone)]
 pub struct PortalClient {
@@ -132,34 +169,8 @@ impl PortalClient {
         proxy: Option<&str>,
         timeout: Duration,
     ) -> Result<PortalClient, SetupError> {
-        let mut b = reqwest::Client::builder()
-            .user_agent(user_agent())
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(1);
-        if let Some(path) = ca_file {
-            let pem = std::fs::read(path).map_err(|source| SetupError::CaRead {
-                path: path.to_path_buf(),
-                source,
-            })?;
-            let certs =
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| SetupError::CaParse {
-                    path: path.to_path_buf(),
-                    message: e.to_string(),
-                })?;
-            if certs.is_empty() {
-                return Err(SetupError::CaParse {
-                    path: path.to_path_buf(),
-                    message: "no certificate found in the file".into(),
-                });
-            }
-            b = b.tls_certs_merge(certs);
-        }
         let proxy = decide(proxy, &ProxyEnv::from_process(), base);
-        b = with_proxy(b, &proxy).map_err(|e| SetupError::Proxy(e.to_string()))?;
-        let http = b.build().map_err(|e| SetupError::Build(error_chain(&e)))?;
+        let http = http_client(ca_file, &proxy, timeout)?;
         Ok(PortalClient {
             http,
             base: base.trim_end_matches('/').to_string(),
