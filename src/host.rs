@@ -1,7 +1,9 @@
-//! Facts about this host that go with portal requests and `doctor`: host
-//! name, OS, kernel, CPU count (cheap to collect: no process table, no
-//! refresh loop, only the static look-ups of `sysinfo`), and the group
-//! database that `socket_group` is looked up in.
+//! Facts about this host: host name, OS, kernel, CPU count (cheap to collect:
+//! no process table, no refresh loop, only the static look-ups of `sysinfo`),
+//! collected once at the daemon's start; of them only the host name goes with
+//! portal requests (`hostname` of the licence endpoints). And the system's
+//! user and group database (NSS), where `socket_group` and the owners that
+//! `doctor` shows are looked up.
 
 use serde::Serialize;
 use sysinfo::{CpuRefreshKind, RefreshKind, System};
