@@ -23,5 +23,8 @@ pub mod portal;
 pub mod socket;
 pub mod store;
 pub mod systemd;
+/// The in-process test harness (feature `test-util`, tests only).
+#[cfg(feature = "test-util")]
+pub mod testing;
 pub mod textfile;
 pub mod update;

@@ -68,10 +68,6 @@ pub enum Loaded {
 #[derive(Clone, Debug)]
 pub struct Store {
     dir: PathBuf,
-    /// One write of `state.json` at a time: the state writer and a save that
-    /// must land before a request leaves (an activation's `Idempotency-Key`)
-    /// share the temporary file's name.
-    writing: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -86,7 +82,6 @@ impl Store {
         }
         Ok(Store {
             dir: dir.to_path_buf(),
-            writing: Default::default(),
         })
     }
 
@@ -138,19 +133,28 @@ impl Store {
         Loaded::Corrupt { problem, moved_to }
     }
 
-    /// Saves `core` atomically and durably, mode 0600.
+    /// Saves `core` atomically and durably, mode 0600. One save at a time
+    /// per directory (the temporary file's name is per process): the daemon
+    /// serialises its saves (`Daemon::save_now`).
     pub fn save(&self, core: &Core, now: Timestamp) -> Result<(), StoreError> {
-        let saved = SavedState {
+        /// [`SavedState`] borrowing the core: serialised without a copy.
+        #[derive(Serialize)]
+        struct Saving<'a> {
+            schema: u32,
+            saved_at: Option<Timestamp>,
+            #[serde(flatten)]
+            core: &'a Core,
+        }
+        let saved = Saving {
             schema: SCHEMA,
             saved_at: Some(now),
-            core: core.clone(),
+            core,
         };
         let mut text = serde_json::to_vec_pretty(&saved).map_err(|e| StoreError::Invalid {
             path: self.state_path(),
             problem: format!("cannot serialise the state: {e}"),
         })?;
         text.push(b'\n');
-        let _one_at_a_time = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         self.write_atomic(STATE_FILE, &text)
     }
 

@@ -14,7 +14,9 @@
 //!
 //! [`run`] is the in-process entry point: configuration, an already-bound
 //! listener, a shutdown future and an [`Env`] (clock, randomness, portal), so
-//! tests run the daemon under `tokio::time::pause()`.
+//! tests run the daemon under `tokio::time::pause()` (the harness in
+//! `crate::testing`, feature `test-util`; its schedule tests are
+//! `tests/schedule.rs`).
 
 mod actions;
 mod licence;
@@ -26,9 +28,6 @@ mod status_line;
 mod updates;
 mod warnings;
 mod writer;
-
-#[cfg(test)]
-mod tests;
 
 pub use portal::{BoxFuture, Portal, PortalFactory};
 pub use run::{Env, StartError, main, run};
