@@ -164,6 +164,8 @@ printf '%s\n' "$files" | grep -qx -- '-rw-r----- root:wispanel cn /etc/wispanel/
 	fail "rpm: /etc/wispanel/license.toml is not %config(noreplace) 0640 root:wispanel"
 printf '%s\n' "$files" | grep -qx -- '-rwxr-xr-x root:root  /usr/bin/wispanel-licensed' ||
 	fail "rpm: /usr/bin/wispanel-licensed is not 0755 root:root"
+printf '%s\n' "$files" | grep -q -- ' /usr/share/wispanel-license/openapi.json$' ||
+	fail "rpm: /usr/share/wispanel-license/openapi.json is missing"
 rpm -qp --scripts "$rpm"
 sha256sum "$deb" "$rpm"
 if [ "${PACKAGING_BUILD_ONLY:-}" = 1 ]; then
@@ -220,6 +222,8 @@ expect /usr/share/fish/vendor_completions.d/wispanel-license.fish "644 root:root
 expect /usr/share/wispanel-license/prometheus/wispanel-license.rules.yml "644 root:root"
 expect /usr/share/wispanel-license/grafana/wispanel-license-fleet.json "644 root:root"
 expect /usr/share/wispanel-license/systemd/node-exporter-textfile.conf "644 root:root"
+expect /usr/share/wispanel-license/openapi.json "644 root:root"
+cmp -s /usr/share/wispanel-license/openapi.json openapi/openapi.json || fail "the installed openapi.json is not openapi/openapi.json"
 [ -L /etc/systemd/system/multi-user.target.wants/wispanel-licensed.service ] ||
 	fail "postinst did not enable wispanel-licensed.service"
 echo "ok  enabled in multi-user.target"

@@ -55,6 +55,7 @@ pub fn router<S: Service>(
         .route("/v1/deactivate", post(deactivate::<S>))
         .route("/v1/events", get(events::<S>))
         .route("/metrics", get(metrics_handler::<S>))
+        .route("/v1/openapi.json", get(openapi_document))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(guard))
@@ -331,6 +332,20 @@ async fn metrics_handler<S: Service>(State(app): State<App<S>>) -> Response {
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
         text,
+    )
+        .into_response()
+}
+
+/// `GET /v1/openapi.json`: the API document, as installed in
+/// `/usr/share/wispanel-license/openapi.json` (the same bytes).
+async fn openapi_document() -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        crate::api::OPENAPI_DOCUMENT,
     )
         .into_response()
 }
