@@ -1,7 +1,9 @@
-//! Facts about this host that go with portal requests and `doctor`: host
-//! name, OS, kernel, CPU count (cheap to collect: no process table, no
-//! refresh loop, only the static look-ups of `sysinfo`), and the group
-//! database that `socket_group` is looked up in.
+//! Facts about this host: host name, OS, kernel, CPU count (cheap to collect:
+//! no process table, no refresh loop, only the static look-ups of `sysinfo`),
+//! collected once at the daemon's start; of them only the host name goes with
+//! portal requests (`hostname` of the licence endpoints). And the system's
+//! user and group database (NSS), where `socket_group` and the owners that
+//! `doctor` shows are looked up.
 
 use serde::Serialize;
 use sysinfo::{CpuRefreshKind, RefreshKind, System};
@@ -43,32 +45,58 @@ fn cpu_count() -> usize {
     std::thread::available_parallelism().map_or(0, |n| n.get())
 }
 
-/// A group name that `/etc/group` does not list.
+/// A group name that the system's group database does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("no group named {0:?} in /etc/group")]
+#[error("no group named {0:?} in the system's group database")]
 pub struct UnknownGroup(pub String);
 
-/// Resolves a group name (or a number) to a gid through `/etc/group`.
+/// Resolves a group name (or a number) to a gid through the system's NSS
+/// (`/etc/group`, and LDAP or sssd where `nsswitch.conf` names them).
 pub fn group_id(name: &str) -> Result<u32, UnknownGroup> {
     if let Ok(n) = name.parse::<u32>() {
         return Ok(n);
     }
-    let text = std::fs::read_to_string("/etc/group").unwrap_or_default();
-    text.lines()
-        .filter_map(|l| {
-            let mut f = l.split(':');
-            let n = f.next()?;
-            let _pw = f.next()?;
-            let gid = f.next()?.parse::<u32>().ok()?;
-            (n == name).then_some(gid)
-        })
-        .next()
-        .ok_or_else(|| UnknownGroup(name.to_string()))
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        _ => Err(UnknownGroup(name.to_string())),
+    }
+}
+
+/// The name of user `uid` through the system's NSS; `None` when unknown.
+pub fn user_name(uid: u32) -> Option<String> {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+}
+
+/// The name of group `gid` through the system's NSS; `None` when unknown.
+pub fn group_name(gid: u32) -> Option<String> {
+    nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+        .ok()
+        .flatten()
+        .map(|g| g.name)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn users_and_groups_come_from_the_system() {
+        // Entries every Debian system has, in /etc/passwd and /etc/group.
+        assert_eq!(user_name(0).as_deref(), Some("root"));
+        assert_eq!(group_name(0).as_deref(), Some("root"));
+        assert_eq!(group_id("root"), Ok(0));
+        assert_eq!(group_id("daemon"), Ok(1));
+        assert_eq!(group_name(1).as_deref(), Some("daemon"));
+        assert_eq!(group_id("42"), Ok(42));
+        assert_eq!(
+            group_id("no-such-group-x"),
+            Err(UnknownGroup("no-such-group-x".into()))
+        );
+        assert_eq!(user_name(4_000_000_000), None);
+    }
 
     #[test]
     fn collects_something_on_linux() {

@@ -13,6 +13,7 @@ pub mod config;
 pub mod daemon;
 pub mod doctor;
 pub mod exit;
+pub mod fair;
 pub mod host;
 pub mod hwid;
 pub mod key_in_force;

@@ -13,7 +13,7 @@
 //! metrics` checks it where promtool is installed.
 
 use crate::api::StatusDocument;
-use crate::socket::fair::{Figures, Refusal};
+use crate::fair::{Figures, Refusal};
 use std::fmt::Write;
 use wispanel_core::warnings::WarningCode;
 use wispanel_core::{Endpoint, ErrorKind, LicenseState, UpdateState};

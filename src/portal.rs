@@ -186,6 +186,56 @@ impl ClientCache {
     }
 }
 
+/// The HTTPS client of every portal request, the daemon's and `doctor`'s:
+/// the user agent, no redirects, `timeout` to connect and for the whole
+/// request, the certificates of `ca_file` added, and the `proxy` decided.
+pub fn http_client(
+    ca_file: Option<&std::path::Path>,
+    proxy: &ProxyChoice,
+    timeout: Duration,
+) -> Result<reqwest::Client, SetupError> {
+    let pem = match ca_file {
+        Some(path) => Some(std::fs::read(path).map_err(|source| SetupError::CaRead {
+            path: path.to_path_buf(),
+            source,
+        })?),
+        None => None,
+    };
+    http_client_with(ca_file.zip(pem.as_deref()), proxy, timeout)
+}
+
+/// [`http_client`] with the `ca_file`'s content already read (its path names
+/// it in errors).
+fn http_client_with(
+    ca: Option<(&std::path::Path, &[u8])>,
+    proxy: &ProxyChoice,
+    timeout: Duration,
+) -> Result<reqwest::Client, SetupError> {
+    let mut b = reqwest::Client::builder()
+        .user_agent(user_agent())
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(1);
+    if let Some((path, pem)) = ca {
+        let certs =
+            reqwest::Certificate::from_pem_bundle(pem).map_err(|e| SetupError::CaParse {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        if certs.is_empty() {
+            return Err(SetupError::CaParse {
+                path: path.to_path_buf(),
+                message: "no certificate found in the file".into(),
+            });
+        }
+        b = b.tls_certs_merge(certs);
+    }
+    b = with_proxy(b, proxy).map_err(|e| SetupError::Proxy(e.to_string()))?;
+    b.build().map_err(|e| SetupError::Build(error_chain(&e)))
+}
+
 /// A client bound to one portal.
 #[derive(Clone)]
 pub struct PortalClient {
@@ -222,29 +272,8 @@ impl PortalClient {
     /// verifier plus the `ca_file` certificates) is made here, once per client.
     pub fn from_setup(setup: &ClientSetup) -> Result<PortalClient, SetupError> {
         let timeout = setup.timeout;
-        let mut b = reqwest::Client::builder()
-            .user_agent(user_agent())
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(1);
-        if let (Some(path), Some(pem)) = (&setup.ca_file, &setup.ca_pem) {
-            let certs =
-                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| SetupError::CaParse {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })?;
-            if certs.is_empty() {
-                return Err(SetupError::CaParse {
-                    path: path.clone(),
-                    message: "no certificate found in the file".into(),
-                });
-            }
-            b = b.tls_certs_merge(certs);
-        }
-        b = with_proxy(b, &setup.proxy).map_err(|e| SetupError::Proxy(e.to_string()))?;
-        let http = b.build().map_err(|e| SetupError::Build(error_chain(&e)))?;
+        let ca = setup.ca_file.as_deref().zip(setup.ca_pem.as_deref());
+        let http = http_client_with(ca, &setup.proxy, timeout)?;
         Ok(PortalClient {
             http,
             base: setup.base.clone(),

@@ -2,7 +2,8 @@
 //! (`socket`) and the command-line client (`cli`).
 //!
 //! [`StatusDocument`] is SPEC's status document field for field; absent values
-//! serialise as `null`, times as RFC 3339 UTC.
+//! serialise as `null`, times as RFC 3339 UTC. The daemon builds it from the
+//! core in `build.rs`.
 
 use serde::{Deserialize, Serialize};
 use wispanel_core::timestamp::Timestamp;

@@ -1,6 +1,7 @@
 //! `wispanel-license`, the command-line client: argument types ([`args`]),
-//! dispatch, and the subcommands. `hardware-id` works without the daemon; the
-//! others live in [`commands`].
+//! dispatch, and the subcommands. `hardware-id` works without the daemon;
+//! `update download` is in [`download`]; the others live in [`commands`], the
+//! status summary they print in [`render`].
 
 pub mod args;
 pub mod commands;

@@ -102,7 +102,9 @@ pub enum ConfigErrorKind {
     Empty,
     #[error("{0:?} holds white space or a control character")]
     BadText(String),
-    #[error("no group named {0:?} (looked up in /etc/group; a number is taken as a gid)")]
+    #[error(
+        "no group named {0:?} (looked up in the system's group database; a number is taken as a gid)"
+    )]
     UnknownGroup(String),
     #[error(
         "neither product_version nor version_file is set; one of them is required (e.g. product_version = \"1.4.2\")"

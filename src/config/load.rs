@@ -133,7 +133,7 @@ impl Config {
         };
         let socket_connections_per_uid = match &raw.socket_connections_per_uid {
             Some(v) => {
-                let range = crate::socket::fair::PER_UID_RANGE;
+                let range = crate::fair::PER_UID_RANGE;
                 match usize::try_from(*v.get_ref()) {
                     Ok(n) if range.contains(&n) => n,
                     _ => {
@@ -149,7 +149,7 @@ impl Config {
                     }
                 }
             }
-            None => crate::socket::fair::DEFAULT_PER_UID,
+            None => crate::fair::DEFAULT_PER_UID,
         };
         let proxy = match &raw.proxy {
             Some(v) => Some(proxy_url(v.get_ref()).map_err(|k| ctx.val("proxy", v, k))?),

@@ -201,7 +201,7 @@ impl Daemon {
 }
 
 impl Service for Daemon {
-    fn fair_use(&self) -> Arc<crate::socket::fair::Limiter> {
+    fn fair_use(&self) -> Arc<crate::fair::Limiter> {
         self.fair_use.clone()
     }
 

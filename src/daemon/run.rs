@@ -110,8 +110,8 @@ pub async fn run(
     let (save_tx, save_rx) = watch::channel(Arc::new(core.clone()));
     let (warnings_change_tx, warnings_change_rx) = watch::channel(None);
     let token = CancellationToken::new();
-    let fair_use = Arc::new(crate::socket::fair::Limiter::new(
-        crate::socket::fair::Limits::with_per_uid(config.socket_connections_per_uid),
+    let fair_use = Arc::new(crate::fair::Limiter::new(
+        crate::fair::Limits::with_per_uid(config.socket_connections_per_uid),
     ));
     let daemon = Arc::new(Daemon {
         host: crate::host::collect(),

@@ -132,7 +132,7 @@ pub struct Daemon {
     pub(super) loops_alive: AtomicU8,
     /// The socket's fair-use books (limits from the configuration at start:
     /// `socket_*` keys need a restart).
-    pub(super) fair_use: Arc<crate::socket::fair::Limiter>,
+    pub(super) fair_use: Arc<crate::fair::Limiter>,
     pub shutdown: CancellationToken,
 }
 

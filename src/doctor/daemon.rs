@@ -12,20 +12,6 @@ pub fn gather_socket(p: &Path) -> (PathBuf, Node) {
     (p.to_path_buf(), Node::of(p))
 }
 
-fn group_name(gid: u32) -> String {
-    std::fs::read_to_string("/etc/group")
-        .ok()
-        .and_then(|t| {
-            t.lines().find_map(|l| {
-                let mut f = l.split(':');
-                let n = f.next()?;
-                let _pw = f.next()?;
-                (f.next()?.parse::<u32>().ok()? == gid).then(|| n.to_string())
-            })
-        })
-        .unwrap_or_else(|| gid.to_string())
-}
-
 /// The socket: exists, is a socket, has `socket_mode` and `socket_group`.
 pub fn socket_checks(
     s: &(PathBuf, Node),
@@ -43,13 +29,10 @@ pub fn socket_checks(
         ),
         Node::Unreadable(e) => Check::warn(name, format!("{p}: {e}"), "run doctor as root"),
         Node::Socket { mode, uid, gid } => {
-            let found = format!(
-                "{p} is {mode:04o}, {}, group {}",
-                owner(*uid),
-                group_name(*gid)
-            );
-            let group_differs = socket_group
-                .is_some_and(|g| g != group_name(*gid) && g.parse::<u32>().ok() != Some(*gid));
+            let group = crate::host::group_name(*gid).unwrap_or_else(|| gid.to_string());
+            let found = format!("{p} is {mode:04o}, {}, group {}", owner(*uid), group);
+            let group_differs =
+                socket_group.is_some_and(|g| g != group && g.parse::<u32>().ok() != Some(*gid));
             match socket_mode {
                 Some(want) if want != *mode => Check::warn(
                     name,

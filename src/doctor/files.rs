@@ -90,17 +90,9 @@ pub fn gather_state(dir: &Path) -> StateFacts {
     }
 }
 
-/// `uid 0 (root)`, from /etc/passwd when it names the uid.
+/// `owner root`, or `owner uid 1234` when the system knows no such user.
 pub(super) fn owner(uid: u32) -> String {
-    let name = std::fs::read_to_string("/etc/passwd").ok().and_then(|t| {
-        t.lines().find_map(|l| {
-            let mut f = l.split(':');
-            let n = f.next()?;
-            let _pw = f.next()?;
-            (f.next()?.parse::<u32>().ok()? == uid).then(|| n.to_string())
-        })
-    });
-    match name {
+    match crate::host::user_name(uid) {
         Some(n) => format!("owner {n}"),
         None => format!("owner uid {uid}"),
     }

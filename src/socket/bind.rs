@@ -23,7 +23,7 @@ pub enum SocketError {
         action: &'static str,
         source: std::io::Error,
     },
-    #[error("socket_group: no group named {0:?} in /etc/group")]
+    #[error("socket_group: no group named {0:?} in the system's group database")]
     NoGroup(String),
     #[error("the socket passed by systemd (LISTEN_FDS) cannot be served: {problem}")]
     Passed { problem: String },

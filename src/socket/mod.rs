@@ -12,7 +12,7 @@
 pub mod activation;
 mod bind;
 pub mod client;
-pub mod fair;
+pub use crate::fair;
 mod routes;
 #[cfg(test)]
 mod tests;

@@ -1,8 +1,8 @@
 //! The endpoints of the status socket and their error envelopes.
 
-use super::fair::{ConnSlot, Refusal};
 use super::{ActionError, BODY_READ_TIMEOUT, MAX_BODY, PeerUid, Service, Snapshot};
 use crate::api::{ActivateRequest, ErrorEnvelope, Health};
+use crate::fair::{ConnSlot, Refusal};
 use crate::metrics;
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -352,7 +352,7 @@ async fn openapi_document() -> Response {
 
 /// The 429 answer to a request over its uid's fair-use limit (the standard
 /// envelope, `Retry-After: 1`); the connection is closed after it.
-pub fn refused(why: Refusal, limits: &super::fair::Limits) -> Response {
+pub fn refused(why: Refusal, limits: &crate::fair::Limits) -> Response {
     let mut r = envelope(
         StatusCode::TOO_MANY_REQUESTS,
         "RATE_LIMITED",
@@ -379,7 +379,7 @@ async fn events<S: Service>(State(app): State<App<S>>) -> Response {
 
 fn event_stream<S: Service>(
     app: App<S>,
-    event_slot: super::fair::EventSlot,
+    event_slot: crate::fair::EventSlot,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let rx = app.service.subscribe();
     let shutdown = app.shutdown.clone();

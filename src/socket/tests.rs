@@ -4,11 +4,11 @@
 //! One process has one uid, so the per-uid limits are exercised on the real
 //! uid by naming another uid privileged (`Limits::privileged`); the rules
 //! between uids (another uid unaffected, root's reserve) are unit-tested on
-//! the limiter itself (`fair.rs`).
+//! the limiter itself (`src/fair.rs`).
 
-use super::fair::{Limiter, Limits};
 use super::*;
 use crate::api::{ErrorEnvelope, example_document};
+use crate::fair::{Limiter, Limits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 

@@ -94,7 +94,7 @@ pub struct Update {
 
 /// The portal connection's health, the gate and the back-off step.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Portal {
+pub struct PortalHealth {
     pub last_attempt_at: Option<Timestamp>,
     pub last_success_at: Option<Timestamp>,
     pub last_error: Option<PortalError>,
@@ -125,7 +125,7 @@ pub struct Inputs {
 pub struct Core {
     pub licence: Licence,
     pub update: Update,
-    pub portal: Portal,
+    pub portal: PortalHealth,
     pub plan: Plan,
 }
 

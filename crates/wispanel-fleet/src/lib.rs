@@ -251,7 +251,7 @@ pub struct FleetReport {
 }
 
 /// The modelled portal.
-struct Portal {
+struct ModelledPortal {
     outage_from: Timestamp,
     outage_to: Timestamp,
     /// Served requests per minute at most (healthy phases only).
@@ -267,9 +267,9 @@ enum Answer {
     RateLimited,
 }
 
-impl Portal {
-    fn new(p: &FleetParams, steady_per_minute: f64) -> Portal {
-        Portal {
+impl ModelledPortal {
+    fn new(p: &FleetParams, steady_per_minute: f64) -> ModelledPortal {
+        ModelledPortal {
             outage_from: T0.add(p.outage_start),
             outage_to: T0.add(p.outage_start + p.outage),
             capacity: p
@@ -426,7 +426,7 @@ fn simulate_core(p: &FleetParams) -> (ClientFigures, ClientFigures) {
         hardware_id: "0".repeat(64),
     };
     let mut j = SeededJitter(p.seed);
-    let mut portal = Portal::new(p, p.core_steady_per_minute());
+    let mut portal = ModelledPortal::new(p, p.core_steady_per_minute());
     let mut hosts = Vec::with_capacity(p.hosts);
     let mut q = Queue::with_capacity(p.hosts * 2);
     // Steady state: each host's last valid verdict lies a uniformly random
@@ -549,7 +549,7 @@ fn simulate_core(p: &FleetParams) -> (ClientFigures, ClientFigures) {
 fn simulate_naive(p: &FleetParams) -> ClientFigures {
     let s = &p.schedule;
     let mut j = SeededJitter(p.seed ^ 0x5555_5555);
-    let mut portal = Portal::new(p, p.naive_steady_per_minute());
+    let mut portal = ModelledPortal::new(p, p.naive_steady_per_minute());
     // Per host: consecutive failures, and whether the last verdict is valid.
     let mut failures = vec![0u32; p.hosts];
     let mut q: BinaryHeap<Reverse<(i64, u32)>> = BinaryHeap::with_capacity(p.hosts);

@@ -68,7 +68,7 @@ pub use scenario::{
 };
 
 use http::{After, ReadError, read_request, wait_for_close, write_reply};
-use portal::{Incoming, Plan, Portal};
+use portal::{Incoming, Plan, SimulatedPortal};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -155,9 +155,9 @@ pub enum SimError {
     Scenario(#[from] ScenarioError),
 }
 
-type Shared = Arc<Mutex<Portal>>;
+type Shared = Arc<Mutex<SimulatedPortal>>;
 
-fn lock(p: &Shared) -> MutexGuard<'_, Portal> {
+fn lock(p: &Shared) -> MutexGuard<'_, SimulatedPortal> {
     // A panic while holding the lock cannot leave the portal half-updated in a
     // way that matters to a test double; keep serving.
     p.lock().unwrap_or_else(|e| e.into_inner())
@@ -205,7 +205,7 @@ pub async fn start(opts: SimOptions) -> Result<SimHandle, SimError> {
     })?;
     let scheme = if acceptor.is_some() { "https" } else { "http" };
     let base_url = format!("{scheme}://{addr}");
-    let portal = Arc::new(Mutex::new(Portal::new(
+    let portal = Arc::new(Mutex::new(SimulatedPortal::new(
         opts.scenario,
         base_url.clone(),
         Timestamp::from_system_time(std::time::SystemTime::now()),

@@ -216,7 +216,7 @@ struct IssuedToken {
 
 /// The portal's state. Owned by the server behind a mutex; never held across
 /// an await.
-pub(crate) struct Portal {
+pub(crate) struct SimulatedPortal {
     started_at: Timestamp,
     /// `scheme://host:port` of this sim, for download URLs.
     base_url: String,
@@ -245,13 +245,13 @@ pub(crate) struct Portal {
     sha_cache: HashMap<String, String>,
 }
 
-impl Portal {
-    pub(crate) fn new(mut scenario: Scenario, base_url: String, now: Timestamp) -> Portal {
+impl SimulatedPortal {
+    pub(crate) fn new(mut scenario: Scenario, base_url: String, now: Timestamp) -> SimulatedPortal {
         let scripts = scenario.take_scripts();
         let clock_offset_secs = scenario.clock_offset_secs();
         let mut licenses = builtin_licenses();
         licenses.extend(std::mem::take(&mut scenario.licenses));
-        Portal {
+        SimulatedPortal {
             started_at: now,
             base_url,
             date_skew_secs: scenario.date_skew_secs,
@@ -1184,8 +1184,8 @@ mod tests {
     const HW_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const HW_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 
-    fn portal() -> Portal {
-        Portal::new(
+    fn portal() -> SimulatedPortal {
+        SimulatedPortal::new(
             Scenario::default(),
             "https://127.0.0.1:1".into(),
             Timestamp::from_unix_secs(1_800_000_000),
@@ -1197,7 +1197,7 @@ mod tests {
     }
 
     /// Sends a POST and returns the status and the JSON body.
-    fn post(p: &mut Portal, path: &str, body: Value) -> (u16, Value) {
+    fn post(p: &mut SimulatedPortal, path: &str, body: Value) -> (u16, Value) {
         let raw = body.to_string();
         let plan = p.answer(
             &Incoming {
@@ -1226,7 +1226,7 @@ mod tests {
         }
     }
 
-    fn lic(p: &mut Portal, ep: &str, key: &str, hw: &str) -> (u16, Value) {
+    fn lic(p: &mut SimulatedPortal, ep: &str, key: &str, hw: &str) -> (u16, Value) {
         post(
             p,
             &format!("/api/v1/license/{ep}"),
@@ -1269,7 +1269,7 @@ mod tests {
     /// An `activate` of `key` on `hw` with an optional `Idempotency-Key`
     /// and product version, at `at` (real clock).
     fn act_at(
-        p: &mut Portal,
+        p: &mut SimulatedPortal,
         key: &str,
         hw: &str,
         idem: Option<&str>,
@@ -1292,7 +1292,7 @@ mod tests {
         )
     }
 
-    fn act(p: &mut Portal, key: &str, hw: &str, idem: Option<&str>) -> (u16, Value) {
+    fn act(p: &mut SimulatedPortal, key: &str, hw: &str, idem: Option<&str>) -> (u16, Value) {
         reply_json(act_at(p, key, hw, idem, "1.4.2", now()))
     }
 
@@ -1567,7 +1567,7 @@ mod tests {
     #[test]
     fn check_update_and_token() {
         let mut p = portal();
-        let upd = |p: &mut Portal, key: &str, v: &str| {
+        let upd = |p: &mut SimulatedPortal, key: &str, v: &str| {
             post(
                 p,
                 "/api/v1/download/check-update",
@@ -1614,7 +1614,7 @@ mod tests {
             "{url}"
         );
         let token = b["token"].as_str().unwrap();
-        let get = |p: &mut Portal, path: &str, query: Option<&str>| {
+        let get = |p: &mut SimulatedPortal, path: &str, query: Option<&str>| {
             p.answer(
                 &Incoming {
                     method: "GET",

@@ -5,7 +5,7 @@
 //! back), one host never holds more than one seat, and once the portal
 //! answers again it ends `active` on exactly one.
 
-use crate::portal::{Incoming, Plan, Portal};
+use crate::portal::{Incoming, Plan, SimulatedPortal};
 use crate::scenario::{Scenario, ScriptedAnswer, keys};
 use proptest::prelude::*;
 use serde_json::json;
@@ -113,7 +113,7 @@ fn classified(endpoint: Endpoint, plan: Plan, now: Timestamp) -> Classified {
 }
 
 struct Run {
-    portal: Portal,
+    portal: SimulatedPortal,
     core: Core,
     saved: String,
     inputs: Inputs,
@@ -209,7 +209,7 @@ proptest! {
             max_activations: limit,
             ..Scenario::default()
         };
-        let mut portal = Portal::new(scenario, "http://127.0.0.1:1".into(), T0);
+        let mut portal = SimulatedPortal::new(scenario, "http://127.0.0.1:1".into(), T0);
         // Other hosts hold some of the seats.
         for i in 0..others {
             let hw = format!("{i}").repeat(64);

@@ -61,27 +61,21 @@ pub(super) async fn round_trip(
     proxy: &ProxyChoice,
     limit: Duration,
 ) -> HttpOutcome {
-    let mut b = reqwest::Client::builder()
-        .user_agent(crate::portal::user_agent())
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(limit)
-        .timeout(limit);
-    if let Some(path) = ca_file {
-        let certs = std::fs::read(path)
-            .map_err(|e| e.to_string())
-            .and_then(|pem| reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| e.to_string()));
-        match certs {
-            Ok(c) => b = b.tls_certs_merge(c),
-            Err(e) => return HttpOutcome::Failed(format!("ca_file {}: {e}", path.display())),
-        }
-    }
-    b = match crate::portal::with_proxy(b, proxy) {
-        Ok(b) => b,
-        Err(e) => return HttpOutcome::Failed(format!("proxy: {e}")),
-    };
-    let client = match b.build() {
+    let client = match crate::portal::http_client(ca_file, proxy, limit) {
         Ok(c) => c,
-        Err(e) => return HttpOutcome::Failed(crate::portal::error_chain(&e)),
+        Err(e) => {
+            use crate::portal::SetupError;
+            return HttpOutcome::Failed(match e {
+                SetupError::CaRead { path, source } => {
+                    format!("ca_file {}: {source}", path.display())
+                }
+                SetupError::CaParse { path, message } => {
+                    format!("ca_file {}: {message}", path.display())
+                }
+                SetupError::Proxy(m) => format!("proxy: {m}"),
+                SetupError::Build(m) => m,
+            });
+        }
     };
     let start = Instant::now();
     let send = client
