@@ -41,6 +41,8 @@ enum Reply {
     Status(u16, Vec<(&'static str, String)>, &'static str),
     /// No answer within `request_timeout`.
     Timeout,
+    /// The request never left (connection refused).
+    Refused,
 }
 
 type Script = Box<dyn Fn(Endpoint, Timestamp) -> Reply + Send + Sync>;
@@ -63,6 +65,13 @@ impl FakePortal {
                 let e = Exchange::Failed {
                     kind: ErrorKind::Timeout,
                     message: "no complete answer within request_timeout".into(),
+                };
+                return classify::classify(endpoint, &e, now);
+            }
+            Reply::Refused => {
+                let e = Exchange::Unsent {
+                    kind: ErrorKind::Connect,
+                    message: "tcp connect error: Connection refused (os error 111)".into(),
                 };
                 return classify::classify(endpoint, &e, now);
             }
@@ -569,4 +578,53 @@ async fn the_metrics_textfile_is_the_metrics_and_is_rewritten_every_minute() {
         names,
         vec![std::ffi::OsString::from("wispanel_license.prom")]
     );
+}
+
+/// SPEC revision 3: an `activate` that never reached the portal (refused
+/// connect) puts nothing in doubt, however often it is retried; one whose
+/// answer was lost (timeout) does. Then the portal answers: `active`.
+#[tokio::test(start_paused = true)]
+async fn a_refused_activate_puts_nothing_in_doubt() {
+    for (reply, doubt) in [(Reply::Refused, false), (Reply::Timeout, true)] {
+        let up_at = T0.add(secs(600));
+        let r = reply.clone();
+        let h = Host::new(
+            DEFAULTS,
+            move |_, t| {
+                if t < up_at { r.clone() } else { Reply::Valid }
+            },
+        );
+        let d = h.start(7);
+        pass(secs(300)).await;
+        let reqs = h.portal.licence_requests();
+        assert!(reqs.len() >= 3, "{reply:?}: {reqs:?}");
+        assert!(
+            reqs.iter().all(|(e, _)| *e == Endpoint::Activate),
+            "{reqs:?}"
+        );
+        let s = status_of(&h).await;
+        assert_eq!(s.portal.activation_in_doubt, doubt, "{reply:?}");
+        let w = codes(&s);
+        assert_eq!(
+            w.contains(&"activation_in_doubt"),
+            doubt,
+            "{reply:?}: {w:?}"
+        );
+        let e = s.portal.last_error.as_ref().expect("a last_error");
+        let kind = if doubt {
+            ErrorKind::Timeout
+        } else {
+            ErrorKind::Connect
+        };
+        assert_eq!(e.kind, kind, "{reply:?}");
+        pass(secs(1200)).await;
+        let s = status_of(&h).await;
+        assert_eq!(
+            s.license.state,
+            wispanel_core::LicenseState::Active,
+            "{reply:?}"
+        );
+        assert!(!s.portal.activation_in_doubt);
+        d.stop().await;
+    }
 }
