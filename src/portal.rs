@@ -397,7 +397,12 @@ mod never_sent_tests {
             .expect("a free port")
             .port();
         let c = client(&format!("http://127.0.0.1:{port}"))
-            .call_keyed(Endpoint::Activate, &serde_json::json!({}), Some("k"))
+            .exchange(
+                Endpoint::Activate,
+                &serde_json::json!({}),
+                Some("k"),
+                &crate::clock::SystemClock,
+            )
             .await;
         assert!(c.unsent, "{:?}", c.outcome);
         assert!(matches!(&c.outcome, Outcome::Failed(e) if e.kind == ErrorKind::Connect));
@@ -419,7 +424,12 @@ mod never_sent_tests {
             buf
         });
         let c = client(&format!("http://{addr}"))
-            .call_keyed(Endpoint::Activate, &serde_json::json!({}), Some("k"))
+            .exchange(
+                Endpoint::Activate,
+                &serde_json::json!({}),
+                Some("k"),
+                &crate::clock::SystemClock,
+            )
             .await;
         let seen = server.join().expect("the server thread");
         assert!(seen.starts_with(b"POST /"), "the request arrived");
