@@ -123,6 +123,12 @@ The other commands exit 0 on success, 1 when the portal or the daemon
 refuses, 2 on a usage error and 3 when the daemon is unreachable;
 .B doctor
 exits 0 when every check passes, 1 on a warning and 2 on a failure.
+The faults
+.B doctor
+names (firewall, proxy authentication, TLS interception, \&...), what the
+daemon does and what to do are tabled in
+.I /usr/share/doc/wispanel\-license/FAULTS.md
+(docs/FAULTS.md in the source).
 .SH ENVIRONMENT
 .TP
 .B WISPANEL_LICENSE_CONFIG

@@ -325,8 +325,13 @@ impl PortalClient {
         let resp = match sent {
             Err(_) => return failed(endpoint, ErrorKind::Timeout, self.timeout_message(), now),
             Ok(Err(e)) => {
-                let (kind, msg) = transport_error(&e);
-                return failed(endpoint, kind, msg, now);
+                let (kind, message) = transport_error(&e);
+                let exchange = if never_sent(&e) {
+                    Exchange::Unsent { kind, message }
+                } else {
+                    Exchange::Failed { kind, message }
+                };
+                return classify::classify(endpoint, &exchange, now);
             }
             Ok(Ok(r)) => r,
         };
@@ -438,6 +443,15 @@ fn is_tls(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Whether the request failed before a byte of it could reach the portal:
+/// name resolution, the TCP connect (refused, unreachable, its timeout), the
+/// proxy's tunnel (a 407 to CONNECT) or the TLS handshake. reqwest marks all
+/// of these `is_connect`; a reset or close after the request was written is
+/// not, and may have reached the portal (SPEC "Activation in doubt").
+pub fn never_sent(e: &reqwest::Error) -> bool {
+    e.is_connect()
+}
+
 /// Maps a transport failure to SPEC's kinds: timeout, tls, connect.
 pub fn transport_error(e: &reqwest::Error) -> (ErrorKind, String) {
     let msg = error_chain(e);
@@ -471,5 +485,68 @@ mod idempotency_key_tests {
         assert_eq!(&a[14..15], "4", "version 4: {a}");
         assert!("89ab".contains(&a[19..20]), "RFC 4122 variant: {a}");
         assert_ne!(a, new_idempotency_key());
+    }
+}
+
+#[cfg(test)]
+mod never_sent_tests {
+    use super::PortalClient;
+    use std::io::Read;
+    use std::time::Duration;
+    use wispanel_core::classify::Outcome;
+    use wispanel_core::{Endpoint, ErrorKind};
+
+    fn client(base: &str) -> PortalClient {
+        PortalClient::build(base, None, None, Duration::from_secs(30)).expect("a client")
+    }
+
+    /// A refused connect never reached the portal; a close after the request
+    /// was read may have (SPEC "Activation in doubt").
+    #[tokio::test]
+    async fn refused_connect_is_unsent_a_close_after_the_request_is_not() {
+        // A port nobody listens on: bound, then closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let c = client(&format!("http://127.0.0.1:{port}"))
+            .exchange(
+                Endpoint::Activate,
+                &serde_json::json!({}),
+                Some("k"),
+                &crate::clock::SystemClock,
+            )
+            .await;
+        assert!(c.unsent, "{:?}", c.outcome);
+        assert!(matches!(&c.outcome, Outcome::Failed(e) if e.kind == ErrorKind::Connect));
+
+        // A server that reads the whole request, then closes without answering.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+        let addr = l.local_addr().expect("its address");
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().expect("a connection");
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // Headers, then the 2-byte body "{}".
+            while !buf.ends_with(b"\r\n\r\n{}") {
+                match s.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            buf
+        });
+        let c = client(&format!("http://{addr}"))
+            .exchange(
+                Endpoint::Activate,
+                &serde_json::json!({}),
+                Some("k"),
+                &crate::clock::SystemClock,
+            )
+            .await;
+        let seen = server.join().expect("the server thread");
+        assert!(seen.starts_with(b"POST /"), "the request arrived");
+        assert!(!c.unsent, "{:?}", c.outcome);
+        assert!(matches!(&c.outcome, Outcome::Failed(e) if e.kind == ErrorKind::Connect));
     }
 }

@@ -77,6 +77,9 @@ pub enum Reply {
     Timeout,
     /// A transport failure of this kind (`connect`, `tls`).
     Failed(ErrorKind),
+    /// A failure before the request left (DNS, refused connect, TLS
+    /// handshake): the portal never saw it ([`Exchange::Unsent`]).
+    Unsent(ErrorKind),
 }
 
 impl Reply {
@@ -154,6 +157,13 @@ impl FakePortal {
                 let e = Exchange::Failed {
                     kind: ErrorKind::Timeout,
                     message: "no complete answer within request_timeout".into(),
+                };
+                return classify::classify(endpoint, &e, now);
+            }
+            Reply::Unsent(kind) => {
+                let e = Exchange::Unsent {
+                    kind,
+                    message: format!("the test's portal was never reached: {kind:?}"),
                 };
                 return classify::classify(endpoint, &e, now);
             }

@@ -1,6 +1,7 @@
 //! Activation in doubt (SPEC): an `activate` whose answer was lost (timeout,
 //! reset, 5xx) may still have taken a seat on the portal, and sending it again
-//! must not take a second one.
+//! must not take a second one. One that never left (DNS failure, refused
+//! connect, TLS handshake failure: [`crate::classify::Exchange::Unsent`]) puts nothing in doubt.
 //!
 //! The core keeps the activation's `Idempotency-Key` (a random UUID that the
 //! shell makes; the core has no randomness) from before the first request
@@ -158,6 +159,12 @@ impl Core {
             (Outcome::Valid(_) | Outcome::Refused { .. }, _) => {
                 self.licence.activation = None;
             }
+            // The request never left (DNS, refused connect, TLS handshake):
+            // the portal cannot hold a seat for it. It does not count as
+            // sent, and a doubt from an earlier request stays as it was.
+            (Outcome::Failed(_), Endpoint::Activate) if c.unsent => {
+                p.sent = p.sent.saturating_sub(1);
+            }
             (Outcome::Failed(e), Endpoint::Activate) => {
                 // A conflict means the portal did not take this request but
                 // did see the key before, with another body: that earlier
@@ -178,7 +185,7 @@ impl Core {
 mod tests {
     use super::*;
     use crate::ErrorKind;
-    use crate::classify::{Exchange, classify};
+    use crate::classify::{BodyProblem, Exchange, classify};
     use crate::machine::Due;
     use crate::schedule::{FixedJitter, Schedule};
     use crate::timestamp::Timestamp;
@@ -303,6 +310,184 @@ mod tests {
         let mut other = i.clone();
         other.hardware_id = "b".repeat(64);
         assert_eq!(c.activation_key_or(&other, || "uuid-5".into()), "uuid-5");
+    }
+
+    /// Each way an `activate` can fail × whether it leaves the activation
+    /// in doubt (SPEC revision 3: one that never reached the portal puts
+    /// nothing in doubt), first try and twice in a row; a doubt raised
+    /// earlier stays through a later failure that never left.
+    #[test]
+    fn in_doubt_only_when_the_activate_may_have_reached_the_portal() {
+        let none = |_: &str| None;
+        let unsent = |kind: ErrorKind| {
+            classify(
+                Endpoint::Activate,
+                &Exchange::Unsent {
+                    kind,
+                    message: "never left".into(),
+                },
+                T0,
+            )
+        };
+        let maybe = |kind: ErrorKind| {
+            classify(
+                Endpoint::Activate,
+                &Exchange::Failed {
+                    kind,
+                    message: "may have left".into(),
+                },
+                T0,
+            )
+        };
+        let status = |status: u16, body: &str| {
+            classify(
+                Endpoint::Activate,
+                &Exchange::Answer {
+                    status,
+                    header: &none,
+                    body: body.as_bytes(),
+                    body_problem: None,
+                },
+                T0,
+            )
+        };
+        let cut = |problem: BodyProblem| {
+            classify(
+                Endpoint::Activate,
+                &Exchange::Answer {
+                    status: 200,
+                    header: &none,
+                    body: b"{\"val",
+                    body_problem: Some(problem),
+                },
+                T0,
+            )
+        };
+        // (failure, kind reported, in doubt after it)
+        let rows: Vec<(&str, Classified, ErrorKind, bool)> = vec![
+            (
+                "DNS failure",
+                unsent(ErrorKind::Connect),
+                ErrorKind::Connect,
+                false,
+            ),
+            (
+                "connection refused",
+                unsent(ErrorKind::Connect),
+                ErrorKind::Connect,
+                false,
+            ),
+            (
+                "connect timeout",
+                unsent(ErrorKind::Timeout),
+                ErrorKind::Timeout,
+                false,
+            ),
+            (
+                "TLS handshake",
+                unsent(ErrorKind::Tls),
+                ErrorKind::Tls,
+                false,
+            ),
+            (
+                "proxy 407",
+                unsent(ErrorKind::Connect),
+                ErrorKind::Connect,
+                false,
+            ),
+            (
+                "timeout after sending",
+                maybe(ErrorKind::Timeout),
+                ErrorKind::Timeout,
+                true,
+            ),
+            (
+                "reset after sending",
+                maybe(ErrorKind::Connect),
+                ErrorKind::Connect,
+                true,
+            ),
+            (
+                "TLS alert after sending",
+                maybe(ErrorKind::Tls),
+                ErrorKind::Tls,
+                true,
+            ),
+            (
+                "500",
+                status(500, r#"{"code": "INTERNAL_ERROR"}"#),
+                ErrorKind::Http,
+                true,
+            ),
+            (
+                "502 from a proxy",
+                status(502, "<html>bad gateway</html>"),
+                ErrorKind::Http,
+                true,
+            ),
+            ("503", status(503, ""), ErrorKind::Http, true),
+            (
+                "200 text/html",
+                status(200, "<html>login</html>"),
+                ErrorKind::Malformed,
+                true,
+            ),
+            (
+                "body cut",
+                cut(BodyProblem::Cut("reset".into())),
+                ErrorKind::Malformed,
+                true,
+            ),
+            (
+                "body timed out",
+                cut(BodyProblem::TimedOut),
+                ErrorKind::Timeout,
+                true,
+            ),
+        ];
+        for (what, answer, kind, doubt) in rows {
+            assert!(
+                matches!(&answer.outcome, Outcome::Failed(e) if e.kind == kind),
+                "{what}: {:?}",
+                answer.outcome
+            );
+            let i = inputs();
+            let mut c = Core::default();
+            c.apply_inputs(&i);
+            for attempt in 1..=2 {
+                let key = c.activation_key_or(&i, || format!("uuid-{attempt}"));
+                assert_eq!(key, "uuid-1", "{what}: the key is kept until a verdict");
+                c.record_licence(
+                    Endpoint::Activate,
+                    &answer,
+                    &i,
+                    &sched(),
+                    T0,
+                    &mut FixedJitter(0.0),
+                );
+                assert_eq!(c.activation_in_doubt(), doubt, "{what}, attempt {attempt}");
+                let sent = c.pending_activation().map_or(0, |p| p.sent);
+                assert_eq!(
+                    sent,
+                    if doubt { attempt } else { 0 },
+                    "{what}, attempt {attempt}"
+                );
+            }
+        }
+        // In doubt after a lost answer; a later refused connect keeps it so.
+        let mut c = in_doubt();
+        let i = inputs();
+        assert_eq!(c.activation_key_or(&i, || "uuid-2".into()), "uuid-1");
+        c.record_licence(
+            Endpoint::Activate,
+            &unsent(ErrorKind::Connect),
+            &i,
+            &sched(),
+            T0,
+            &mut FixedJitter(0.0),
+        );
+        assert!(c.activation_in_doubt(), "the first request may hold a seat");
+        assert_eq!(c.pending_activation().map(|p| p.sent), Some(1));
     }
 
     #[test]

@@ -31,8 +31,15 @@ pub const LICENCE_VERDICT_CODES: [&str; 8] = [
 
 /// What happened on the wire, as the client saw it.
 pub enum Exchange<'a> {
-    /// No complete status line and headers: timeout, connect or TLS failure.
+    /// No complete status line and headers: timeout, connect or TLS failure,
+    /// after the request may have reached the portal (a timeout or a reset
+    /// after it was written).
     Failed { kind: ErrorKind, message: String },
+    /// The request never left: DNS failure, refused or failed TCP connect,
+    /// TLS handshake failure, proxy tunnel refused. The portal cannot have
+    /// seen it, so an `activate` that ends so puts nothing in doubt (SPEC
+    /// revision 3).
+    Unsent { kind: ErrorKind, message: String },
     /// A status line arrived.
     Answer {
         status: u16,
@@ -131,6 +138,8 @@ pub struct Classified {
     pub gate: Option<GateClose>,
     /// The portal's `Date` header, for clock skew.
     pub portal_date: Option<Timestamp>,
+    /// The request never reached the portal ([`Exchange::Unsent`]).
+    pub unsent: bool,
 }
 
 fn failed(kind: ErrorKind, status: Option<u16>, code: Option<String>, message: String) -> Outcome {
@@ -236,11 +245,12 @@ fn license_details(v: &Value) -> LicenseDetails {
 /// Classifies one exchange with `endpoint` at time `now`.
 pub fn classify(endpoint: Endpoint, exchange: &Exchange<'_>, now: Timestamp) -> Classified {
     let (status, header, body, body_problem) = match exchange {
-        Exchange::Failed { kind, message } => {
+        Exchange::Failed { kind, message } | Exchange::Unsent { kind, message } => {
             return Classified {
                 outcome: failed(*kind, None, None, clip(message)),
                 gate: None,
                 portal_date: None,
+                unsent: matches!(exchange, Exchange::Unsent { .. }),
             };
         }
         Exchange::Answer {
@@ -263,6 +273,7 @@ pub fn classify(endpoint: Endpoint, exchange: &Exchange<'_>, now: Timestamp) -> 
         outcome,
         gate,
         portal_date,
+        unsent: false,
     }
 }
 
@@ -730,6 +741,17 @@ mod tests {
                 NOW,
             );
             assert!(matches!(&c.outcome, Outcome::Failed(e) if e.kind == kind));
+            assert!(!c.unsent, "a request that may have left is not unsent");
+            let c = classify(
+                Endpoint::Activate,
+                &Exchange::Unsent {
+                    kind,
+                    message: "x".into(),
+                },
+                NOW,
+            );
+            assert!(matches!(&c.outcome, Outcome::Failed(e) if e.kind == kind));
+            assert!(c.unsent);
         }
     }
 

@@ -68,16 +68,30 @@ pub(super) async fn tunnel(s: &mut TcpStream, proxy: &url::Url, tgt: &Target) ->
     let code = status_line.split_whitespace().nth(1).unwrap_or("");
     match code {
         "200" => Ok(()),
-        "407" => Err(Check::fail(
-            "proxy tunnel",
-            format!("the proxy wants authentication: {status_line}"),
-            "put the user and password in the proxy URL (http://user:password@host:port)",
-        )),
+        "407" => Err(auth_refused(&status_line, !proxy.username().is_empty())),
         _ => Err(Check::fail(
             "proxy tunnel",
             format!("the proxy refused CONNECT {authority}: {status_line}"),
             "ask the proxy's admin to allow HTTPS to the portal",
         )),
+    }
+}
+
+/// The proxy answered `CONNECT` with 407: without credentials it requires
+/// some; with credentials, it rejected the ones given.
+fn auth_refused(status_line: &str, had_credentials: bool) -> Check {
+    if had_credentials {
+        Check::fail(
+            "proxy tunnel",
+            format!("the proxy rejected the credentials given: {status_line}"),
+            "check the user and password in the proxy URL (percent-encode `@`, `:` and `%` in them) with the proxy's admin",
+        )
+    } else {
+        Check::fail(
+            "proxy tunnel",
+            format!("the proxy requires authentication: {status_line}"),
+            "put the user and password in the proxy URL (http://user:password@host:port)",
+        )
     }
 }
 
@@ -198,6 +212,58 @@ mod tests {
                 .contains("http://u:****@p:3128 (from HTTPS_PROXY)"),
             "{via:?}"
         );
+    }
+
+    /// A proxy that answers every CONNECT with 407, with or without
+    /// credentials: doctor tells "requires" from "rejected the ones given".
+    #[tokio::test]
+    async fn a_407_names_missing_or_rejected_credentials() {
+        for (proxy_url, found, hint) in [
+            (
+                "http://{addr}",
+                "the proxy requires authentication",
+                "put the user and password",
+            ),
+            (
+                "http://u:wrong@{addr}",
+                "the proxy rejected the credentials given",
+                "check the user and password",
+            ),
+        ] {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            let server = tokio::spawn(async move {
+                let (mut s, _) = l.accept().await.unwrap();
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && s.read(&mut b).await.unwrap_or(0) == 1 {
+                    head.push(b[0]);
+                }
+                s.write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"x\"\r\nContent-Length: 0\r\n\r\n")
+                    .await
+                    .unwrap();
+                String::from_utf8_lossy(&head).into_owned()
+            });
+            let url = url::Url::parse(&proxy_url.replace("{addr}", &addr.to_string())).unwrap();
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            let tgt = Target {
+                base: "https://portal.example:443".into(),
+                host: "portal.example".into(),
+                port: 443,
+                tls: true,
+            };
+            let c = tunnel(&mut s, &url, &tgt).await.unwrap_err();
+            let head = server.await.unwrap();
+            assert_eq!(
+                head.contains("Proxy-Authorization: Basic"),
+                url.username() == "u"
+            );
+            assert_eq!(c.status, Status::Fail);
+            assert!(c.found.starts_with(found), "{c:?}");
+            assert!(c.found.contains("407"), "{c:?}");
+            assert!(c.hint.as_deref().unwrap_or("").starts_with(hint), "{c:?}");
+            assert!(!c.line().contains("wrong"), "{}", c.line());
+        }
     }
 
     #[test]
