@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod doctor;
+pub mod history;
 pub mod host;
 pub mod hwid;
 pub mod key_in_force;
