@@ -3,10 +3,12 @@
 
 use super::state::{Daemon, lock};
 use super::{Alive, LICENCE_LOOP, MAX_SLEEP, Why, instant_for};
+use crate::history::{Action, Event, OUTCOME_OK};
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{Instrument, error, info_span};
 use wispanel_core::Endpoint;
+use wispanel_core::classify::Outcome;
 use wispanel_core::machine::Inputs;
 
 impl Daemon {
@@ -20,7 +22,7 @@ impl Daemon {
         let config = self.config();
         let version = self.product_version(&config);
         let now = self.now();
-        let (endpoint, body, inputs) = {
+        let (endpoint, body, inputs, masked) = {
             let st = lock(&self.state);
             let inputs = st.inputs();
             let (Some(key), Ok(hw)) = (st.key(), st.hwid.as_ref()) else {
@@ -36,7 +38,7 @@ impl Daemon {
                 return false;
             }
             let body = self.body(due.endpoint, key, hw, &version, &config);
-            (due.endpoint, body, inputs)
+            (due.endpoint, body, inputs, key.masked())
         };
         let idempotency_key = match endpoint {
             Endpoint::Activate => Some(self.activation_key(&inputs).await),
@@ -61,6 +63,21 @@ impl Daemon {
             // The key or hardware may have changed while the request ran.
             let now_inputs = st.inputs();
             st.core.apply_inputs(&now_inputs);
+            // The daemon's own activation of the configured key: its
+            // verdicts go to the history (uid null). An answer without a
+            // verdict is not an outcome here: the loop tries again.
+            let outcome = match &c.outcome {
+                Outcome::Valid(_) => Some(OUTCOME_OK.to_string()),
+                Outcome::Refused { reason, .. } => Some(reason.code.clone()),
+                _ => None,
+            };
+            if let (Endpoint::Activate, Some(outcome)) = (endpoint, outcome) {
+                st.pending.push(Event::Activate(Action {
+                    uid: None,
+                    key: masked,
+                    outcome,
+                }));
+            }
         }
         self.publish();
         self.wake_update.notify_one();

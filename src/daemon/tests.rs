@@ -201,6 +201,7 @@ impl Host {
             systemd: false,
             reload: Arc::new(Notify::new()),
         };
+        let reload = env.reload.clone();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(run(
             config,
@@ -208,7 +209,11 @@ impl Host {
             shutdown.clone().cancelled_owned(),
             env,
         ));
-        Running { shutdown, task }
+        Running {
+            shutdown,
+            task,
+            reload,
+        }
     }
 
     fn now(&self) -> Timestamp {
@@ -223,6 +228,8 @@ impl Host {
 struct Running {
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), super::StartError>>,
+    /// SIGHUP for this daemon.
+    reload: Arc<Notify>,
 }
 
 impl Running {
@@ -570,3 +577,5 @@ async fn the_metrics_textfile_is_the_metrics_and_is_rewritten_every_minute() {
         vec![std::ffi::OsString::from("wispanel_license.prom")]
     );
 }
+
+mod history;

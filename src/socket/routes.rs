@@ -46,6 +46,7 @@ pub fn router<S: Service>(service: Arc<S>, peer: PeerUid, shutdown: Cancellation
         .route("/v1/deactivate", post(deactivate::<S>))
         .route("/v1/events", get(events::<S>))
         .route("/metrics", get(metrics_handler::<S>))
+        .route("/v1/history", get(history::<S>))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(guard))
@@ -291,7 +292,7 @@ async fn activate<S: Service>(State(app): State<App<S>>, req: Request) -> Respon
         Ok(k) => k,
         Err(e) => return envelope(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", e.to_string()),
     };
-    match app.service.activate(key).await {
+    match app.service.activate(key, app.peer.0).await {
         Ok(s) => json_doc(&s),
         Err(e) => licence_action_error(e, app.service.now()),
     }
@@ -301,9 +302,24 @@ async fn deactivate<S: Service>(State(app): State<App<S>>) -> Response {
     if let Some(r) = refuse_unless_root(app.peer) {
         return r;
     }
-    match app.service.deactivate().await {
+    match app.service.deactivate(app.peer.0).await {
         Ok(s) => json_doc(&s),
         Err(e) => licence_action_error(e, app.service.now()),
+    }
+}
+
+/// `GET /v1/history?since=&limit=`: from the daemon's memory; a bad
+/// parameter is 400 naming it, an unknown one is ignored.
+async fn history<S: Service>(
+    State(app): State<App<S>>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    match crate::history::Query::parse(query.as_deref()) {
+        Ok(q) => {
+            let entries = app.service.history(&q);
+            axum::Json(serde_json::json!({ "entries": entries })).into_response()
+        }
+        Err(e) => envelope(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", e.to_string()),
     }
 }
 
