@@ -142,7 +142,7 @@ pub const KEY_CREDENTIAL: &str = "license.key";
 
 const DEFAULT_PORTAL_URL: &str = "https://wispanel.com";
 const DEFAULT_CHANNEL: &str = "stable";
-const DEFAULT_STATE_DIR: &str = "/var/lib/wispanel-license";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/wispanel-license";
 const DEFAULT_SOCKET_PATH: &str = "/run/wispanel-license/status.sock";
 const DEFAULT_SOCKET_MODE: u32 = 0o660;
 

@@ -14,7 +14,13 @@ mod entry;
 mod query;
 
 pub use entry::{Action, Entry, Event, OUTCOME_OK, OUTCOME_UNREACHABLE, ReloadOutcome};
-pub use query::{DEFAULT_LIMIT, MAX_LIMIT, Query, QueryError, parse_limit, select};
+pub use query::{DEFAULT_LIMIT, MAX_LIMIT, Query, QueryError, parse_limit, parse_since, select};
+
+/// The answer of `GET /v1/history`: `{"entries": [...]}`, oldest first.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Page {
+    pub entries: Vec<Entry>,
+}
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};

@@ -90,6 +90,19 @@ pub fn parse_limit(text: &str) -> Result<usize, String> {
     }
 }
 
+/// `--since` of the CLI: an RFC 3339 time, or a duration back from `now`
+/// in the configuration's syntax (`7d`, `1h30m`).
+pub fn parse_since(text: &str, now: Timestamp) -> Result<Timestamp, String> {
+    if let Some(t) = Timestamp::parse_rfc3339(text) {
+        return Ok(t);
+    }
+    wispanel_core::duration::parse_duration(text)
+        .map(|d| now.sub(d))
+        .map_err(|e| {
+            format!("{text:?} is neither an RFC 3339 time (2026-11-26T10:00:00Z) nor a duration (7d, 12h): {e}")
+        })
+}
+
 fn bad(param: &'static str, message: impl Into<String>) -> QueryError {
     QueryError {
         param,

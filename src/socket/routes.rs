@@ -317,7 +317,7 @@ async fn history<S: Service>(
     match crate::history::Query::parse(query.as_deref()) {
         Ok(q) => {
             let entries = app.service.history(&q);
-            axum::Json(serde_json::json!({ "entries": entries })).into_response()
+            axum::Json(crate::history::Page { entries }).into_response()
         }
         Err(e) => envelope(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", e.to_string()),
     }
