@@ -159,7 +159,7 @@ fn status_wait_gives_up_at_the_timeout_with_3() {
     }
 }
 
-/// A small deterministic generator for the kill instants.
+/// A small deterministic generator for the kill instants (seeded).
 struct XorShift(u64);
 
 impl XorShift {
@@ -191,17 +191,24 @@ fn kill_9_during_a_burst_loses_no_change_the_status_showed() {
     let mut rng = XorShift(0x5eed_1234_abcd_0001);
     for round in 0..3 {
         std::fs::write(&env.config, &with).unwrap();
-        let mut d = env.start();
+        let d = env.start();
         env.wait_state("active");
         let base = served(&env).len();
         let pid = d.pid();
+        let d = Arc::new(Mutex::new(d));
         let stop = Arc::new(AtomicBool::new(false));
-        // What GET /v1/status showed, each change once.
-        let shown = Arc::new(Mutex::new(Vec::<LicenseState>::new()));
+        // kill -9 right after the status shows the k-th change (the instant
+        // where an announcement ahead of its history entry would be lost),
+        // or a little later.
+        let k = 2 + rng.below(6) as usize;
+        let delay = Duration::from_micros(rng.below(3000));
+        // The observer: what GET /v1/status showed, each change once.
         let observer = {
-            let (stop, shown, sock) = (stop.clone(), shown.clone(), env.socket.clone());
+            let (stop, d, sock) = (stop.clone(), d.clone(), env.socket.clone());
             std::thread::spawn(move || {
-                while !stop.load(Ordering::SeqCst) {
+                let mut shown = Vec::<LicenseState>::new();
+                let give_up = Instant::now() + common::WAIT;
+                while shown.len() < k && Instant::now() < give_up {
                     let Ok(r) = common::try_request(&sock, "GET", "/v1/status", &[], None) else {
                         continue;
                     };
@@ -213,11 +220,14 @@ fn kill_9_during_a_burst_loses_no_change_the_status_showed() {
                     else {
                         continue;
                     };
-                    let mut v = shown.lock().unwrap();
-                    if v.last() != Some(&s) {
-                        v.push(s);
+                    if shown.last() != Some(&s) {
+                        shown.push(s);
                     }
                 }
+                std::thread::sleep(delay);
+                d.lock().unwrap().kill();
+                stop.store(true, Ordering::SeqCst);
+                shown
             })
         };
         // The burst: the key leaves and comes back (SIGHUP each time), so
@@ -239,16 +249,12 @@ fn kill_9_during_a_burst_loses_no_change_the_status_showed() {
                 }
             })
         };
-        // kill -9 at a random instant of the burst.
-        std::thread::sleep(Duration::from_millis(100 + rng.below(700)));
-        d.kill();
-        stop.store(true, Ordering::SeqCst);
-        observer.join().unwrap();
+        let shown = observer.join().unwrap();
         driver.join().unwrap();
-        let shown = shown.lock().unwrap().clone();
-        assert!(
-            shown.len() >= 2,
-            "round {round}: no change seen before the kill: {shown:?}"
+        assert_eq!(
+            shown.len(),
+            k,
+            "round {round}: too few changes seen before the kill: {shown:?}"
         );
 
         let _d = env.start();
