@@ -9,7 +9,7 @@ use std::time::Duration;
 use tracing::{Instrument, error, info_span};
 use wispanel_core::Endpoint;
 use wispanel_core::classify::Outcome;
-use wispanel_core::machine::Inputs;
+use wispanel_core::machine::{Inputs, Verdict};
 
 impl Daemon {
     /// Makes one licence request (activate or validate, as the core says).
@@ -52,12 +52,13 @@ impl Daemon {
         };
         {
             let mut st = lock(&self.state);
+            let answered_at = self.now();
             st.core.record_licence(
                 endpoint,
                 &c,
                 &inputs,
                 &config.schedule.core(),
-                self.now(),
+                answered_at,
                 &mut **self.jitter(),
             );
             // The key or hardware may have changed while the request ran.
@@ -65,10 +66,16 @@ impl Daemon {
             st.core.apply_inputs(&now_inputs);
             // The daemon's own activation of the configured key: its
             // verdicts go to the history (uid null). An answer without a
-            // verdict is not an outcome here: the loop tries again.
+            // verdict is not an outcome here (the loop tries again), nor is
+            // a refusal held while the activation is in doubt (a validate
+            // decides, and its verdict is a `license_state` entry).
+            let decided = matches!(
+                &st.core.licence.verdict,
+                Some(Verdict::Valid { at, .. } | Verdict::Refused { at, .. }) if *at == answered_at
+            );
             let outcome = match &c.outcome {
-                Outcome::Valid(_) => Some(OUTCOME_OK.to_string()),
-                Outcome::Refused { reason, .. } => Some(reason.code.clone()),
+                Outcome::Valid(_) if decided => Some(OUTCOME_OK.to_string()),
+                Outcome::Refused { reason, .. } if decided => Some(reason.code.clone()),
                 _ => None,
             };
             if let (Endpoint::Activate, Some(outcome)) = (endpoint, outcome) {

@@ -415,3 +415,39 @@ async fn each_change_is_in_the_history_before_it_is_announced() {
     assert_eq!(shown.last(), Some(&LicenseState::Active), "{shown:?}");
     d.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_refusal_held_while_an_activation_is_in_doubt_is_no_outcome() {
+    // The first activation gets no answer (in doubt); the retry meets
+    // MAX_ACTIVATIONS (its own seat), which is held; the validate decides.
+    let h = Host::new(DEFAULTS, |e, t| match e {
+        Endpoint::Activate if t == T0 => Reply::Timeout,
+        Endpoint::Activate => Reply::Status(
+            409,
+            vec![],
+            r#"{"valid": false, "code": "MAX_ACTIVATIONS", "error": "no seat left"}"#,
+        ),
+        _ => Reply::Valid,
+    });
+    let d = h.start(26);
+    pass(secs(120)).await;
+    let es = entries(&h, "").await;
+    let reqs: Vec<Endpoint> = h.portal.licence_requests().iter().map(|r| r.0).collect();
+    assert_eq!(
+        reqs[..3],
+        [Endpoint::Activate, Endpoint::Activate, Endpoint::Validate]
+    );
+    assert!(
+        !es.iter().any(|e| matches!(e.event, Event::Activate(_))),
+        "{es:?}"
+    );
+    let states: Vec<_> = es
+        .iter()
+        .filter_map(|e| match e.event {
+            Event::LicenseState { from, to, .. } => Some((from, to)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(states, [(LicenseState::Unknown, LicenseState::Active)]);
+    d.stop().await;
+}
