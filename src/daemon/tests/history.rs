@@ -451,3 +451,49 @@ async fn a_refusal_held_while_an_activation_is_in_doubt_is_no_outcome() {
     assert_eq!(states, [(LicenseState::Unknown, LicenseState::Active)]);
     d.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_torn_line_is_skipped_and_a_hardware_change_is_written_once() {
+    let phase = Arc::new(AtomicU8::new(0));
+    let p = phase.clone();
+    // Valid at first, then the portal is gone: the changed hardware_id gets
+    // no new verdict and keeps differing across restarts.
+    let h = Host::new(DEFAULTS, move |_, _| match p.load(Ordering::SeqCst) {
+        0 => Reply::Valid,
+        _ => Reply::Timeout,
+    });
+    let d = h.start(27);
+    pass(secs(1)).await;
+    d.stop().await;
+    let path = h.state_dir().join(history::FILE_NAME);
+    let before = file(&h).entries;
+    // A crash cut the last write.
+    let mut text = std::fs::read_to_string(&path).expect("history");
+    text.push_str(r#"{"at":"2027-01-15T08:00:01Z","event":"lic"#);
+    std::fs::write(&path, text).expect("history");
+
+    phase.store(1, Ordering::SeqCst);
+    std::fs::write(h.dir.path().join("hardware-id"), format!("{NEW_HWID}\n")).expect("hwid");
+    let d = h.start(28);
+    pass(secs(1)).await;
+    let es = entries(&h, "?limit=1000").await;
+    assert_eq!(es[..before.len()], before[..]);
+    let new = &es[before.len()..];
+    assert_eq!(
+        kinds(new)[..2],
+        ["daemon_started", "hardware_changed"],
+        "{new:?}"
+    );
+    d.stop().await;
+    let c = file(&h);
+    assert_eq!(c.skipped, 1, "the torn line, alone on its line");
+    assert_eq!(c.entries.len(), es.len() + 1, "and daemon_stopped");
+
+    // The hardware still differs at the next start: no second entry.
+    let d = h.start(29);
+    pass(secs(1)).await;
+    let es = entries(&h, "?limit=1000").await;
+    let again = &es[c.entries.len()..];
+    assert_eq!(kinds(again), ["daemon_started"], "{again:?}");
+    d.stop().await;
+}
