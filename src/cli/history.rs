@@ -60,6 +60,11 @@ pub fn history(cli: &Cli, args: &HistoryArgs) -> ExitCode {
 fn from_file(cli: &Cli, q: &Query, why: &str) -> ExitCode {
     let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
     if !root {
+        if cli.json {
+            // As every command that cannot reach the daemon (`commands::ask`).
+            let env = crate::api::ErrorEnvelope::new(0, "DAEMON_UNREACHABLE", why);
+            println!("{}", serde_json::to_string(&env).unwrap_or_default());
+        }
         eprintln!(
             "wispanel-license: history: {why}; reading the history file without the daemon needs root (sudo wispanel-license history)"
         );
