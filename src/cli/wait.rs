@@ -46,7 +46,14 @@ fn wait(cli: &Cli, deadline: Instant) {
             return;
         }
         let mut connected = false;
-        if let Ok(mut events) = client::events(&sock, left) {
+        let opened = client::events(&sock, left);
+        if let Err(ClientError::Connect { source, .. }) = &opened
+            && source.kind() == std::io::ErrorKind::PermissionDenied
+        {
+            // Waiting cannot help: `status` says so at once.
+            return;
+        }
+        if let Ok(mut events) = opened {
             loop {
                 match events.next(deadline) {
                     Ok(doc) if doc.license.state != LicenseState::Unknown => return,

@@ -13,6 +13,15 @@ history_tier() {
 	out=$(sbx wispanel-license status --wait --timeout 60s 2>&1) || rc=$?
 	expect_eq "status --wait right after a restart exits 0" "$rc" 0
 	check "status --wait prints the state (${out%%$'\n'*})" grep -q "^Licence: *active" <<<"$out"
+	local t0 t1
+	t0=$(now_ms)
+	rc=0
+	sbx setpriv --reuid=nobody --regid=nogroup --clear-groups \
+		wispanel-license status --wait --timeout 60s >/dev/null 2>&1 || rc=$?
+	t1=$(now_ms)
+	expect_eq "nobody: status --wait exits 3 (permission denied)" "$rc" 3
+	check "... at once, not at the timeout ($(elapsed "$t0" "$t1") s)" \
+		awk -v t="$(elapsed "$t0" "$t1")" 'BEGIN { exit !(t < 30) }'
 	kinds=$(sbx wispanel-license --json history --limit 1000 2>/dev/null |
 		jq -r --argjson n "${before:-0}" '.[$n:] | map(.event) | join(" ")')
 	check "the restart is in the history: daemon_stopped, daemon_started ($kinds)" \
