@@ -272,3 +272,26 @@ fn kill_9_during_a_burst_loses_no_change_the_status_showed() {
         );
     }
 }
+
+#[test]
+fn status_wait_stops_at_once_when_the_socket_refuses_the_caller() {
+    if !is_root() || Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("needs root and setpriv to run the client as another user");
+        return;
+    }
+    let (_sim, env, _d) = active_daemon_with(false, |_| {});
+    // The test's directory is 0700 and root's: nobody cannot reach the socket.
+    let t = Instant::now();
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_wispanel-license"))
+        .arg("--socket")
+        .arg(&env.socket)
+        .args(["status", "--wait", "--timeout", "60s"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 3, "{}", err(&o));
+    assert!(err(&o).contains("ermission denied"), "{}", err(&o));
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+}
