@@ -295,3 +295,56 @@ fn status_wait_stops_at_once_when_the_socket_refuses_the_caller() {
     assert!(err(&o).contains("ermission denied"), "{}", err(&o));
     assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
 }
+
+/// Connections to `path` the kernel knows: the listener, then one more for
+/// each client waiting in its queue.
+fn unix_sockets_at(path: &std::path::Path) -> usize {
+    let text = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
+    let path = path.to_string_lossy();
+    text.lines()
+        .filter(|l| l.trim_end().ends_with(path.as_ref()))
+        .count()
+}
+
+#[test]
+fn status_wait_waits_in_the_socket_queue_until_the_daemon_serves() {
+    // What socket activation does: the socket listens before the daemon
+    // runs, and a client waits in its queue.
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(SimOptions::plain());
+    let env = Env::in_dir(dir, Conf::for_sim(&sim, Some(keys::GOOD)));
+    std::fs::create_dir_all(env.socket.parent().unwrap()).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(&env.socket).unwrap();
+    let child = cli_cmd(&env, &["status", "--wait", "--timeout", "120s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    common::poll_until(common::WAIT, "the client in the socket's queue", || {
+        (unix_sockets_at(&env.socket) >= 2).then_some(())
+    });
+    // Now the daemon starts, in-process, on that listener.
+    let config = wispanel_license::config::Config::load(&env.config).unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let daemon = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                listener.set_nonblocking(true).unwrap();
+                let listener = tokio::net::UnixListener::from_std(listener).unwrap();
+                let mut denv = wispanel_license::daemon::Env::production();
+                denv.systemd = false;
+                wispanel_license::daemon::run(config, listener, stop.cancelled_owned(), denv).await
+            })
+        })
+    };
+    let o = child.wait_with_output().unwrap();
+    stop.cancel();
+    assert!(daemon.join().unwrap().is_ok());
+    assert_eq!(code(&o), 0, "{}{}", out(&o), err(&o));
+    assert!(out(&o).starts_with("Licence:   active"), "{}", out(&o));
+}
