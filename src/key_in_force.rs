@@ -8,7 +8,7 @@
 //! saved one); else the configured key, unless it is the key that a
 //! `deactivate` released.
 
-use crate::store::{STATE_FILE, Store, StoreError};
+use crate::store::{Store, StoreError, read_state};
 use std::path::Path;
 use wispanel_core::key::LicenseKey;
 use wispanel_core::machine::Core;
@@ -125,10 +125,7 @@ impl OnDisk {
             };
         }
         let saved = Store::open(state_dir).and_then(|s| s.load_key());
-        let path = state_dir.join(STATE_FILE);
-        let core = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|text| Store::parse(&text, &path).ok());
+        let core = read_state(state_dir).core();
         OnDisk { saved, core }
     }
 

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod doctor;
+pub mod exit;
 pub mod history;
 pub mod host;
 pub mod hwid;
@@ -23,5 +24,8 @@ pub mod portal;
 pub mod socket;
 pub mod store;
 pub mod systemd;
+/// The in-process test harness (feature `test-util`, tests only).
+#[cfg(feature = "test-util")]
+pub mod testing;
 pub mod textfile;
 pub mod update;

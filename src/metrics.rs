@@ -15,19 +15,21 @@
 use crate::api::StatusDocument;
 use std::fmt::Write;
 use wispanel_core::warnings::WarningCode;
-use wispanel_core::{Endpoint, LicenseState, UpdateState};
+use wispanel_core::{Endpoint, ErrorKind, LicenseState, UpdateState};
 
-/// The `outcome` label of `wispanel_license_portal_requests_total`.
-pub const OUTCOMES: [&str; 8] = [
-    "valid",
-    "refused",
-    "rate_limited",
-    "timeout",
-    "connect",
-    "tls",
-    "http",
-    "malformed",
-];
+/// The `outcome` label of `wispanel_license_portal_requests_total`: the
+/// core's [`wispanel_core::classify::Outcome::metric_label`], an answer
+/// (`valid`, `refused`) or one per [`ErrorKind`].
+pub const OUTCOMES: [&str; 2 + ErrorKind::ALL.len()] = {
+    let mut out = ["valid"; 2 + ErrorKind::ALL.len()];
+    out[1] = "refused";
+    let mut i = 0;
+    while i < ErrorKind::ALL.len() {
+        out[2 + i] = ErrorKind::ALL[i].as_str();
+        i += 1;
+    }
+    out
+};
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -184,6 +186,52 @@ mod tests {
     use super::*;
     use crate::api::example_document;
     use wispanel_core::warnings::Warning;
+
+    #[test]
+    fn every_kind_is_listed() {
+        use wispanel_core::PortalError;
+        use wispanel_core::classify::Outcome;
+        // A new kind breaks this exhaustive match; give it its arm and add it
+        // to `every` below, and the test then fails until it is in
+        // `ErrorKind::ALL`, so in the metrics.
+        let _exhaustive = |k: ErrorKind| match k {
+            ErrorKind::Timeout
+            | ErrorKind::Connect
+            | ErrorKind::Tls
+            | ErrorKind::RateLimited
+            | ErrorKind::Malformed
+            | ErrorKind::Http => (),
+        };
+        let every = [
+            ErrorKind::Timeout,
+            ErrorKind::Connect,
+            ErrorKind::Tls,
+            ErrorKind::RateLimited,
+            ErrorKind::Malformed,
+            ErrorKind::Http,
+        ];
+        for k in every {
+            assert!(
+                ErrorKind::ALL.contains(&k),
+                "{k:?} is not in ErrorKind::ALL"
+            );
+        }
+        for k in ErrorKind::ALL {
+            let failed = Outcome::Failed(PortalError {
+                kind: k,
+                http_status: None,
+                code: None,
+                message: "m".into(),
+            });
+            assert!(OUTCOMES.contains(&failed.metric_label()), "{k:?}");
+            // The label is the kind's SPEC name (`portal.last_error.kind`).
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+        let mut seen = OUTCOMES.to_vec();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), OUTCOMES.len(), "a label twice: {OUTCOMES:?}");
+    }
 
     fn doc() -> StatusDocument {
         let mut doc = example_document();

@@ -6,6 +6,7 @@
 //! body, and keeps the licence key in the request body only: never in a URL,
 //! a header or a log line.
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::net::proxy::{ProxyChoice, ProxyEnv, decide};
 use serde_json::{Value, json};
@@ -178,19 +179,23 @@ impl PortalClient {
         &self.base
     }
 
-    /// POSTs `body` to `endpoint` and classifies whatever happens. Never fails:
-    /// every failure is a classified non-verdict.
+    /// POSTs `body` to `endpoint` and classifies whatever happens at the
+    /// system's time. Never fails: every failure is a classified non-verdict.
     pub async fn call(&self, endpoint: Endpoint, body: &Value) -> Classified {
-        self.call_keyed(endpoint, body, None).await
+        self.exchange(endpoint, body, None, &SystemClock).await
     }
 
     /// As [`PortalClient::call`], with an `Idempotency-Key` header when given
-    /// (every `activate` carries one, SPEC "Activation in doubt").
-    pub async fn call_keyed(
+    /// (every `activate` carries one, SPEC "Activation in doubt"), the answer
+    /// classified at `clock`'s time: the daemon passes its own clock, so a
+    /// `Retry-After` gate and the deadlines are in the time the daemon
+    /// schedules with, whatever clock that is.
+    pub async fn exchange(
         &self,
         endpoint: Endpoint,
         body: &Value,
         idempotency_key: Option<&str>,
+        clock: &dyn Clock,
     ) -> Classified {
         let url = format!("{}{}", self.base, endpoint.path());
         let deadline = Instant::now() + self.timeout;
@@ -203,7 +208,7 @@ impl PortalClient {
             request = request.header("Idempotency-Key", k);
         }
         let sent = tokio::time::timeout_at(deadline, request.body(body.to_string()).send()).await;
-        let now = crate::clock::now();
+        let now = clock.now();
         let resp = match sent {
             Err(_) => return failed(endpoint, ErrorKind::Timeout, self.timeout_message(), now),
             Ok(Err(e)) => {
@@ -233,7 +238,7 @@ impl PortalClient {
                 body: &body,
                 body_problem: problem,
             },
-            crate::clock::now(),
+            clock.now(),
         )
     }
 

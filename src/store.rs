@@ -68,10 +68,6 @@ pub enum Loaded {
 #[derive(Clone, Debug)]
 pub struct Store {
     dir: PathBuf,
-    /// One write of `state.json` at a time: the state writer and a save that
-    /// must land before a request leaves (an activation's `Idempotency-Key`)
-    /// share the temporary file's name.
-    writing: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -86,7 +82,6 @@ impl Store {
         }
         Ok(Store {
             dir: dir.to_path_buf(),
-            writing: Default::default(),
         })
     }
 
@@ -123,19 +118,13 @@ impl Store {
     /// Loads the saved state; a file that cannot be read is moved aside.
     pub fn load(&self, now: Timestamp) -> Loaded {
         let path = self.state_path();
-        let problem = match fs::read(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Loaded::Fresh,
-            Err(e) => format!("cannot read: {e}"),
-            Ok(bytes) => match std::str::from_utf8(&bytes) {
-                Err(_) => "not UTF-8 text".to_string(),
-                Ok(text) => match Self::parse(text, &path) {
-                    Ok(core) => return Loaded::Existing(Box::new(core)),
-                    Err(e) => match e {
-                        StoreError::Invalid { problem, .. } => problem,
-                        other => other.to_string(),
-                    },
-                },
-            },
+        let problem = match read_state(&self.dir) {
+            SavedRead::Missing => return Loaded::Fresh,
+            SavedRead::Good(core) => return Loaded::Existing(core),
+            SavedRead::Unreadable(e) => format!("cannot read: {e}"),
+            SavedRead::NotText => "not UTF-8 text".to_string(),
+            SavedRead::Invalid(StoreError::Invalid { problem, .. }) => problem,
+            SavedRead::Invalid(other) => other.to_string(),
         };
         let aside = self
             .dir
@@ -144,19 +133,28 @@ impl Store {
         Loaded::Corrupt { problem, moved_to }
     }
 
-    /// Saves `core` atomically and durably, mode 0600.
+    /// Saves `core` atomically and durably, mode 0600. One save at a time
+    /// per directory (the temporary file's name is per process): the daemon
+    /// serialises its saves (`Daemon::save_now`).
     pub fn save(&self, core: &Core, now: Timestamp) -> Result<(), StoreError> {
-        let saved = SavedState {
+        /// [`SavedState`] borrowing the core: serialised without a copy.
+        #[derive(Serialize)]
+        struct Saving<'a> {
+            schema: u32,
+            saved_at: Option<Timestamp>,
+            #[serde(flatten)]
+            core: &'a Core,
+        }
+        let saved = Saving {
             schema: SCHEMA,
             saved_at: Some(now),
-            core: core.clone(),
+            core,
         };
         let mut text = serde_json::to_vec_pretty(&saved).map_err(|e| StoreError::Invalid {
             path: self.state_path(),
             problem: format!("cannot serialise the state: {e}"),
         })?;
         text.push(b'\n');
-        let _one_at_a_time = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         self.write_atomic(STATE_FILE, &text)
     }
 
@@ -230,6 +228,44 @@ impl Store {
             }),
             _ => Ok(()),
         }
+    }
+}
+
+/// What `state_dir/state.json` holds, read without changing anything.
+#[derive(Debug)]
+pub enum SavedRead {
+    Missing,
+    Unreadable(std::io::Error),
+    NotText,
+    /// Not a state file this version reads ([`StoreError::Invalid`]).
+    Invalid(StoreError),
+    Good(Box<Core>),
+}
+
+impl SavedRead {
+    /// The saved core; `None` when missing or unreadable.
+    pub fn core(self) -> Option<Core> {
+        match self {
+            SavedRead::Good(core) => Some(*core),
+            _ => None,
+        }
+    }
+}
+
+/// The one reader of `state.json`: the daemon's [`Store::load`], `doctor`,
+/// `update download` and [`crate::key_in_force::OnDisk`] all read it here.
+pub fn read_state(state_dir: &Path) -> SavedRead {
+    let path = state_dir.join(STATE_FILE);
+    match fs::read(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => SavedRead::Missing,
+        Err(e) => SavedRead::Unreadable(e),
+        Ok(bytes) => match std::str::from_utf8(&bytes) {
+            Err(_) => SavedRead::NotText,
+            Ok(text) => match Store::parse(text, &path) {
+                Ok(core) => SavedRead::Good(Box::new(core)),
+                Err(e) => SavedRead::Invalid(e),
+            },
+        },
     }
 }
 

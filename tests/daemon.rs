@@ -1,17 +1,19 @@
 //! The daemon binary against the portal simulator (issue #4): first start,
-//! systemd notifications, grace and lapse, the portal gate, restarts, signals,
-//! reloads, refusals, a changed hardware_id, and the saved state.
+//! systemd notifications, grace and lapse, signals, kill -9,
+//! reloads, and the saved state. What needs no process is in-process on the
+//! harness: the refusals in `refusals.rs`, a changed hardware_id and a
+//! corrupt state in `daemon_in_process.rs`, the gate and restarts in
+//! `schedule.rs`.
 
 mod common;
 
 use common::*;
 use serde_json::{Value, json};
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 use wispanel_core::machine::Verdict;
 use wispanel_license::store::Store;
-use wispanel_portal_sim::{Endpoint, LicenseBehaviour, LicenseTerms, Outage, ScriptedAnswer};
+use wispanel_portal_sim::{Endpoint, LicenseTerms, Outage};
 
 /// First start with a key: READY=1 before any portal request, activate at
 /// once, then `active`; STATUS= says so; the watchdog is pinged; SIGTERM
@@ -179,114 +181,6 @@ fn grace_then_lapse() {
     env.wait_state("active");
 }
 
-/// A 429 with `Retry-After: 2` closes the gate to every endpoint for 2 s:
-/// manual checks get 429 locally, the sim sees nothing, then the gate opens
-/// (`rate_limited_until` back to null) and the daemon validates again.
-#[test]
-fn retry_after_closes_the_gate() {
-    let (sim, env, _d) = active_daemon(|_| {});
-    // Let the first update check (after the first verdict) happen first.
-    env.wait_status("the first update check", |s| {
-        s["update"]["state"] != "unknown"
-    });
-    sim.push_answers(
-        Endpoint::Validate,
-        vec![
-            ScriptedAnswer::json(429, json!({"success": false, "code": "RATE_LIMITED"}))
-                .with_header("Retry-After", "2"),
-        ],
-    );
-    let r = env.post("/v1/check", None);
-    assert_eq!(r.status, 200, "{}", r.text());
-    let s = r.json();
-    let t429 = sim.requests().last().unwrap().time;
-    assert_eq!(sim.requests().last().unwrap().status, Some(429));
-    assert_eq!(s["portal"]["last_error"]["kind"], "rate_limited", "{s:#}");
-    assert_eq!(s["license"]["state"], "grace");
-    let until = ts(&s["portal"]["rate_limited_until"]).expect("rate_limited_until set");
-    let wait = until.0 - t429.0;
-    assert!((1000..=3000).contains(&wait), "gate closed for {wait} ms");
-
-    // While closed: local 429s, no portal request.
-    let n = sim.count();
-    for path in ["/v1/check", "/v1/update/check"] {
-        let r = env.post(path, None);
-        if wispanel_license::clock::now() < until.sub(Duration::from_millis(200)) {
-            r.assert_envelope(429, "RATE_LIMITED");
-            let secs: u64 = r.header("retry-after").unwrap().parse().unwrap();
-            assert!((1..=3).contains(&secs), "Retry-After {secs}");
-        }
-    }
-    if wispanel_license::clock::now() < until.sub(Duration::from_millis(200)) {
-        assert_eq!(sim.count(), n, "a closed gate sent a request");
-    }
-
-    let s = env.wait_status("the gate to open", |s| {
-        s["portal"]["rate_limited_until"].is_null()
-    });
-    assert!(
-        wispanel_license::clock::now() >= until.sub(Duration::from_millis(1000)),
-        "{s:#}"
-    );
-    // The retry after the failure comes once the gate opens.
-    env.wait_state("active");
-    let after: Vec<_> = sim.since(t429.add(Duration::from_millis(1)));
-    assert!(!after.is_empty());
-    for r in &after {
-        assert!(
-            r.time.0 >= t429.0 + 2000 - 150,
-            "{} request {} ms after the 429 with Retry-After: 2",
-            r.endpoint,
-            r.time.0 - t429.0
-        );
-    }
-}
-
-/// The saved next_validate_at is honoured: a restart makes no request.
-/// state.json is 0600 in a 0700 state_dir and parses with the daemon's parser.
-#[test]
-fn restart_makes_no_request_and_state_round_trips() {
-    let (sim, env, mut d) = active_daemon(|_| {});
-    env.wait_status("the first update check", |s| {
-        s["update"]["state"] == "available"
-    });
-    let before = env.status();
-    assert_eq!(d.stop().code(), Some(0));
-    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode(&env.state_dir), 0o700, "state_dir is created 0700");
-    assert_eq!(mode(&env.state_file()), 0o600, "state.json is 0600");
-    let core = env.saved_core();
-    assert!(matches!(core.licence.verdict, Some(Verdict::Valid { .. })));
-    assert_eq!(
-        core.licence
-            .activated
-            .as_ref()
-            .map(|b| b.hardware_id.as_str()),
-        Some(HWID)
-    );
-    assert!(core.plan.next_validate_at.is_some());
-    let text = std::fs::read_to_string(env.state_file()).unwrap();
-    assert!(!text.contains(keys::GOOD), "the full key is in state.json");
-
-    let n = sim.count();
-    let _d = env.start();
-    let s = env.status();
-    assert_eq!(s["license"]["state"], "active", "{s:#}");
-    assert_eq!(s["update"]["state"], "available");
-    assert_eq!(
-        s["portal"]["next_validate_at"],
-        before["portal"]["next_validate_at"]
-    );
-    assert_eq!(s["license"]["checked_at"], before["license"]["checked_at"]);
-    quiet_for(Duration::from_secs(3));
-    assert_eq!(
-        sim.count(),
-        n,
-        "a restart made a portal request: {:?}",
-        sim.since(wispanel_license::clock::now().sub(Duration::from_secs(4)))
-    );
-}
-
 /// SIGTERM while a request stalls: exit 0 within 5 s, state saved.
 #[test]
 fn sigterm_during_stalled_request_exits_quickly() {
@@ -391,177 +285,6 @@ fn sighup_reload_good_and_bad() {
         licence.is_empty(),
         "a failed reload made a licence request: {licence:?}"
     );
-}
-
-/// A refusal reaches its state and causes no fast retries.
-fn refusal(key: &str, setup: impl FnOnce(&Sim), state: &str, code: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::https(dir.path());
-    setup(&sim);
-    let env = Env::in_dir(dir, Conf::for_sim(&sim, Some(key)));
-    let _d = env.start();
-    let s = env.wait_state(state);
-    assert_eq!(s["license"]["licensed"], false);
-    assert_eq!(s["license"]["reason"]["code"], code, "{s:#}");
-    assert!(s["license"]["grace_until"].is_null());
-    assert!(
-        s["portal"]["last_error"].is_null(),
-        "a verdict is not an error"
-    );
-    assert_eq!(s["portal"]["consecutive_failures"], 0);
-    let next = ts(&s["portal"]["next_validate_at"]).expect("refusals are validated again");
-    assert!(
-        next.since(wispanel_license::clock::now()) > Duration::from_secs(20),
-        "{s:#}"
-    );
-    let n = sim.count();
-    quiet_for(Duration::from_secs(3));
-    assert_eq!(
-        sim.count(),
-        n,
-        "a refusal caused retries: {:?}",
-        sim.requests()
-    );
-    assert_eq!(env.status()["license"]["state"], state);
-}
-
-#[test]
-fn refusal_expired() {
-    refusal(keys::EXPIRED, |_| {}, "expired", "EXPIRED");
-}
-
-#[test]
-fn refusal_suspended() {
-    refusal(keys::SUSPENDED, |_| {}, "suspended", "SUSPENDED");
-}
-
-#[test]
-fn refusal_revoked() {
-    refusal(keys::REVOKED, |_| {}, "revoked", "REVOKED");
-}
-
-#[test]
-fn refusal_max_activations() {
-    refusal(
-        keys::MAX_ACTIVATIONS,
-        |_| {},
-        "max_activations",
-        "MAX_ACTIVATIONS",
-    );
-}
-
-#[test]
-fn refusal_invalid_key() {
-    refusal("WISP-NONE-0000-0042", |_| {}, "invalid_key", "INVALID_KEY");
-}
-
-#[test]
-fn refusal_version_too_low() {
-    refusal(
-        "WISP-OLDV-0000-0043",
-        |s| s.set_license("WISP-OLDV-0000-0043", LicenseBehaviour::VersionTooLow),
-        "version_too_low",
-        "VERSION_TOO_LOW",
-    );
-}
-
-/// A new hardware_id (id_file rewritten, SIGHUP): hardware_changed while the
-/// portal is away, then a new activation for the new id at once.
-#[test]
-fn hardware_id_change_checks_at_once() {
-    let (sim, env, d) = active_daemon(|_| {});
-    env.wait_status("the first update check", |s| {
-        s["update"]["state"] == "available"
-    });
-    sim.set_outage(Some(Outage::Status(500)));
-    std::fs::write(&env.hwid_file, format!("{HWID2}\n")).unwrap();
-    let t = wispanel_license::clock::now();
-    d.sighup();
-    // validate_interval is 30 s: a request for the new id now is "at once".
-    let tried = poll_until(Duration::from_secs(5), "a request for the new id", || {
-        sim.since(t).into_iter().find(|r| {
-            r.endpoint == Endpoint::Activate
-                && r.body.as_ref().is_some_and(|b| b["hardware_id"] == HWID2)
-        })
-    });
-    assert_eq!(tried.status, Some(500));
-    // The failed request leaves the old verdict standing (grace), and the
-    // status says the id changed.
-    let s = env.wait_status("hardware_changed after the failed request", |s| {
-        s["hardware_changed"] == true && s["portal"]["last_error"]["http_status"] == 500
-    });
-    assert_eq!(s["hardware_id"], HWID2);
-    assert_eq!(
-        s["license"]["state"], "grace",
-        "the old verdict stands: {s:#}"
-    );
-    d.wait_log("hardware_id changed");
-    sim.set_outage(None);
-    let s = env.wait_status("active on the new id", |s| {
-        s["hardware_changed"] == false && s["license"]["state"] == "active"
-    });
-    assert_eq!(s["hardware_id"], HWID2);
-    let mut act = sim.activations(keys::GOOD);
-    act.sort();
-    let mut want = vec![HWID.to_string(), HWID2.to_string()];
-    want.sort();
-    assert_eq!(act, want);
-}
-
-/// Without a reload: the status shows the id computed now, and a change is
-/// checked at once.
-#[test]
-fn hardware_id_change_is_seen_by_the_status_without_a_reload() {
-    let (sim, env, _d) = active_daemon(|_| {});
-    env.wait_status("the first update check", |s| {
-        s["update"]["state"] == "available"
-    });
-    std::fs::write(&env.hwid_file, format!("{HWID2}\n")).unwrap();
-    let t = wispanel_license::clock::now();
-    let s = env.wait_status("the new id in the status", |s| s["hardware_id"] == HWID2);
-    assert_eq!(s["hardware_id"], HWID2);
-    poll_until(Duration::from_secs(5), "a request for the new id", || {
-        sim.since(t).into_iter().find(|r| {
-            r.endpoint == Endpoint::Activate
-                && r.body.as_ref().is_some_and(|b| b["hardware_id"] == HWID2)
-        })
-    });
-    let s = env.wait_status("active on the new id", |s| {
-        s["hardware_changed"] == false && s["license"]["state"] == "active"
-    });
-    assert_eq!(s["hardware_id"], HWID2);
-}
-
-/// A corrupt state.json is moved aside and the daemon starts afresh.
-#[test]
-fn corrupt_state_is_moved_aside() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::https(dir.path());
-    let env = Env::in_dir(dir, Conf::for_sim(&sim, Some(keys::GOOD)));
-    std::fs::create_dir_all(&env.state_dir).unwrap();
-    let junk = b"{\"schema\": 1, \"licence\": {\"verdict\": ";
-    std::fs::write(env.state_file(), junk).unwrap();
-    let before = wispanel_license::clock::now().unix_secs();
-    let d = env.start();
-    env.wait_state("active");
-    let after = wispanel_license::clock::now().unix_secs();
-    let aside: Vec<_> = std::fs::read_dir(&env.state_dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("state.json.corrupt-"))
-        .collect();
-    assert_eq!(aside.len(), 1, "{aside:?}");
-    let secs: i64 = aside[0]["state.json.corrupt-".len()..].parse().unwrap();
-    assert!(
-        (before..=after).contains(&secs),
-        "{secs} not in {before}..={after}"
-    );
-    assert_eq!(std::fs::read(env.state_dir.join(&aside[0])).unwrap(), junk);
-    assert!(d.log().contains("moved aside"), "{}", d.log());
-    poll_until(WAIT, "a new state.json", || {
-        env.state_file().exists().then_some(())
-    });
-    env.saved_core();
 }
 
 /// tests/fixtures/state-v1.json (saved by a real daemon, schema 1) still loads.

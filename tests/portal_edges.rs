@@ -1,22 +1,60 @@
-//! The daemon binary against the portal simulator at the real portal's sharp
+//! The daemon against the portal simulator at the real portal's sharp
 //! edges (issue #14): an activation whose answer is lost (the
 //! `Idempotency-Key`, the one `validate` before a refusal is final, a kill -9
 //! in between, a key conflict), and a portal whose clock is a day off.
+//! In-process on the harness under paused time (the real client), but for
+//! the kill -9, which needs the binary.
 
 mod common;
 
-use common::*;
+use common::{Conf, Env, Sim, WAIT, keys, poll_until};
 use serde_json::Value;
 use wispanel_core::Endpoint;
 use wispanel_core::timestamp::Timestamp;
-use wispanel_portal_sim::{LicenseTerms, Outage, RecordedRequest, Route, ScriptedAnswer};
+use wispanel_license::testing::{self as t, FAST, Harness, Running, Sched};
+use wispanel_portal_sim::{
+    LicenseTerms, Outage, RecordedRequest, Route, ScriptedAnswer, SimHandle, SimOptions,
+};
+
+const HWID: &str = t::HWID;
+
+/// The simulator (HTTPS) set up by `setup`, and the daemon in-process on it
+/// (paused time, the real client) with `key`.
+struct On {
+    sim: SimHandle,
+    h: Harness,
+    d: Running,
+    _ca: tempfile::TempDir,
+}
+
+async fn start_on(key: &str, sched: Sched, setup: impl FnOnce(&SimHandle)) -> On {
+    let ca = tempfile::tempdir().expect("a temporary directory");
+    let sim = wispanel_portal_sim::start(SimOptions::https(ca.path().join("ca.pem")))
+        .await
+        .expect("the simulator");
+    setup(&sim);
+    let mut h = Harness::real_portal(sched, wispanel_license::clock::now(), &sim.base_url);
+    if let Some(pem) = &sim.ca_pem_path {
+        h.add_config(&format!("ca_file = \"{}\"", pem.display()));
+    }
+    h.set_key(Some(key));
+    let d = h.start(1);
+    On { sim, h, d, _ca: ca }
+}
+
+impl On {
+    async fn stop(self) {
+        self.d.stop().await;
+        self.sim.shutdown().await;
+    }
+}
 
 fn ts(v: &Value) -> Option<Timestamp> {
     v.as_str().and_then(Timestamp::parse_rfc3339)
 }
 
 /// The licence requests the sim saw: (endpoint, status, Idempotency-Key).
-fn licence_requests(sim: &Sim) -> Vec<(Endpoint, Option<u16>, Option<String>)> {
+fn licence_requests(sim: &SimHandle) -> Vec<(Endpoint, Option<u16>, Option<String>)> {
     sim.requests()
         .into_iter()
         .filter_map(|r: RecordedRequest| match r.endpoint {
@@ -28,25 +66,12 @@ fn licence_requests(sim: &Sim) -> Vec<(Endpoint, Option<u16>, Option<String>)> {
         .collect()
 }
 
-fn activate_keys(sim: &Sim) -> Vec<Option<String>> {
+fn activate_keys(sim: &SimHandle) -> Vec<Option<String>> {
     licence_requests(sim)
         .into_iter()
         .filter(|(e, _, _)| *e == Endpoint::Activate)
         .map(|(_, _, k)| k)
         .collect()
-}
-
-/// The saved state once `pred` holds (the state writer saves a moment after
-/// the status changes).
-fn wait_saved(
-    env: &Env,
-    what: &str,
-    pred: impl Fn(&wispanel_core::machine::Core) -> bool,
-) -> wispanel_core::machine::Core {
-    poll_until(WAIT, what, || {
-        let core = env.saved_core();
-        pred(&core).then_some(core)
-    })
 }
 
 fn is_uuid_v4(k: &str) -> bool {
@@ -57,19 +82,19 @@ fn is_uuid_v4(k: &str) -> bool {
 /// A lost `activate` (the portal took the seat, the answer never came), then
 /// a portal that ignores the header and counts every activate refuses the
 /// retry with `MAX_ACTIVATIONS`: the one validate finds the seat, `active`.
-#[test]
-fn lost_activation_then_max_activations_is_active() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::https(dir.path());
-    sim.set_seat_limit(keys::GOOD, 1);
-    sim.set_ignore_idempotency_key(true);
-    sim.set_activate_counts_every_request(true);
-    sim.push_answers(Endpoint::Activate, vec![ScriptedAnswer::lost()]);
-    let env = Env::in_dir(dir, Conf::for_sim(&sim, Some(keys::GOOD)));
-    let _d = env.start();
-    let s = env.wait_state("active");
+#[tokio::test(start_paused = true)]
+async fn lost_activation_then_max_activations_is_active() {
+    let on = start_on(keys::GOOD, FAST, |sim| {
+        sim.set_seat_limit(keys::GOOD, 1);
+        sim.set_ignore_idempotency_key(true);
+        sim.set_activate_counts_every_request(true);
+        sim.push_answers(Endpoint::Activate, vec![ScriptedAnswer::lost()]);
+    })
+    .await;
+    let (sim, h) = (&on.sim, &on.h);
+    let s = h.wait_state("active").await;
     assert_eq!(s["portal"]["activation_in_doubt"], false, "settled");
-    let seen = licence_requests(&sim);
+    let seen = licence_requests(sim);
     let shape: Vec<_> = seen.iter().map(|(e, st, _)| (*e, *st)).collect();
     assert_eq!(
         shape,
@@ -80,7 +105,7 @@ fn lost_activation_then_max_activations_is_active() {
         ],
         "{s:#}"
     );
-    let keys_sent = activate_keys(&sim);
+    let keys_sent = activate_keys(sim);
     assert!(
         keys_sent[0].as_deref().is_some_and(is_uuid_v4),
         "{keys_sent:?}"
@@ -88,28 +113,31 @@ fn lost_activation_then_max_activations_is_active() {
     assert_eq!(keys_sent[0], keys_sent[1], "the retry sends the same key");
     assert_eq!(sim.seats_of(keys::GOOD, HWID), 1);
     assert_eq!(sim.seats(keys::GOOD), 1);
-    let core = wait_saved(&env, "the key forgotten after the verdict", |c| {
-        c.pending_activation().is_none()
-    });
+    let core = h
+        .wait_saved("the key forgotten after the verdict", t::secs(60), |c| {
+            c.pending_activation().is_none()
+        })
+        .await;
     assert!(!core.activation_in_doubt());
+    on.stop().await;
 }
 
 /// The same lost answer on a portal that honours the header: the retry is a
 /// replay of the first answer, no second seat, no validate needed.
-#[test]
-fn lost_activation_replayed_by_a_portal_that_honours_the_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::https(dir.path());
-    sim.set_seat_limit(keys::GOOD, 3);
-    sim.set_activate_counts_every_request(true);
-    sim.push_answers(
-        Endpoint::Activate,
-        vec![ScriptedAnswer::committed_then_status(503)],
-    );
-    let env = Env::in_dir(dir, Conf::for_sim(&sim, Some(keys::GOOD)));
-    let _d = env.start();
-    env.wait_state("active");
-    let shape: Vec<_> = licence_requests(&sim)
+#[tokio::test(start_paused = true)]
+async fn lost_activation_replayed_by_a_portal_that_honours_the_key() {
+    let on = start_on(keys::GOOD, FAST, |sim| {
+        sim.set_seat_limit(keys::GOOD, 3);
+        sim.set_activate_counts_every_request(true);
+        sim.push_answers(
+            Endpoint::Activate,
+            vec![ScriptedAnswer::committed_then_status(503)],
+        );
+    })
+    .await;
+    let (sim, h) = (&on.sim, &on.h);
+    h.wait_state("active").await;
+    let shape: Vec<_> = licence_requests(sim)
         .into_iter()
         .map(|(e, st, _)| (e, st))
         .collect();
@@ -120,27 +148,28 @@ fn lost_activation_replayed_by_a_portal_that_honours_the_key() {
             (Endpoint::Activate, Some(200))
         ]
     );
-    let keys_sent = activate_keys(&sim);
+    let keys_sent = activate_keys(sim);
     assert_eq!(keys_sent[0], keys_sent[1]);
     assert_eq!(
         sim.seats_of(keys::GOOD, HWID),
         1,
         "one seat, though two activates"
     );
+    on.stop().await;
 }
 
 /// A lost `activate` that took no seat, a `MAX_ACTIVATIONS` to the retry,
 /// and `HARDWARE_MISMATCH` to the one validate: that refusal is the verdict.
-#[test]
-fn lost_activation_then_hardware_mismatch_on_the_validate_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::https(dir.path());
-    sim.push_answers(Endpoint::Activate, vec![ScriptedAnswer::drop_connection()]);
-    let env = Env::in_dir(dir, Conf::for_sim(&sim, Some(keys::MAX_ACTIVATIONS)));
-    let _d = env.start();
-    let s = env.wait_state("hardware_mismatch");
+#[tokio::test(start_paused = true)]
+async fn lost_activation_then_hardware_mismatch_on_the_validate_is_refused() {
+    let on = start_on(keys::MAX_ACTIVATIONS, FAST, |sim| {
+        sim.push_answers(Endpoint::Activate, vec![ScriptedAnswer::drop_connection()]);
+    })
+    .await;
+    let (sim, h) = (&on.sim, &on.h);
+    let s = h.wait_state("hardware_mismatch").await;
     assert_eq!(s["license"]["reason"]["code"], "HARDWARE_MISMATCH");
-    let shape: Vec<_> = licence_requests(&sim)
+    let shape: Vec<_> = licence_requests(sim)
         .into_iter()
         .map(|(e, st, _)| (e, st))
         .collect();
@@ -153,27 +182,32 @@ fn lost_activation_then_hardware_mismatch_on_the_validate_is_refused() {
         ]
     );
     assert_eq!(sim.seats(keys::MAX_ACTIVATIONS), 0);
-    wait_saved(&env, "the key forgotten after the verdict", |c| {
+    h.wait_saved("the key forgotten after the verdict", t::secs(60), |c| {
         c.pending_activation().is_none()
-    });
+    })
+    .await;
+    on.stop().await;
 }
 
 /// No activation in doubt: `MAX_ACTIVATIONS` is final at once, no validate.
-#[test]
-fn no_doubt_refused_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::https(dir.path());
-    let env = Env::in_dir(dir, Conf::for_sim(&sim, Some(keys::MAX_ACTIVATIONS)));
-    let _d = env.start();
-    let s = env.wait_state("max_activations");
+#[tokio::test(start_paused = true)]
+async fn no_doubt_refused_at_once() {
+    let on = start_on(keys::MAX_ACTIVATIONS, FAST, |_| {}).await;
+    let (sim, h) = (&on.sim, &on.h);
+    let s = h.wait_state("max_activations").await;
     assert_eq!(s["license"]["reason"]["code"], "MAX_ACTIVATIONS");
-    let seen = licence_requests(&sim);
+    let seen = licence_requests(sim);
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0].0, Endpoint::Activate);
     assert!(seen[0].2.as_deref().is_some_and(is_uuid_v4));
-    let core = wait_saved(&env, "the refusal saved", |c| c.licence.verdict.is_some());
+    let core = h
+        .wait_saved("the refusal saved", t::secs(60), |c| {
+            c.licence.verdict.is_some()
+        })
+        .await;
     assert_eq!(core.pending_activation(), None);
     assert!(!core.activation_in_doubt());
+    on.stop().await;
 }
 
 /// The daemon is killed (kill -9) while its `activate` is out (the portal
@@ -215,22 +249,22 @@ fn same_idempotency_key_after_kill_9() {
 
 /// `IDEMPOTENCY_KEY_CONFLICT`: a non-verdict; one validate (no seat here),
 /// then the retry with a new key.
-#[test]
-fn idempotency_key_conflict_takes_a_new_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::https(dir.path());
-    sim.push_answers(
-        Endpoint::Activate,
-        vec![ScriptedAnswer::json(
-            409,
-            serde_json::json!({"valid": false, "code": "IDEMPOTENCY_KEY_CONFLICT",
-                               "error": "The idempotency key was used with a different request"}),
-        )],
-    );
-    let env = Env::in_dir(dir, Conf::for_sim(&sim, Some(keys::GOOD)));
-    let _d = env.start();
-    env.wait_state("active");
-    let seen = licence_requests(&sim);
+#[tokio::test(start_paused = true)]
+async fn idempotency_key_conflict_takes_a_new_key() {
+    let on = start_on(keys::GOOD, FAST, |sim| {
+        sim.push_answers(
+            Endpoint::Activate,
+            vec![ScriptedAnswer::json(
+                409,
+                serde_json::json!({"valid": false, "code": "IDEMPOTENCY_KEY_CONFLICT",
+                                   "error": "The idempotency key was used with a different request"}),
+            )],
+        );
+    })
+    .await;
+    let (sim, h) = (&on.sim, &on.h);
+    h.wait_state("active").await;
+    let seen = licence_requests(sim);
     let shape: Vec<_> = seen.iter().map(|(e, st, _)| (*e, *st)).collect();
     assert_eq!(
         shape,
@@ -240,7 +274,7 @@ fn idempotency_key_conflict_takes_a_new_key() {
             (Endpoint::Activate, Some(200)),
         ]
     );
-    let keys_sent = activate_keys(&sim);
+    let keys_sent = activate_keys(sim);
     assert!(
         keys_sent
             .iter()
@@ -248,25 +282,26 @@ fn idempotency_key_conflict_takes_a_new_key() {
     );
     assert_ne!(keys_sent[0], keys_sent[1], "a new key after the conflict");
     assert_eq!(sim.seats(keys::GOOD), 1);
+    on.stop().await;
 }
 
 /// The portal's clock a day behind ours (`-1d`: the host runs a day ahead)
 /// or a day ahead (`+1d`): the licence is `active` (not lapsed at once) and
 /// lapses at the portal's `valid_until`, not a day later; `grace_until` is
-/// shown as the portal sent it.
-#[test]
-fn host_clock_a_day_off_neither_lapses_early_nor_trusts_too_long() {
+/// shown as the portal sent it. (Paused time: the lapse is awaited exactly.)
+#[tokio::test(start_paused = true)]
+async fn host_clock_a_day_off_neither_lapses_early_nor_trusts_too_long() {
     for (offset, skew) in [("-1d", 86_400i64), ("+1d", -86_400)] {
-        let dir = tempfile::tempdir().unwrap();
-        let sim = Sim::https(dir.path());
-        sim.set_clock_offset(-skew);
-        sim.set_terms(LicenseTerms {
-            valid_for_secs: 8,
-            ..LicenseTerms::default()
-        });
-        let env = Env::in_dir(dir, Conf::for_sim(&sim, Some(keys::GOOD)));
-        let _d = env.start();
-        let active = env.wait_state("active");
+        let on = start_on(keys::GOOD, FAST, |sim| {
+            sim.set_clock_offset(-skew);
+            sim.set_terms(LicenseTerms {
+                valid_for_secs: 8,
+                ..LicenseTerms::default()
+            });
+        })
+        .await;
+        let h = &on.h;
+        let active = h.wait_state("active").await;
         let p = &active["portal"];
         let seen = p["clock_skew_seconds"].as_i64().expect("a skew");
         assert!((seen - skew).abs() <= 2, "{offset}: skew {seen}");
@@ -278,43 +313,52 @@ fn host_clock_a_day_off_neither_lapses_early_nor_trusts_too_long() {
         // The deadline as sent is a day off our clock; the lapse comes
         // 8 s after the answer in our clock.
         let lapse_local = Timestamp(shown.0 + skew * 1000);
-        let lapsed = env.wait_state("lapsed");
-        let now = wispanel_license::clock::now();
+        let lapsed = h.wait_state("lapsed").await;
+        let now = h.now();
         assert!(
             now.0 + 1000 >= lapse_local.0,
             "{offset}: lapsed before the portal's valid_until"
+        );
+        // ... and not a day later: within the seconds after it.
+        assert!(
+            now.0 <= lapse_local.0 + 3000,
+            "{offset}: lapsed {} ms after the portal's valid_until",
+            now.0 - lapse_local.0
         );
         assert_eq!(
             lapsed["license"]["grace_until"],
             active["license"]["grace_until"]
         );
+        on.stop().await;
     }
 }
 
 /// A 429 whose `Retry-After` is an HTTP date (or whose `X-RateLimit-Reset`
 /// names the time) from a portal whose clock is a day off: the gate lasts
 /// as long as the portal asked, measured against the answer's own `Date`.
-#[test]
-fn retry_after_date_with_a_skewed_date() {
+#[tokio::test(start_paused = true)]
+async fn retry_after_date_with_a_skewed_date() {
     for (offset, retry_after, wait) in [
         (86_400i64, Some("{date+5}"), 5i64),
         (-86_400, Some("{date+5}"), 5),
         (86_400, None, 60),
         (-86_400, None, 60),
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        let sim = Sim::https(dir.path());
-        sim.set_clock_offset(offset);
-        sim.set_outage(Some(Outage::RateLimit {
-            retry_after: retry_after.map(str::to_string),
-        }));
-        let env = Env::in_dir(dir, Conf::for_sim(&sim, Some(keys::GOOD)));
-        let _d = env.start();
-        let s = env.wait_status("the gate closed", |s| {
-            !s["portal"]["rate_limited_until"].is_null()
-        });
+        let on = start_on(keys::GOOD, FAST, |sim| {
+            sim.set_clock_offset(offset);
+            sim.set_outage(Some(Outage::RateLimit {
+                retry_after: retry_after.map(str::to_string),
+            }));
+        })
+        .await;
+        let h = &on.h;
+        let s = h
+            .wait_status("the gate closed", t::secs(60), |s| {
+                !s["portal"]["rate_limited_until"].is_null()
+            })
+            .await;
         let until = ts(&s["portal"]["rate_limited_until"]).expect("a time");
-        let asked = sim.requests()[0].time;
+        let asked = h.exchanges()[0].1;
         let got = (until.0 - asked.0) / 1000;
         // Whole seconds on both sides, and the answer left the sim a moment
         // after it recorded the request.
@@ -322,28 +366,35 @@ fn retry_after_date_with_a_skewed_date() {
             (wait - 2..=wait + 2).contains(&got),
             "offset {offset}, Retry-After {retry_after:?}: gate {got} s, asked {wait} s"
         );
-        sim.set_outage(None);
+        on.sim.set_outage(None);
+        on.stop().await;
     }
 }
 
 /// The saved key of an activation in doubt survives a restart; the status
 /// says the activation is in doubt while it is.
-#[test]
-fn activation_in_doubt_is_saved_and_shown() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::https(dir.path());
-    sim.set_outage(Some(Outage::Status(503)));
-    let mut conf = Conf::for_sim(&sim, Some(keys::GOOD));
-    conf.retry_initial = "1m".into();
-    conf.retry_max = "1m".into();
-    let env = Env::in_dir(dir, conf);
-    let _d = env.start();
-    let s = env.wait_status("a failed activate", |s| {
-        s["portal"]["consecutive_failures"].as_u64() >= Some(1)
-    });
+#[tokio::test(start_paused = true)]
+async fn activation_in_doubt_is_saved_and_shown() {
+    let sched = Sched {
+        retry_initial: "1m",
+        retry_max: "1m",
+        ..FAST
+    };
+    let on = start_on(keys::GOOD, sched, |sim| {
+        sim.set_outage(Some(Outage::Status(503)));
+    })
+    .await;
+    let h = &on.h;
+    let s = h
+        .wait_status("a failed activate", t::secs(60), |s| {
+            s["portal"]["consecutive_failures"].as_u64() >= Some(1)
+        })
+        .await;
     assert_eq!(s["license"]["state"], "unknown");
-    wait_saved(&env, "the activation in doubt saved", |c| {
+    h.wait_saved("the activation in doubt saved", t::secs(60), |c| {
         c.activation_in_doubt()
-    });
+    })
+    .await;
     assert_eq!(s["portal"]["activation_in_doubt"], true, "{s:#}");
+    on.stop().await;
 }

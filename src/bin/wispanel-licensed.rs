@@ -4,9 +4,6 @@ use std::process::ExitCode;
 use wispanel_license::cli::DaemonCli;
 use wispanel_license::config::Config;
 
-/// `EX_CONFIG` from sysexits.h.
-const EXIT_CONFIG: u8 = 78;
-
 fn main() -> ExitCode {
     let cli = DaemonCli::parse();
     if !cli.check_config {
@@ -20,7 +17,7 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("wispanel-licensed: {e}");
-            ExitCode::from(EXIT_CONFIG)
+            ExitCode::from(wispanel_license::exit::CONFIG)
         }
     }
 }

@@ -3,17 +3,14 @@
 //! path alone on stdout (`--json`: path, version, sha256 and size). On a
 //! terminal, a one-line progress bar goes to stderr.
 
-use super::EXIT_USAGE;
 use super::args::{Cli, DownloadArgs};
 use crate::config::{Config, resolve_config_path};
+use crate::exit::{FAILED as EXIT_FAILED, USAGE as EXIT_USAGE};
 use crate::update::{DownloadError, Downloaded, Progress, download};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-
-/// Exit status of a download that failed or was refused.
-const EXIT_FAILED: u8 = 1;
 
 /// Runs `update download`: exit 0 with the path printed, 1 when the portal
 /// refused or the download failed, 2 for a usage error (a `--version` that is

@@ -15,7 +15,7 @@ pub fn run_hardware_id(cli: &Cli, args: &HardwareIdArgs) -> ExitCode {
         Ok(h) => h,
         Err(message) => {
             eprintln!("wispanel-license: {message}");
-            return ExitCode::from(1);
+            return ExitCode::from(crate::exit::FAILED);
         }
     };
     let report = match hwid::compute_from_env(&hardware) {
@@ -28,7 +28,7 @@ pub fn run_hardware_id(cli: &Cli, args: &HardwareIdArgs) -> ExitCode {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("wispanel-license: hardware-id: cannot format JSON: {e}");
-                return ExitCode::from(1);
+                return ExitCode::from(crate::exit::FAILED);
             }
         }
     } else if args.explain {
@@ -66,7 +66,7 @@ fn fail(cli: &Cli, e: &HwidError) -> ExitCode {
         let v = serde_json::json!({ "error": e.to_string() });
         let _ = writeln!(std::io::stdout().lock(), "{v}");
     }
-    ExitCode::from(1)
+    ExitCode::from(crate::exit::FAILED)
 }
 
 /// An unprivileged user cannot read the DMI file; the daemon (root, or the

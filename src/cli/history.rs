@@ -6,7 +6,7 @@
 use super::HistoryArgs;
 use super::args::Cli;
 use super::commands::socket_path;
-use crate::config::{Config, DEFAULT_STATE_DIR, resolve_config_path};
+use crate::config::{Config, client_state_dir, resolve_config_path};
 use crate::history::{self, Entry, Page, Query};
 use crate::socket::client;
 use std::os::unix::fs::MetadataExt;
@@ -15,9 +15,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 use wispanel_core::timestamp::Timestamp;
 
-const EXIT_REFUSED: u8 = 1;
-const EXIT_USAGE: u8 = 2;
-const EXIT_UNREACHABLE: u8 = 3;
+use crate::exit::{FAILED as EXIT_REFUSED, UNREACHABLE as EXIT_UNREACHABLE, USAGE as EXIT_USAGE};
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn history(cli: &Cli, args: &HistoryArgs) -> ExitCode {
@@ -94,18 +92,10 @@ fn from_file(cli: &Cli, q: &Query, why: &str) -> ExitCode {
     }
 }
 
-/// The configuration's `state_dir` (from the raw TOML when the whole
-/// configuration does not load), else the default.
+/// The configuration's `state_dir`, by the config's client rule.
 fn state_dir(cli: &Cli) -> PathBuf {
     let path = resolve_config_path(cli.config.clone());
-    if let Ok(c) = Config::load(&path) {
-        return c.state_dir;
-    }
-    std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| t.parse::<toml::Table>().ok())
-        .and_then(|t| t.get("state_dir")?.as_str().map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
+    client_state_dir(&path, Config::load(&path).ok().as_ref())
 }
 
 fn print(cli: &Cli, entries: &[Entry]) {

@@ -7,6 +7,7 @@ pub mod commands;
 pub mod download;
 mod hardware_id;
 mod history;
+pub mod render;
 mod wait;
 
 pub use args::{
@@ -18,8 +19,7 @@ pub use hardware_id::run_hardware_id;
 use clap::Parser;
 use std::process::ExitCode;
 
-/// Exit status for a usage error (bad flag, missing subcommand).
-pub const EXIT_USAGE: u8 = 2;
+use crate::exit::USAGE as EXIT_USAGE;
 
 /// Parses the command line and runs the subcommand.
 pub fn main() -> ExitCode {

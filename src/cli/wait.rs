@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use wispanel_core::LicenseState;
 
-const EXIT_USAGE: u8 = 2;
+use crate::exit::USAGE as EXIT_USAGE;
 /// The first and the longest pause between two connection attempts.
 const FIRST_RETRY: Duration = Duration::from_millis(50);
 const MAX_RETRY: Duration = Duration::from_secs(1);

@@ -2,7 +2,7 @@
 //! socket mode, the portal URL (https, or http to a loopback host), the
 //! proxy URL.
 
-use super::load::{Ctx, Sp};
+use super::ctx::{Ctx, Sp};
 use super::*;
 use crate::net::scheme::{InsecureUrl, check_scheme};
 

@@ -1,7 +1,8 @@
 //! The licence key read from `license_key_file` or the systemd credential:
 //! a private file holding one well-shaped key.
 
-use super::load::Ctx;
+use super::ctx::{Ctx, Sp};
+use super::fields::absolute;
 use super::side_file::{SideFileError, read_side_file};
 use super::*;
 
@@ -81,6 +82,46 @@ pub(super) fn read_key_file(
         ),
     })?;
     LicenseKey::parse(&text).map_err(|e| ctx.at(key, span, ConfigErrorKind::KeyShape(e)))
+}
+
+/// The licence key and where it came from: inline, `license_key_file`, or
+/// the systemd credential in `credentials_dir`.
+pub(super) fn license_key(
+    ctx: &Ctx<'_>,
+    inline: Option<&Sp<String>>,
+    key_file: Option<&Sp<String>>,
+    credentials_dir: Option<&Path>,
+) -> Result<(Option<LicenseKey>, Option<KeySource>), ConfigError> {
+    match (inline, key_file) {
+        (Some(_), Some(file)) => Err(ctx.val("license_key_file", file, ConfigErrorKind::KeyTwice)),
+        (Some(k), None) => {
+            if k.get_ref().contains("****") {
+                return Err(ctx.val("license_key", k, ConfigErrorKind::MaskedKey));
+            }
+            let key = LicenseKey::parse(k.get_ref())
+                .map_err(|e| ctx.val("license_key", k, ConfigErrorKind::KeyShape(e)))?;
+            Ok((Some(key), Some(KeySource::Inline)))
+        }
+        (None, Some(f)) => {
+            let file = absolute(ctx, "license_key_file", f)?;
+            let key = read_key_file(ctx, "license_key_file", Some(f.span()), &file, true)?;
+            Ok((Some(key), Some(KeySource::File(file))))
+        }
+        (None, None) => match credentials_dir {
+            Some(dir) => {
+                let file = dir.join(KEY_CREDENTIAL);
+                if file.exists() {
+                    // systemd makes the credentials directory private to the
+                    // service, so the file's own mode is not checked.
+                    let key = read_key_file(ctx, "license.key credential", None, &file, false)?;
+                    Ok((Some(key), Some(KeySource::Credential(file))))
+                } else {
+                    Ok((None, None))
+                }
+            }
+            None => Ok((None, None)),
+        },
+    }
 }
 
 #[cfg(test)]

@@ -1,14 +1,13 @@
 //! Strict TOML: the file parsed into raw values with their spans (unknown
 //! keys refused with a guess), then each value checked into [`Config`].
 
+use super::ctx::{Ctx, Sp};
 use super::fields::{
     absolute, duration, file_path, parse_socket_mode, portal_url, proxy_url, word,
 };
-use super::key_file::read_key_file;
-use super::side_file::{SideFileError, read_side_file, read_version_file};
+use super::key_file::license_key;
+use super::side_file::{ca_file, version};
 use super::*;
-
-pub(super) type Sp<T> = toml::Spanned<T>;
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,172 +49,6 @@ struct RawHardware {
     id_file: Option<Sp<String>>,
 }
 
-/// Builds errors that point into one file's text.
-pub(super) struct Ctx<'a> {
-    path: &'a Path,
-    text: &'a str,
-}
-
-impl Ctx<'_> {
-    fn line_of(&self, offset: usize) -> usize {
-        let end = offset.min(self.text.len());
-        self.text.as_bytes()[..end]
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count()
-            + 1
-    }
-
-    pub(super) fn at(
-        &self,
-        key: &str,
-        span: Option<std::ops::Range<usize>>,
-        kind: ConfigErrorKind,
-    ) -> ConfigError {
-        ConfigError {
-            path: self.path.to_path_buf(),
-            line: span.map(|s| self.line_of(s.start)),
-            key: Some(key.to_string()),
-            kind,
-        }
-    }
-
-    pub(super) fn val(&self, key: &str, v: &Sp<String>, kind: ConfigErrorKind) -> ConfigError {
-        self.at(key, Some(v.span()), kind)
-    }
-
-    /// Turns a serde error from `toml::from_str` into one that names the key.
-    fn toml_error(&self, err: &toml::de::Error) -> ConfigError {
-        let span = err.span();
-        let message = err.message().trim().to_string();
-        let line = span.clone().map(|s| self.line_of(s.start));
-        let tree = toml::de::DeTable::parse(self.text);
-        let Ok(tree) = tree else {
-            // A syntax error: the parser has no key to offer.
-            return ConfigError {
-                path: self.path.to_path_buf(),
-                line,
-                key: None,
-                kind: ConfigErrorKind::Syntax(message),
-            };
-        };
-        let mut entries = Vec::new();
-        flatten(tree.get_ref(), "", &mut entries);
-        let key = span.clone().and_then(|s| {
-            entries
-                .iter()
-                .find(|e| e.key_span == s)
-                .or_else(|| {
-                    entries
-                        .iter()
-                        .filter(|e| e.value_span.start <= s.start && s.end <= e.value_span.end)
-                        .min_by_key(|e| e.value_span.len())
-                })
-                .map(|e| e.path.clone())
-        });
-        let kind = if message.starts_with("unknown field") {
-            let table = key
-                .as_deref()
-                .and_then(|k| k.rsplit_once('.').map(|(t, _)| t))
-                .unwrap_or("");
-            let allowed: &[&str] = match table {
-                "schedule" => SCHEDULE_KEYS,
-                "hardware" => HARDWARE_KEYS,
-                _ => TOP_KEYS,
-            };
-            let leaf = key.as_deref().map(|k| k.rsplit('.').next().unwrap_or(k));
-            let suggestion = leaf
-                .and_then(|l| closest(l, allowed))
-                .map(|s| format!(" (did you mean {s:?}?)"))
-                .unwrap_or_default();
-            ConfigErrorKind::UnknownKey {
-                suggestion,
-                allowed: allowed.join(", "),
-            }
-        } else if message.starts_with("invalid type") {
-            let hint = match key.as_deref() {
-                Some(k) if k.starts_with("schedule.") => format!("; {DURATION_FORMS}"),
-                Some("socket_mode") => {
-                    "; write the mode as an octal string such as \"0660\"".into()
-                }
-                Some("schedule") | Some("hardware") => {
-                    "; it is a table: write it as [section]".into()
-                }
-                _ => String::new(),
-            };
-            ConfigErrorKind::WrongType { message, hint }
-        } else {
-            ConfigErrorKind::Syntax(message)
-        };
-        ConfigError {
-            path: self.path.to_path_buf(),
-            line,
-            key,
-            kind,
-        }
-    }
-}
-
-struct Entry {
-    path: String,
-    key_span: std::ops::Range<usize>,
-    value_span: std::ops::Range<usize>,
-}
-
-fn flatten(table: &toml::de::DeTable<'_>, prefix: &str, out: &mut Vec<Entry>) {
-    for (k, v) in table.iter() {
-        let path = if prefix.is_empty() {
-            k.get_ref().to_string()
-        } else {
-            format!("{prefix}.{}", k.get_ref())
-        };
-        if let toml::de::DeValue::Table(t) = v.get_ref() {
-            flatten(t, &path, out);
-        }
-        out.push(Entry {
-            path,
-            key_span: k.span(),
-            value_span: v.span(),
-        });
-    }
-}
-
-/// The allowed key closest to a typo, when it is close enough to be a guess.
-fn closest<'a>(word: &str, allowed: &[&'a str]) -> Option<&'a str> {
-    // "retry_maximum" for "retry_max", "id" for "id_file".
-    let prefix = allowed.iter().find(|a| {
-        let (short, long) = if a.len() < word.len() {
-            (**a, word)
-        } else {
-            (word, **a)
-        };
-        short.len() >= 2 && long.starts_with(short)
-    });
-    if let Some(a) = prefix {
-        return Some(a);
-    }
-    allowed
-        .iter()
-        .map(|a| (edit_distance(word, a), *a))
-        .filter(|(d, a)| *d <= 2.max(a.len() / 4))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, a)| a)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
 impl Config {
     /// Loads and validates the configuration file at `path`. The licence key
     /// may come from the systemd credential in `$CREDENTIALS_DIRECTORY`.
@@ -247,40 +80,12 @@ impl Config {
         let ctx = Ctx { path, text };
         let raw: RawConfig = toml::from_str(text).map_err(|e| ctx.toml_error(&e))?;
 
-        // The licence key: inline, key file, or systemd credential.
-        let (license_key, key_source) = match (&raw.license_key, &raw.license_key_file) {
-            (Some(_), Some(file)) => {
-                return Err(ctx.val("license_key_file", file, ConfigErrorKind::KeyTwice));
-            }
-            (Some(k), None) => {
-                if k.get_ref().contains("****") {
-                    return Err(ctx.val("license_key", k, ConfigErrorKind::MaskedKey));
-                }
-                let key = LicenseKey::parse(k.get_ref())
-                    .map_err(|e| ctx.val("license_key", k, ConfigErrorKind::KeyShape(e)))?;
-                (Some(key), Some(KeySource::Inline))
-            }
-            (None, Some(f)) => {
-                let file = absolute(&ctx, "license_key_file", f)?;
-                let key = read_key_file(&ctx, "license_key_file", Some(f.span()), &file, true)?;
-                (Some(key), Some(KeySource::File(file)))
-            }
-            (None, None) => match credentials_dir {
-                Some(dir) => {
-                    let file = dir.join(KEY_CREDENTIAL);
-                    if file.exists() {
-                        // systemd makes the credentials directory private to the
-                        // service, so the file's own mode is not checked.
-                        let key =
-                            read_key_file(&ctx, "license.key credential", None, &file, false)?;
-                        (Some(key), Some(KeySource::Credential(file)))
-                    } else {
-                        (None, None)
-                    }
-                }
-                None => (None, None),
-            },
-        };
+        let (license_key, key_source) = license_key(
+            &ctx,
+            raw.license_key.as_ref(),
+            raw.license_key_file.as_ref(),
+            credentials_dir,
+        )?;
 
         let portal_url = match &raw.portal_url {
             Some(v) => portal_url(v.get_ref()).map_err(|k| ctx.val("portal_url", v, k))?,
@@ -288,41 +93,15 @@ impl Config {
         };
 
         let ca_file = match &raw.ca_file {
-            Some(v) => {
-                let p = absolute(&ctx, "ca_file", v)?;
-                let pem = read_side_file(&p).map_err(|e| {
-                    let kind = match e {
-                        SideFileError::Io(source) => ConfigErrorKind::CaFileUnreadable {
-                            path: p.clone(),
-                            source,
-                        },
-                        SideFileError::TooLarge => ConfigErrorKind::TooLarge { path: p.clone() },
-                        SideFileError::NotText => ConfigErrorKind::NotText { path: p.clone() },
-                    };
-                    ctx.val("ca_file", v, kind)
-                })?;
-                if !pem.contains("-----BEGIN CERTIFICATE-----") {
-                    return Err(ctx.val("ca_file", v, ConfigErrorKind::CaFileNotPem { path: p }));
-                }
-                Some(p)
-            }
+            Some(v) => Some(ca_file(&ctx, v)?),
             None => None,
         };
 
-        let version = match (&raw.product_version, &raw.version_file) {
-            (Some(_), Some(f)) => {
-                return Err(ctx.val("version_file", f, ConfigErrorKind::VersionTwice));
-            }
-            (Some(v), None) => VersionSource::Fixed(word(&ctx, "product_version", v)?),
-            (None, Some(f)) => {
-                let p = absolute(&ctx, "version_file", f)?;
-                read_version_file(&p).map_err(|k| ctx.val("version_file", f, k))?;
-                VersionSource::File(p)
-            }
-            (None, None) => {
-                return Err(ctx.at("product_version", None, ConfigErrorKind::VersionMissing));
-            }
-        };
+        let version = version(
+            &ctx,
+            raw.product_version.as_ref(),
+            raw.version_file.as_ref(),
+        )?;
 
         let channel = match &raw.channel {
             Some(v) => word(&ctx, "channel", v)?,
@@ -367,71 +146,7 @@ impl Config {
             None => None,
         };
 
-        let d = Schedule::default();
-        let s = raw.schedule.as_ref();
-        let pick = |f: fn(&RawSchedule) -> Option<&Sp<String>>| s.and_then(f);
-        let schedule = Schedule {
-            validate_interval: duration(
-                &ctx,
-                "schedule.validate_interval",
-                pick(|s| s.validate_interval.as_ref()),
-                d.validate_interval,
-                false,
-            )?,
-            update_check_interval: duration(
-                &ctx,
-                "schedule.update_check_interval",
-                pick(|s| s.update_check_interval.as_ref()),
-                d.update_check_interval,
-                false,
-            )?,
-            splay: duration(
-                &ctx,
-                "schedule.splay",
-                pick(|s| s.splay.as_ref()),
-                d.splay,
-                true,
-            )?,
-            retry_initial: duration(
-                &ctx,
-                "schedule.retry_initial",
-                pick(|s| s.retry_initial.as_ref()),
-                d.retry_initial,
-                false,
-            )?,
-            retry_max: duration(
-                &ctx,
-                "schedule.retry_max",
-                pick(|s| s.retry_max.as_ref()),
-                d.retry_max,
-                false,
-            )?,
-            offline_grace: duration(
-                &ctx,
-                "schedule.offline_grace",
-                pick(|s| s.offline_grace.as_ref()),
-                d.offline_grace,
-                false,
-            )?,
-            request_timeout: duration(
-                &ctx,
-                "schedule.request_timeout",
-                pick(|s| s.request_timeout.as_ref()),
-                d.request_timeout,
-                false,
-            )?,
-        };
-        if schedule.retry_initial > schedule.retry_max {
-            let span = pick(|s| s.retry_initial.as_ref()).map(|v| v.span());
-            return Err(ctx.at(
-                "schedule.retry_initial",
-                span,
-                ConfigErrorKind::RetryOrder {
-                    initial: format_duration(schedule.retry_initial),
-                    max: format_duration(schedule.retry_max),
-                },
-            ));
-        }
+        let schedule = schedule(&ctx, raw.schedule.as_ref())?;
 
         let h = raw.hardware.as_ref();
         let hardware = Hardware {
@@ -464,6 +179,75 @@ impl Config {
             hardware,
         })
     }
+}
+
+/// The `[schedule]` table, each value defaulting to the core's.
+fn schedule(ctx: &Ctx<'_>, s: Option<&RawSchedule>) -> Result<Schedule, ConfigError> {
+    let d = Schedule::default();
+    let pick = |f: fn(&RawSchedule) -> Option<&Sp<String>>| s.and_then(f);
+    let schedule = Schedule {
+        validate_interval: duration(
+            ctx,
+            "schedule.validate_interval",
+            pick(|s| s.validate_interval.as_ref()),
+            d.validate_interval,
+            false,
+        )?,
+        update_check_interval: duration(
+            ctx,
+            "schedule.update_check_interval",
+            pick(|s| s.update_check_interval.as_ref()),
+            d.update_check_interval,
+            false,
+        )?,
+        splay: duration(
+            ctx,
+            "schedule.splay",
+            pick(|s| s.splay.as_ref()),
+            d.splay,
+            true,
+        )?,
+        retry_initial: duration(
+            ctx,
+            "schedule.retry_initial",
+            pick(|s| s.retry_initial.as_ref()),
+            d.retry_initial,
+            false,
+        )?,
+        retry_max: duration(
+            ctx,
+            "schedule.retry_max",
+            pick(|s| s.retry_max.as_ref()),
+            d.retry_max,
+            false,
+        )?,
+        offline_grace: duration(
+            ctx,
+            "schedule.offline_grace",
+            pick(|s| s.offline_grace.as_ref()),
+            d.offline_grace,
+            false,
+        )?,
+        request_timeout: duration(
+            ctx,
+            "schedule.request_timeout",
+            pick(|s| s.request_timeout.as_ref()),
+            d.request_timeout,
+            false,
+        )?,
+    };
+    if schedule.retry_initial > schedule.retry_max {
+        let span = pick(|s| s.retry_initial.as_ref()).map(|v| v.span());
+        return Err(ctx.at(
+            "schedule.retry_initial",
+            span,
+            ConfigErrorKind::RetryOrder {
+                initial: format_duration(schedule.retry_initial),
+                max: format_duration(schedule.retry_max),
+            },
+        ));
+    }
+    Ok(schedule)
 }
 
 #[cfg(test)]
@@ -686,15 +470,5 @@ mod tests {
         }
         let e = err(&format!("{MIN}[hardware]\nroot = \"sysroot\"\n"));
         assert_eq!(e.key.as_deref(), Some("hardware.root"));
-    }
-
-    #[test]
-    fn edit_distance_guesses() {
-        assert_eq!(edit_distance("splay", "splay"), 0);
-        assert_eq!(edit_distance("spaly", "splay"), 2);
-        assert_eq!(closest("licence_key", TOP_KEYS), Some("license_key"));
-        assert_eq!(closest("retry_maximum", SCHEDULE_KEYS), Some("retry_max"));
-        assert_eq!(closest("id", HARDWARE_KEYS), Some("id_file"));
-        assert_eq!(closest("zzz", TOP_KEYS), None);
     }
 }

@@ -3,11 +3,13 @@
 //! problem; the daemon exits 78 (`EX_CONFIG`) on one.
 //!
 //! This file holds the types and where the file is found; [`load`] parses
-//! (strict TOML, file:line errors, did-you-mean), [`fields`] validates each
+//! (strict TOML) and builds the [`Config`], [`ctx`] points errors into the
+//! text (file:line, the key, did-you-mean), [`fields`] validates each
 //! value, [`key_file`] reads the key from a file or credential, [`side_file`]
 //! reads the small files the configuration names, [`render`] prints the
 //! effective configuration (`--check-config`), [`error`] says what is wrong.
 
+mod ctx;
 mod error;
 mod fields;
 mod key_file;
@@ -142,8 +144,9 @@ pub const KEY_CREDENTIAL: &str = "license.key";
 
 const DEFAULT_PORTAL_URL: &str = "https://wispanel.com";
 const DEFAULT_CHANNEL: &str = "stable";
-pub const DEFAULT_STATE_DIR: &str = "/var/lib/wispanel-license";
-const DEFAULT_SOCKET_PATH: &str = "/run/wispanel-license/status.sock";
+const DEFAULT_STATE_DIR: &str = "/var/lib/wispanel-license";
+/// SPEC's default `socket_path`.
+pub const DEFAULT_SOCKET_PATH: &str = "/run/wispanel-license/status.sock";
 const DEFAULT_SOCKET_MODE: u32 = 0o660;
 
 /// Key files, version files and CA files are small; refuse to slurp a device.
@@ -195,6 +198,43 @@ pub fn resolve_config_path(cli: Option<PathBuf>) -> PathBuf {
         Some(v) if !v.is_empty() => PathBuf::from(v),
         _ => PathBuf::from(DEFAULT_CONFIG_PATH),
     }
+}
+
+/// The status socket a client asks (the CLI and `doctor`): `explicit`
+/// (`--socket`), else the loaded configuration's `socket_path`, else
+/// `socket_path` read from the raw TOML at `config_path` (the configuration
+/// may not load, e.g. for a normal user and a root-only key file), else the
+/// default.
+pub fn client_socket_path(
+    explicit: Option<&Path>,
+    config_path: &Path,
+    loaded: Option<&Config>,
+) -> PathBuf {
+    if let Some(p) = explicit {
+        return p.to_path_buf();
+    }
+    if let Some(c) = loaded {
+        return c.socket_path.clone();
+    }
+    std::fs::read_to_string(config_path)
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .and_then(|t| t.get("socket_path")?.as_str().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET_PATH))
+}
+
+/// The `state_dir` a client reads without the daemon (`history` as root):
+/// the loaded configuration's, else the raw TOML's (the whole file may not
+/// load), else the default. The same shape as [`client_socket_path`].
+pub fn client_state_dir(config_path: &Path, loaded: Option<&Config>) -> PathBuf {
+    if let Some(c) = loaded {
+        return c.state_dir.clone();
+    }
+    std::fs::read_to_string(config_path)
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .and_then(|t| t.get("state_dir")?.as_str().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
 }
 
 /// Every key the configuration accepts, dotted (`schedule.splay`), in the
@@ -256,6 +296,26 @@ pub(crate) mod test_support {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_socket_path_falls_back_to_the_raw_toml_then_the_default() {
+        let d = tempfile::tempdir().unwrap();
+        let conf = d.path().join("license.toml");
+        // Does not load (no product_version) but names its socket.
+        std::fs::write(&conf, "socket_path = \"/srv/s.sock\"\n").unwrap();
+        assert!(Config::load(&conf).is_err());
+        let explicit = Path::new("/tmp/x.sock");
+        assert_eq!(client_socket_path(Some(explicit), &conf, None), explicit);
+        assert_eq!(
+            client_socket_path(None, &conf, None),
+            Path::new("/srv/s.sock")
+        );
+        let missing = d.path().join("none.toml");
+        assert_eq!(
+            client_socket_path(None, &missing, None),
+            Path::new(DEFAULT_SOCKET_PATH)
+        );
+    }
 
     #[test]
     fn durations_parse() {

@@ -1,6 +1,8 @@
 //! The small files a configuration names (key, version, CA): read whole,
 //! refused when larger than 64 KiB or not text.
 
+use super::ctx::{Ctx, Sp};
+use super::fields::{absolute, word};
 use super::*;
 
 /// Reads a small text file; `Err` carries the I/O error or a size/encoding kind.
@@ -43,4 +45,42 @@ pub(super) fn read_version_file(path: &Path) -> Result<String, ConfigErrorKind> 
         });
     }
     Ok(v.to_string())
+}
+
+/// `ca_file`: an absolute path to a small text file holding a PEM certificate.
+pub(super) fn ca_file(ctx: &Ctx<'_>, v: &Sp<String>) -> Result<PathBuf, ConfigError> {
+    let p = absolute(ctx, "ca_file", v)?;
+    let pem = read_side_file(&p).map_err(|e| {
+        let kind = match e {
+            SideFileError::Io(source) => ConfigErrorKind::CaFileUnreadable {
+                path: p.clone(),
+                source,
+            },
+            SideFileError::TooLarge => ConfigErrorKind::TooLarge { path: p.clone() },
+            SideFileError::NotText => ConfigErrorKind::NotText { path: p.clone() },
+        };
+        ctx.val("ca_file", v, kind)
+    })?;
+    if !pem.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(ctx.val("ca_file", v, ConfigErrorKind::CaFileNotPem { path: p }));
+    }
+    Ok(p)
+}
+
+/// The product version: `product_version` or a readable `version_file`, exactly one.
+pub(super) fn version(
+    ctx: &Ctx<'_>,
+    fixed: Option<&Sp<String>>,
+    file: Option<&Sp<String>>,
+) -> Result<VersionSource, ConfigError> {
+    match (fixed, file) {
+        (Some(_), Some(f)) => Err(ctx.val("version_file", f, ConfigErrorKind::VersionTwice)),
+        (Some(v), None) => Ok(VersionSource::Fixed(word(ctx, "product_version", v)?)),
+        (None, Some(f)) => {
+            let p = absolute(ctx, "version_file", f)?;
+            read_version_file(&p).map_err(|k| ctx.val("version_file", f, k))?;
+            Ok(VersionSource::File(p))
+        }
+        (None, None) => Err(ctx.at("product_version", None, ConfigErrorKind::VersionMissing)),
+    }
 }

@@ -2,7 +2,7 @@
 //! (one function over the two kinds), activate, deactivate; and the
 //! [`Service`] the socket serves, implemented by the daemon.
 
-use super::state::{Daemon, lock};
+use super::shared::{Daemon, lock};
 use super::{MANUAL_REUSE, Why};
 use crate::history::{self, Event, OUTCOME_OK, OUTCOME_UNREACHABLE};
 use crate::socket::{ActionError, ActionResult, Service, Snapshot};
@@ -33,33 +33,31 @@ impl Daemon {
 
     /// `POST /v1/check` and `POST /v1/update/check`: concurrent calls share
     /// one request, and calls within 10 s of the last manual request of the
-    /// same kind get its result; a closed gate wins over the reuse.
+    /// same kind get its result; a closed gate wins over the reuse. The gate
+    /// is checked once per call: here for a reused result, else under the
+    /// portal lock by the request itself.
     pub(super) async fn manual_check(&self, kind: CheckKind) -> ActionResult {
         if !self.has_key() {
             return Err(ActionError::NoKey);
-        }
-        if let Some(until) = self.gate() {
-            return Err(self.gate_refusal(until));
         }
         let mut last = match kind {
             CheckKind::Licence => self.manual_licence.lock().await,
             CheckKind::Update => self.manual_update.lock().await,
         };
         if last.is_some_and(|t| t.elapsed() < MANUAL_REUSE) {
-            return Ok(self.snapshot());
-        }
-        if let Some(until) = self.gate() {
-            return Err(self.gate_refusal(until));
+            return match self.gate() {
+                Some(until) => Err(self.gate_refusal(until)),
+                None => Ok(self.snapshot()),
+            };
         }
         let made = match kind {
-            CheckKind::Licence => {
-                lock(&self.state).core.check_now();
-                self.licence_request(Why::Manual).await
-            }
+            CheckKind::Licence => self.licence_request(Why::Manual).await,
             CheckKind::Update => self.update_request(Why::Manual).await,
         };
-        if made {
-            *last = Some(tokio::time::Instant::now());
+        match made {
+            Err(until) => return Err(self.gate_refusal(until)),
+            Ok(true) => *last = Some(tokio::time::Instant::now()),
+            Ok(false) => {}
         }
         // The loop sleeps until the time it computed before this request;
         // the answer may have moved it (a retry after a failure).

@@ -1,7 +1,7 @@
 //! The licence loop and one licence exchange (activate or validate, as the
 //! core says).
 
-use super::state::{Daemon, lock};
+use super::shared::{Daemon, lock};
 use super::{Alive, LICENCE_LOOP, MAX_SLEEP, Why, instant_for};
 use crate::history::{Action, Event, OUTCOME_OK};
 use std::sync::Arc;
@@ -10,33 +10,42 @@ use tracing::{Instrument, error, info_span};
 use wispanel_core::Endpoint;
 use wispanel_core::classify::Outcome;
 use wispanel_core::machine::{Inputs, Verdict};
+use wispanel_core::timestamp::Timestamp;
 
 impl Daemon {
     /// Makes one licence request (activate or validate, as the core says).
     /// A `Scheduled` request is made only if it is still due once the portal
-    /// lock is held (a manual check may have just made it). Returns whether a
-    /// request was made.
-    pub(super) async fn licence_request(&self, why: Why) -> bool {
+    /// lock is held (a manual check may have just made it); a `Manual` one
+    /// asks the core to check now. Returns whether a request was made, or
+    /// `Err(until)` when the gate is closed: the one check of the gate for a
+    /// request, under the portal lock.
+    pub(super) async fn licence_request(&self, why: Why) -> Result<bool, Timestamp> {
         let _portal = self.portal_lock.lock().await;
         self.refresh_inputs();
         let config = self.config();
         let version = self.product_version(&config);
         let now = self.now();
         let (endpoint, body, inputs, masked) = {
-            let st = lock(&self.state);
+            let mut st = lock(&self.state);
             let inputs = st.inputs();
-            let (Some(key), Ok(hw)) = (st.key(), st.hwid.as_ref()) else {
-                return false;
-            };
-            if st.core.gate_closed_until(now).is_some() {
-                return false;
+            if st.key().is_none() || st.hwid.is_err() {
+                return Ok(false);
+            }
+            if let Some(until) = st.core.gate_closed_until(now) {
+                return Err(until);
+            }
+            if why == Why::Manual {
+                st.core.check_now();
             }
             let Some(due) = st.core.due(&inputs, now) else {
-                return false;
+                return Ok(false);
             };
             if why == Why::Scheduled && due.at > now {
-                return false;
+                return Ok(false);
             }
+            let (Some(key), Ok(hw)) = (st.key(), st.hwid.as_ref()) else {
+                return Ok(false);
+            };
             let body = self.body(due.endpoint, key, hw, &version, &config);
             (due.endpoint, body, inputs, key.masked())
         };
@@ -48,7 +57,7 @@ impl Daemon {
             .call_keyed(endpoint, &body, idempotency_key.as_deref())
             .await
         else {
-            return false;
+            return Ok(false);
         };
         {
             let mut st = lock(&self.state);
@@ -88,7 +97,7 @@ impl Daemon {
         }
         self.publish();
         self.wake_update.notify_one();
-        true
+        Ok(true)
     }
 
     /// The `Idempotency-Key` of an `activate` with `inputs` about to be sent
@@ -99,12 +108,13 @@ impl Daemon {
         let key = lock(&self.state)
             .core
             .activation_key_or(inputs, crate::portal::new_idempotency_key);
+        // Published first: the save takes the core last published.
+        self.publish();
         if let Err(e) = self.save_now().await {
             // Sent all the same: the key stays in memory and the state
             // writer keeps trying to save it.
             error!(error = %e, "cannot save the activation's Idempotency-Key before sending it: {e}");
         }
-        self.publish();
         key
     }
 }
@@ -134,7 +144,7 @@ pub(super) async fn licence_loop(d: Arc<Daemon>) {
             if let Some(due) = due
                 && due.at <= now
             {
-                if !d.licence_request(Why::Scheduled).await {
+                if d.licence_request(Why::Scheduled).await != Ok(true) {
                     // Nothing was sent (gate, no key): wait for a wake or the next due time.
                     tokio::select! {
                         _ = d.wake_licence.notified() => {}

@@ -5,7 +5,7 @@
 //! the signal handler (`run.rs`), the reloader (`reload.rs`) and the status
 //! socket (`crate::socket`, which serves the daemon through
 //! [`crate::socket::Service`], implemented in `actions.rs`). They share one
-//! [`Daemon`] (`state.rs`): the core's state sits behind a `std` mutex that is
+//! [`Daemon`] (`shared.rs`): the core's state sits behind a `std` mutex that is
 //! never held across an `.await`; every portal request goes through one async
 //! lock (`portal.rs`), so the loops and the socket's manual checks never press
 //! the portal in parallel. After each change `Daemon::publish` rebuilds the
@@ -14,25 +14,24 @@
 //!
 //! [`run`] is the in-process entry point: configuration, an already-bound
 //! listener, a shutdown future and an [`Env`] (clock, randomness, portal), so
-//! tests run the daemon under `tokio::time::pause()`.
+//! tests run the daemon under `tokio::time::pause()` (the harness in
+//! `crate::testing`, feature `test-util`; its schedule tests are
+//! `tests/schedule.rs`).
 
 mod actions;
 mod licence;
 mod portal;
 mod reload;
 mod run;
-mod state;
+mod shared;
 mod status_line;
 mod updates;
 mod warnings;
 mod writer;
 
-#[cfg(test)]
-mod tests;
-
 pub use portal::{BoxFuture, Portal, PortalFactory};
 pub use run::{Env, StartError, main, run};
-pub use state::{Counters, Daemon};
+pub use shared::{Counters, Daemon};
 pub use status_line::status_line;
 
 use std::time::Duration;

@@ -3,6 +3,7 @@
 //! place every request goes through (`Daemon::call`: shutdown, log, count).
 
 use super::Daemon;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::portal::{PortalClient, SetupError};
 use std::pin::Pin;
@@ -14,27 +15,21 @@ use wispanel_core::classify::{Classified, Outcome};
 /// A boxed future that may move between threads.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// One exchange with the portal, classified. Never fails: every failure is
-/// a classified non-verdict.
+/// One exchange with the portal, classified at the daemon's clock. Never
+/// fails: every failure is a classified non-verdict.
 pub trait Portal: Send + Sync {
+    /// POSTs `body` to `endpoint`, with an `Idempotency-Key` header when given
+    /// (every `activate` carries one, SPEC "Activation in doubt"; a portal
+    /// that cannot send it, a test's fake, ignores it), and classifies the
+    /// answer at `clock`'s time (the daemon's: one clock for the gate, the
+    /// deadlines and the records).
     fn call<'a>(
         &'a self,
         endpoint: Endpoint,
         body: &'a serde_json::Value,
-    ) -> BoxFuture<'a, Classified>;
-
-    /// As `call`, with an `Idempotency-Key` header when given (every
-    /// `activate` carries one, SPEC "Activation in doubt"). A portal that
-    /// cannot send it (a test's fake) ignores it.
-    fn call_keyed<'a>(
-        &'a self,
-        endpoint: Endpoint,
-        body: &'a serde_json::Value,
         idempotency_key: Option<&'a str>,
-    ) -> BoxFuture<'a, Classified> {
-        let _ = idempotency_key;
-        self.call(endpoint, body)
-    }
+        clock: &'a dyn Clock,
+    ) -> BoxFuture<'a, Classified>;
 
     /// The proxy the requests go through, as the status shows it
     /// (`portal.proxy`: credentials masked), or `None` for a direct line.
@@ -48,22 +43,10 @@ impl Portal for PortalClient {
         &'a self,
         endpoint: Endpoint,
         body: &'a serde_json::Value,
-    ) -> BoxFuture<'a, Classified> {
-        Box::pin(PortalClient::call(self, endpoint, body))
-    }
-
-    fn call_keyed<'a>(
-        &'a self,
-        endpoint: Endpoint,
-        body: &'a serde_json::Value,
         idempotency_key: Option<&'a str>,
+        clock: &'a dyn Clock,
     ) -> BoxFuture<'a, Classified> {
-        Box::pin(PortalClient::call_keyed(
-            self,
-            endpoint,
-            body,
-            idempotency_key,
-        ))
+        Box::pin(self.exchange(endpoint, body, idempotency_key, clock))
     }
 
     fn proxy_shown(&self) -> Option<String> {
@@ -98,7 +81,7 @@ impl Daemon {
     ) -> Option<Classified> {
         let client = self.client();
         let c = tokio::select! {
-            c = client.call_keyed(endpoint, body, idempotency_key) => c,
+            c = client.call(endpoint, body, idempotency_key, &*self.clock) => c,
             _ = self.shutdown.cancelled() => {
                 info!(%endpoint, "shutting down: abandoning the portal request ({endpoint})");
                 return None;

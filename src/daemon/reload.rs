@@ -1,6 +1,6 @@
 //! SIGHUP: the configuration loaded again, and the task that waits for it.
 
-use super::state::{Daemon, lock};
+use super::shared::{Daemon, lock};
 use super::status_line;
 use crate::config::Config;
 use crate::history::{Event, ReloadOutcome};

@@ -4,7 +4,7 @@
 //! binary.
 
 use super::portal::https_factory;
-use super::state::{Daemon, Recorded, Runtime, lock, placeholder_doc};
+use super::shared::{Daemon, Recorded, Runtime, lock, placeholder_doc};
 use super::{
     PortalFactory, SHUTDOWN_BUDGET, licence, reload, status_line, updates, warnings, writer,
 };
@@ -303,7 +303,7 @@ pub fn main(config_path: PathBuf) -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             error!("{e}");
-            return ExitCode::from(78);
+            return ExitCode::from(crate::exit::CONFIG);
         }
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -313,7 +313,7 @@ pub fn main(config_path: PathBuf) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             error!(error = %e, "cannot start the async runtime: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(crate::exit::FAILED);
         }
     };
     rt.block_on(async move {
@@ -321,13 +321,13 @@ pub fn main(config_path: PathBuf) -> ExitCode {
         let shutdown = CancellationToken::new();
         if let Err(e) = install_signals(shutdown.clone(), env.reload.clone()) {
             error!(error = %e, "cannot install signal handlers: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(crate::exit::FAILED);
         }
         let listener = match socket::bind(&config) {
             Ok(l) => l,
             Err(e) => {
                 error!("{}", StartError::from(e));
-                return ExitCode::from(1);
+                return ExitCode::from(crate::exit::FAILED);
             }
         };
         let socket_path = config.socket_path.clone();
@@ -340,7 +340,7 @@ pub fn main(config_path: PathBuf) -> ExitCode {
                 // The socket was bound for this run only.
                 let _ = std::fs::remove_file(&socket_path);
                 error!("{e}");
-                ExitCode::from(1)
+                ExitCode::from(crate::exit::FAILED)
             }
         }
     })

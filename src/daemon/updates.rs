@@ -1,16 +1,19 @@
 //! The update loop and one update check.
 
-use super::state::{Daemon, lock};
+use super::shared::{Daemon, lock};
 use super::{Alive, MAX_SLEEP, UPDATE_LOOP, Why, instant_for};
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{Instrument, info_span};
 use wispanel_core::Endpoint;
+use wispanel_core::timestamp::Timestamp;
 
 impl Daemon {
     /// Checks for an update now (the update loop and manual checks); a
     /// `Scheduled` check only if it is still due once the portal lock is held.
-    pub(super) async fn update_request(&self, why: Why) -> bool {
+    /// Returns whether a request was made, or `Err(until)` when the gate is
+    /// closed (its one check for a request, under the portal lock).
+    pub(super) async fn update_request(&self, why: Why) -> Result<bool, Timestamp> {
         let _portal = self.portal_lock.lock().await;
         let config = self.config();
         let version = self.product_version(&config);
@@ -18,18 +21,18 @@ impl Daemon {
         let body = {
             let st = lock(&self.state);
             let (Some(key), Ok(hw)) = (st.key(), st.hwid.as_ref()) else {
-                return false;
+                return Ok(false);
             };
-            if st.core.gate_closed_until(now).is_some() {
-                return false;
+            if let Some(until) = st.core.gate_closed_until(now) {
+                return Err(until);
             }
             if why == Why::Scheduled && st.core.update_due(now).is_none_or(|t| t > now) {
-                return false;
+                return Ok(false);
             }
             self.body(Endpoint::CheckUpdate, key, hw, &version, &config)
         };
         let Some(c) = self.call(Endpoint::CheckUpdate, &body).await else {
-            return false;
+            return Ok(false);
         };
         lock(&self.state).core.record_update(
             &c,
@@ -40,7 +43,7 @@ impl Daemon {
         );
         self.publish();
         self.wake_licence.notify_one();
-        true
+        Ok(true)
     }
 }
 
@@ -55,7 +58,7 @@ pub(super) async fn update_loop(d: Arc<Daemon>) {
                 && at <= now
                 && d.has_key()
             {
-                if !d.update_request(Why::Scheduled).await {
+                if d.update_request(Why::Scheduled).await != Ok(true) {
                     tokio::select! {
                         _ = d.wake_update.notified() => {}
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}

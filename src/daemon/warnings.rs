@@ -8,7 +8,7 @@
 //! nothing polls.
 
 use super::instant_for;
-use super::state::Daemon;
+use super::shared::Daemon;
 use crate::{metrics, textfile};
 use std::sync::Arc;
 use tokio::sync::watch;

@@ -1,19 +1,22 @@
-//! The state writer: saves the newest core after every change.
+//! The state writer: saves the newest core after every change. The core to
+//! save is the one `Daemon::publish` last handed over (one copy per change,
+//! shared, never copied again for the save); `save_lock` is the one lock.
 
-use super::state::{Daemon, lock};
+use super::shared::{Daemon, lock};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{Instrument, info, info_span};
 
 impl Daemon {
-    /// Saves the core as it is now. Saves are serialised by `save_lock` and
-    /// each reads the core under it, so a save can never put an older core on
-    /// disk after a newer one (the state writer and the save of an
-    /// activation's Idempotency-Key before it is sent both come here).
+    /// Saves the core last published (`Daemon::publish` hands every change
+    /// over, so call it after publishing). Saves are serialised by
+    /// `save_lock` and each takes the core under it, so a save can never put
+    /// an older core on disk after a newer one (the state writer and the save
+    /// of an activation's Idempotency-Key before it is sent both come here).
     pub(super) async fn save_now(&self) -> Result<(), String> {
         let _one_at_a_time = self.save_lock.lock().await;
-        let core = lock(&self.state).core.clone();
+        let core = self.save_tx.borrow().clone();
         let store = self.store.clone();
         let now = self.now();
         let saved = match tokio::task::spawn_blocking(move || store.save(&core, now)).await {

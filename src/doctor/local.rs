@@ -4,7 +4,7 @@
 use super::Check;
 use crate::config::{Config, ConfigError, KeySource};
 use crate::key_in_force::{KeyFacts, Origin, key_in_force};
-use crate::store::{KEY_FILE, STATE_FILE, Store};
+use crate::store::{KEY_FILE, read_state};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use wispanel_core::key::LicenseKey;
@@ -86,11 +86,9 @@ pub fn load(path: &Path, credentials_dir: Option<&Path>) -> Loaded {
         Some(c) => activated_key(&c.state_dir.join(KEY_FILE)),
         None => ActivatedKey::None,
     };
-    let state = config.as_ref().and_then(|c| {
-        let path = c.state_dir.join(STATE_FILE);
-        let text = std::fs::read_to_string(&path).ok()?;
-        Store::parse(&text, &path).ok()
-    });
+    let state = config
+        .as_ref()
+        .and_then(|c| read_state(&c.state_dir).core());
     Loaded {
         path: path.to_path_buf(),
         config,

@@ -5,17 +5,19 @@
 //! lines and is tested without I/O, and an I/O part that gathers the facts:
 //! [`local`] (configuration and key), [`hardware`] (hardware_id sources),
 //! [`network`] (proxy, DNS, TCP, TLS, HTTP, clock), [`files`] (state
-//! directory, socket, daemon) and [`unit`] (systemd). Every network step has
+//! directory), [`daemon`] (socket, daemon) and [`unit`] (systemd). Every network step has
 //! its own short timeout and the portal checks as a whole one more, so a
 //! black-holed network ends the run in well under 30 s.
 
+pub mod daemon;
 pub mod files;
 pub mod hardware;
 pub mod local;
 pub mod network;
 pub mod unit;
 
-use crate::config::{Config, resolve_config_path};
+use crate::config::resolve_config_path;
+use crate::exit;
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -129,9 +131,9 @@ impl Report {
     /// 0 all ok, 1 a warning, 2 a failure.
     pub fn exit_code(&self) -> u8 {
         match self.worst() {
-            Status::Ok => 0,
-            Status::Warn => 1,
-            Status::Fail => 2,
+            Status::Ok => exit::OK,
+            Status::Warn => exit::DOCTOR_WARN,
+            Status::Fail => exit::DOCTOR_FAIL,
         }
     }
 
@@ -231,16 +233,6 @@ impl Options {
     }
 }
 
-/// The socket to ask: `--socket`/`$WISPANEL_LICENSE_SOCKET`, else the
-/// configuration's, else the default.
-fn socket_path(cli_socket: Option<&Path>, config: Option<&Config>) -> PathBuf {
-    match (cli_socket, config) {
-        (Some(p), _) => p.to_path_buf(),
-        (None, Some(c)) => c.socket_path.clone(),
-        (None, None) => PathBuf::from("/run/wispanel-license/status.sock"),
-    }
-}
-
 /// Runs every check. `config_path` is the configuration file to load,
 /// `socket` overrides the configuration's `socket_path`.
 pub async fn diagnose(config_path: &Path, socket: Option<&Path>, opts: &Options) -> Report {
@@ -262,7 +254,7 @@ pub async fn diagnose(config_path: &Path, socket: Option<&Path>, opts: &Options)
             .and_then(|s| s.verdict_hardware_id.as_deref()),
     ));
 
-    let sock = socket_path(socket, config);
+    let sock = crate::config::client_socket_path(socket, config_path, config);
     let portal = async {
         match config {
             Some(c) => network::run(c, opts).await,
@@ -273,7 +265,7 @@ pub async fn diagnose(config_path: &Path, socket: Option<&Path>, opts: &Options)
             )],
         }
     };
-    let daemon = files::ask_daemon(&sock, opts.timeouts.socket);
+    let daemon = daemon::ask_daemon(&sock, opts.timeouts.socket);
     let systemd = async {
         if opts.systemd {
             unit::gather(opts.timeouts.systemctl).await
@@ -287,15 +279,15 @@ pub async fn diagnose(config_path: &Path, socket: Option<&Path>, opts: &Options)
     if let Some(st) = &state {
         report.extend(files::state_checks(st, crate::clock::now()));
     }
-    let sock_facts = files::gather_socket(&sock);
-    report.extend(files::socket_checks(
+    let sock_facts = daemon::gather_socket(&sock);
+    report.extend(daemon::socket_checks(
         &sock_facts,
         config.map(|c| c.socket_mode),
         config.and_then(|c| c.socket_group.as_deref()),
     ));
-    report.extend(files::daemon_checks(&sock, &daemon_facts));
+    report.extend(daemon::daemon_checks(&sock, &daemon_facts));
     // The proxy the daemon's requests go through, against this shell's.
-    if let (Some(c), files::DaemonFacts::Status(v)) = (config, &daemon_facts)
+    if let (Some(c), daemon::DaemonFacts::Status(v)) = (config, &daemon_facts)
         && let Some(theirs) = v["portal"].get("proxy")
     {
         let own = crate::net::proxy::decide(c.proxy.as_deref(), &opts.proxy_env, &c.portal_url);
@@ -319,7 +311,7 @@ pub fn run(config: Option<PathBuf>, socket: Option<&Path>, json: bool) -> ExitCo
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("wispanel-license: doctor: cannot start the runtime: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(exit::DOCTOR_FAIL);
         }
     };
     let path = resolve_config_path(config);
@@ -330,7 +322,7 @@ pub fn run(config: Option<PathBuf>, socket: Option<&Path>, json: bool) -> ExitCo
             Ok(t) => format!("{t}\n"),
             Err(e) => {
                 eprintln!("wispanel-license: doctor: cannot format JSON: {e}");
-                return ExitCode::from(2);
+                return ExitCode::from(exit::DOCTOR_FAIL);
             }
         }
     } else {

@@ -219,7 +219,19 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    pub fn as_str(self) -> &'static str {
+    /// Every kind, in the order the metrics list them. A new kind must be
+    /// added here (the shell's `metrics::tests::every_kind_is_listed` fails
+    /// to compile, then fails, until it is).
+    pub const ALL: [ErrorKind; 6] = [
+        ErrorKind::RateLimited,
+        ErrorKind::Timeout,
+        ErrorKind::Connect,
+        ErrorKind::Tls,
+        ErrorKind::Http,
+        ErrorKind::Malformed,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
         match self {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Connect => "connect",

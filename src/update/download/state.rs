@@ -4,10 +4,9 @@
 use super::DownloadError;
 use crate::config::Config;
 use crate::key_in_force::OnDisk;
-use crate::store::{STATE_FILE, Store};
+use crate::store::{STATE_FILE, read_state};
 use std::path::{Path, PathBuf};
 use wispanel_core::key::LicenseKey;
-use wispanel_core::machine::Core;
 use wispanel_core::timestamp::Timestamp;
 
 /// The key in force, by the daemon's rule ([`crate::key_in_force`]): the
@@ -29,8 +28,7 @@ pub(super) fn licence_key(config: &Config) -> Result<LicenseKey, DownloadError> 
 /// The portal gate the daemon saved, while it is closed. An unreadable or
 /// missing state file closes nothing: the portal would say so itself.
 pub(super) fn saved_gate(state_dir: &Path, now: Timestamp) -> Option<(Timestamp, PathBuf)> {
-    let path = state_dir.join(STATE_FILE);
-    let text = std::fs::read_to_string(&path).ok()?;
-    let core: Core = Store::parse(&text, &path).ok()?;
-    core.gate_closed_until(now).map(|t| (t, path))
+    let core = read_state(state_dir).core()?;
+    core.gate_closed_until(now)
+        .map(|t| (t, state_dir.join(STATE_FILE)))
 }

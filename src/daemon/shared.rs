@@ -171,21 +171,23 @@ pub struct Daemon {
     /// Whether to talk to systemd (`READY=1`, `STATUS=`, the watchdog).
     pub(super) systemd: bool,
     pub(super) status_tx: watch::Sender<Arc<Snapshot>>,
+    /// The core last published: what the state writer saves (its one copy
+    /// per change, shared by the writer and `save_now`).
     pub(super) save_tx: watch::Sender<Arc<Core>>,
     /// When the warnings next change by themselves (set by `publish`, slept
     /// on by the warnings timer).
     pub(super) warnings_change_tx: watch::Sender<Option<Timestamp>>,
     /// One portal request at a time.
     pub(super) portal_lock: tokio::sync::Mutex<()>,
-    /// One save of `state.json` at a time, each of the core as it is then
-    /// (`Daemon::save_now`).
+    /// One save of `state.json` at a time, each of the core last published
+    /// (`Daemon::save_now`); the one lock of a save (`Store` has none).
     pub(super) save_lock: tokio::sync::Mutex<()>,
     /// When a manual licence check last made a request (for the 10 s reuse).
     pub(super) manual_licence: tokio::sync::Mutex<Option<tokio::time::Instant>>,
     /// When a manual update check last made a request.
     pub(super) manual_update: tokio::sync::Mutex<Option<tokio::time::Instant>>,
     /// When the hardware_id was last computed.
-    pub(super) hwid_checked: Mutex<Option<std::time::Instant>>,
+    pub(super) hwid_checked: Mutex<Option<tokio::time::Instant>>,
     /// Wakes the licence loop (inputs changed, manual action).
     pub(super) wake_licence: Notify,
     /// Wakes the update loop.
@@ -399,7 +401,7 @@ impl Daemon {
     /// Returns whether the hardware_id changed.
     pub(super) fn refresh_inputs(&self) -> bool {
         if let Ok(mut t) = self.hwid_checked.lock() {
-            *t = Some(std::time::Instant::now());
+            *t = Some(tokio::time::Instant::now());
         }
         let config = self.config();
         let hw = hwid::compute_from_env(&config.hardware).map(|r| r.id);

@@ -3,12 +3,17 @@
 //! change is announced, served by `GET /v1/history`, and a history that
 //! cannot be written never stops licensing.
 
-use super::*;
-use crate::history::{self, Entry, Event, ReloadOutcome};
-use crate::socket::client::Answer;
 use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use wispanel_core::LicenseState;
+use wispanel_core::timestamp::Timestamp;
+use wispanel_core::{Endpoint, LicenseState};
+use wispanel_license::history::{self, Entry, Event, ReloadOutcome};
+use wispanel_license::socket::client::Answer;
+use wispanel_license::testing::*;
+
+type Host = Harness;
 
 const NEW_HWID: &str = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
 
@@ -35,20 +40,9 @@ fn switchable() -> (
 
 /// One request through the socket, like any client.
 async fn ask(h: &Host, method: &'static str, path: &str, body: Option<String>) -> Answer {
-    let sock = h.dir.path().join("run").join("status.sock");
-    let path = path.to_string();
-    tokio::task::spawn_blocking(move || {
-        crate::socket::client::request(
-            &sock,
-            method,
-            &path,
-            body.as_deref().map(str::as_bytes),
-            secs(10),
-        )
-    })
-    .await
-    .expect("the client task")
-    .expect("an answer")
+    h.request(method, path, body.as_deref())
+        .await
+        .expect("an answer")
 }
 
 async fn entries(h: &Host, query: &str) -> Vec<Entry> {
@@ -117,7 +111,7 @@ async fn every_kind_of_entry_is_written_with_its_fields() {
 
     // The hardware changes: one entry, from the verdict's id to the new
     // one; the daemon activates on the new hardware at once.
-    std::fs::write(h.dir.path().join("hardware-id"), format!("{NEW_HWID}\n")).expect("hwid");
+    std::fs::write(h.hwid_file(), format!("{NEW_HWID}\n")).expect("hwid");
     assert_eq!(ask(&h, "POST", "/v1/check", None).await.status, 200);
     let es = after_n(entries(&h, "").await, seen);
     assert_eq!(kinds(&es), ["hardware_changed", "activate"], "{es:?}");
@@ -208,12 +202,12 @@ async fn every_kind_of_entry_is_written_with_its_fields() {
     seen += es.len();
 
     // SIGHUP: a bad configuration is rejected with why, a good one applied.
-    let good = std::fs::read_to_string(&h.config).expect("configuration");
-    std::fs::write(&h.config, format!("{good}\nno_such_key = 1\n")).expect("configuration");
-    d.reload.notify_one();
+    let good = std::fs::read_to_string(h.config_path()).expect("configuration");
+    std::fs::write(h.config_path(), format!("{good}\nno_such_key = 1\n")).expect("configuration");
+    d.reload();
     pass(secs(1)).await;
-    std::fs::write(&h.config, &good).expect("configuration");
-    d.reload.notify_one();
+    std::fs::write(h.config_path(), &good).expect("configuration");
+    d.reload();
     pass(secs(1)).await;
     let es = after_n(entries(&h, "").await, seen);
     let reloads: Vec<_> = es
@@ -323,7 +317,7 @@ async fn a_history_that_cannot_be_written_warns_and_licensing_goes_on() {
     std::fs::create_dir_all(&blocker).expect("the blocker");
     let d = h.start(24);
     pass(secs(1)).await;
-    let doc = status_of(&h).await;
+    let doc = h.status().await;
     assert_eq!(doc.license.state, LicenseState::Active);
     assert_eq!(codes(&doc), ["state_not_saved"]);
     // Served from memory all the same.
@@ -333,7 +327,7 @@ async fn a_history_that_cannot_be_written_warns_and_licensing_goes_on() {
     mode.store(1, Ordering::SeqCst);
     pass(secs(11)).await;
     assert_eq!(ask(&h, "POST", "/v1/check", None).await.status, 200);
-    let doc = status_of(&h).await;
+    let doc = h.status().await;
     assert_eq!(doc.license.state, LicenseState::Expired);
     assert!(codes(&doc).is_empty(), "{:?}", doc.warnings);
     assert_eq!(kinds(&file(&h).entries).last(), Some(&"license_state"));
@@ -364,7 +358,7 @@ async fn follow_events(sock: PathBuf, state_dir: PathBuf, want: usize) -> Vec<Li
             };
             let line = raw[start + 6..start + len].to_vec();
             raw.drain(..start + len);
-            let doc: crate::api::StatusDocument =
+            let doc: wispanel_license::api::StatusDocument =
                 serde_json::from_slice(&line).expect("a status document");
             let state = doc.license.state;
             if shown.last() != Some(&state) {
@@ -397,7 +391,7 @@ async fn each_change_is_in_the_history_before_it_is_announced() {
     let h = Host::new(DEFAULTS, script);
     let d = h.start(25);
     let follower = tokio::spawn(follow_events(
-        h.dir.path().join("run").join("status.sock"),
+        h.socket_path(),
         h.state_dir(),
         // unknown (the first event), active, then 6 changes.
         8,
@@ -432,7 +426,7 @@ async fn a_refusal_held_while_an_activation_is_in_doubt_is_no_outcome() {
     let d = h.start(26);
     pass(secs(120)).await;
     let es = entries(&h, "").await;
-    let reqs: Vec<Endpoint> = h.portal.licence_requests().iter().map(|r| r.0).collect();
+    let reqs: Vec<Endpoint> = h.portal().licence_requests().iter().map(|r| r.0).collect();
     assert_eq!(
         reqs[..3],
         [Endpoint::Activate, Endpoint::Activate, Endpoint::Validate]
@@ -473,7 +467,7 @@ async fn a_torn_line_is_skipped_and_a_hardware_change_is_written_once() {
     std::fs::write(&path, text).expect("history");
 
     phase.store(1, Ordering::SeqCst);
-    std::fs::write(h.dir.path().join("hardware-id"), format!("{NEW_HWID}\n")).expect("hwid");
+    std::fs::write(h.hwid_file(), format!("{NEW_HWID}\n")).expect("hwid");
     let d = h.start(28);
     pass(secs(1)).await;
     let es = entries(&h, "?limit=1000").await;
@@ -496,4 +490,8 @@ async fn a_torn_line_is_skipped_and_a_hardware_change_is_written_once() {
     let again = &es[c.entries.len()..];
     assert_eq!(kinds(again), ["daemon_started"], "{again:?}");
     d.stop().await;
+}
+
+fn codes(doc: &wispanel_license::api::StatusDocument) -> Vec<&'static str> {
+    doc.warnings.iter().map(|w| w.code.as_str()).collect()
 }
