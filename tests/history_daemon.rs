@@ -1,7 +1,8 @@
 //! The history as the daemon writes it (SPEC "History"), in-process under
-//! paused time: every kind of entry with its fields, written before the
-//! change is announced, served by `GET /v1/history`, and a history that
-//! cannot be written never stops licensing.
+//! paused time on the harness (`wispanel_license::testing`): every kind of
+//! entry with its fields, written before the change is announced, served by
+//! `GET /v1/history`, torn lines, and a history that cannot be written never
+//! stops licensing.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use wispanel_license::history::{self, Entry, Event, ReloadOutcome};
 use wispanel_license::socket::client::Answer;
 use wispanel_license::testing::*;
 
+/// The harness under the name these tests grew up with.
 type Host = Harness;
 
 const NEW_HWID: &str = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
