@@ -8,7 +8,16 @@
 # wispanel behind when it has members, and nothing else.
 #
 # Environment: SECURITY_MAX (default 1.5), the highest exposure level that
-# `systemd-analyze security` may give the unit.
+# `systemd-analyze security` may give the unit. PACKAGING_BUILD_ONLY=1: stop
+# once the .deb and the .rpm are built (.ci/reproducible.sh's second build).
+#
+# Reproducible (issue 21): SOURCE_DATE_EPOCH is the commit's date, the paths
+# of $CARGO_HOME, the checkout and the toolchain are remapped in the Rust and
+# the C code (RUSTFLAGS, CFLAGS: set for every release build of this script,
+# so target/release's cache stays valid between its runs), man pages are
+# gzipped with -n, generated files get the commit's date; so two runs of one
+# commit in different directories with different CARGO_HOMEs give the same
+# .deb and .rpm, byte for byte (.ci/reproducible.sh checks it).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -16,6 +25,7 @@ started=$(date +%s)
 SECURITY_MAX=${SECURITY_MAX:-1.5}
 CARGO_DEB_VERSION=3.8.0
 CARGO_GENERATE_RPM_VERSION=0.21.1
+CARGO_AUDITABLE_VERSION=0.7.7
 UNIT=systemd/wispanel-licensed.service
 PKG=wispanel-license
 ASSETS=target/assets
@@ -24,6 +34,14 @@ step() { printf '\n=== %s\n' "$*"; }
 fail() { printf 'packaging.sh: FAIL: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || fail "run as root (it installs packages and the .deb)"
+
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}
+cargo_home=$(cd "${CARGO_HOME:-$HOME/.cargo}" && pwd -P)
+sysroot=$(rustc --print sysroot)
+export RUSTFLAGS="--remap-path-prefix=$PWD=/build --remap-path-prefix=$cargo_home=/cargo --remap-path-prefix=$sysroot=/rust"
+# aws-lc-sys compiles C (assert() messages carry __FILE__).
+export CFLAGS="-ffile-prefix-map=$PWD=/build -ffile-prefix-map=$cargo_home=/cargo"
+export CXXFLAGS="$CFLAGS"
 
 step "tools"
 export DEBIAN_FRONTEND=noninteractive
@@ -35,6 +53,9 @@ command -v strip >/dev/null || missing+=(binutils)
 command -v groff >/dev/null || missing+=(groff-base)
 command -v man >/dev/null || missing+=(man-db)
 command -v rpm >/dev/null || missing+=(rpm)
+command -v objcopy >/dev/null || missing+=(binutils)
+command -v python3 >/dev/null || missing+=(python3)
+command -v git >/dev/null || missing+=(git)
 want_rpmlint=
 command -v rpmlint >/dev/null || want_rpmlint=1
 if [ ${#missing[@]} -gt 0 ] || [ -n "$want_rpmlint" ]; then
@@ -50,6 +71,10 @@ cargo deb --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION" ||
 	cargo install --locked "cargo-deb@$CARGO_DEB_VERSION"
 cargo generate-rpm --version 2>/dev/null | grep -q "$CARGO_GENERATE_RPM_VERSION" ||
 	cargo install --locked "cargo-generate-rpm@$CARGO_GENERATE_RPM_VERSION"
+# Built without this script's RUSTFLAGS, so that installing a tool does not
+# depend on the checkout's path.
+cargo auditable --version >/dev/null 2>&1 ||
+	RUSTFLAGS= CFLAGS= CXXFLAGS= cargo install --locked "cargo-auditable@$CARGO_AUDITABLE_VERSION"
 
 step "systemd-analyze security --offline=true $UNIT"
 security=$(systemd-analyze security --offline=true "$UNIT" 2>&1) || true
@@ -94,18 +119,22 @@ gid=$(awk -F: '$1 == "wispanel" { print $3 }' "$root/etc/group")
 	fail "tmpfiles made /var/lib/wispanel-license $got"
 echo "user $uid, group $gid, state directory 0700"
 
-step "build (release)"
-cargo build --release --locked --bin wispanel-licensed --bin wispanel-license
+step "build (release, cargo auditable: the crate list in .dep-v0)"
+echo "SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH RUSTFLAGS=$RUSTFLAGS"
+cargo auditable build --release --locked --bin wispanel-licensed --bin wispanel-license
 
 step "man pages and completions"
 rm -rf "$ASSETS"
-cargo run --release --locked --quiet --example gen_assets -- "$ASSETS"
+# Through cargo auditable too: the same compiler wrapper, so the library
+# built above is reused.
+cargo auditable run --release --locked --quiet --example gen_assets -- "$ASSETS"
 cp packaging/man/*.[1-8] "$ASSETS/man/"
 for page in "$ASSETS"/man/*.[1-8]; do
 	warnings=$(groff -ww -man -z "$page" 2>&1)
 	[ -z "$warnings" ] || fail "groff warns about $page: $warnings"
 done
 gzip -9n "$ASSETS"/man/*.[1-8]
+python3 .ci/sbom.py "$ASSETS/wispanel-license.cdx.json"
 ls "$ASSETS/man" "$ASSETS/completions"
 # cargo-generate-rpm packages binaries as they are: give it stripped copies.
 mkdir -p "$ASSETS/bin"
@@ -113,6 +142,9 @@ for bin in wispanel-licensed wispanel-license; do
 	strip --strip-unneeded --remove-section=.comment --remove-section=.note \
 		-o "$ASSETS/bin/$bin" "target/release/$bin"
 done
+# Generated files carry the commit's date (the packagers clamp or replace
+# dates too; this keeps it so whatever their version does).
+find "$ASSETS" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 
 step "cargo deb"
 rm -f target/debian/"$PKG"_*.deb
@@ -133,6 +165,11 @@ printf '%s\n' "$files" | grep -qx -- '-rw-r----- root:wispanel cn /etc/wispanel/
 printf '%s\n' "$files" | grep -qx -- '-rwxr-xr-x root:root  /usr/bin/wispanel-licensed' ||
 	fail "rpm: /usr/bin/wispanel-licensed is not 0755 root:root"
 rpm -qp --scripts "$rpm"
+sha256sum "$deb" "$rpm"
+if [ "${PACKAGING_BUILD_ONLY:-}" = 1 ]; then
+	step "built (PACKAGING_BUILD_ONLY) in $(($(date +%s) - started)) s"
+	exit 0
+fi
 
 step "lintian"
 lintian --display-info --fail-on error "$deb" || fail "lintian found errors"
@@ -185,6 +222,29 @@ expect /usr/share/wispanel-license/systemd/node-exporter-textfile.conf "644 root
 [ -L /etc/systemd/system/multi-user.target.wants/wispanel-licensed.service ] ||
 	fail "postinst did not enable wispanel-licensed.service"
 echo "ok  enabled in multi-user.target"
+# cargo auditable's crate list survives the packages' strip (cargo-deb's and
+# ours for the .rpm): zlib-compressed JSON in the section .dep-v0.
+dep_v0_names() { # BINARY: the crate names, one a line
+	local dump
+	dump=$(mktemp)
+	# objcopy must write a copy somewhere: a temporary file, never /dev/null
+	# (it would replace it).
+	objcopy --dump-section .dep-v0="$dump" "$1" "$dump.copy" 2>/dev/null || { rm -f "$dump" "$dump.copy"; return 1; }
+	rm -f "$dump.copy"
+	local rc=0
+	python3 -c 'import json, sys, zlib
+print("\n".join(p["name"] for p in json.loads(zlib.decompress(open(sys.argv[1], "rb").read()))["packages"]))' "$dump" || rc=$?
+	rm -f "$dump"
+	return "$rc"
+}
+for bin in /usr/bin/wispanel-licensed "$ASSETS/bin/wispanel-licensed"; do
+	names=$(dep_v0_names "$bin") || fail "$bin has no readable .dep-v0 section (cargo auditable)"
+	printf '%s\n' "$names" | grep -qx rustls || fail "$bin: .dep-v0 does not name rustls"
+	echo "ok  $bin: .dep-v0 lists $(printf '%s\n' "$names" | wc -l) crates, rustls among them"
+done
+expect /usr/share/doc/wispanel-license/wispanel-license.cdx.json "644 root:root"
+.ci/sbom-check.sh /usr/share/doc/wispanel-license/wispanel-license.cdx.json
+expect /usr/share/wispanel-license/systemd/encrypted-key.conf "644 root:root"
 /usr/bin/wispanel-license --help >/dev/null || fail "wispanel-license --help failed"
 /usr/bin/wispanel-licensed --help >/dev/null || fail "wispanel-licensed --help failed"
 echo "ok  --help of both programs"

@@ -311,8 +311,10 @@ async fn host_clock_a_day_off_neither_lapses_early_nor_trusts_too_long() {
             "{offset}: shown as sent"
         );
         // The deadline as sent is a day off our clock; the lapse comes
-        // 8 s after the answer in our clock.
-        let lapse_local = Timestamp(shown.0 + skew * 1000);
+        // 8 s after the answer in our clock. (In our clock as the daemon
+        // measured the skew: under paused time the daemon's clock may lag
+        // the simulator's real one by the real time the test took.)
+        let lapse_local = Timestamp(shown.0 + seen * 1000);
         let lapsed = h.wait_state("lapsed").await;
         let now = h.now();
         assert!(

@@ -434,49 +434,69 @@ fn activate_body(key: &str) -> String {
 /// Root's activate and deactivate: success, refusal (422 with the portal's
 /// code), unreachable (503), bad bodies (400, 413); the saved key survives a
 /// restart and is removed by a deactivation.
-#[test]
-fn activate_and_deactivate() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::https(dir.path());
-    let env = Env::in_dir(dir, Conf::for_sim(&sim, None));
-    let mut d = env.start();
-    assert_eq!(env.status()["license"]["state"], "unconfigured");
+#[tokio::test(start_paused = true)]
+async fn activate_and_deactivate() {
+    let (_guard, logs) = t::capture_logs();
+    let on = on_sim(None).await;
+    let sim = &*on.sim;
+    assert_eq!(on.h.status_json().await["license"]["state"], "unconfigured");
 
     // Bad bodies.
-    env.post("/v1/activate", Some("not json"))
-        .assert_envelope(400, "VALIDATION_ERROR");
-    env.post("/v1/activate", Some("{\"key\": \"x\"}"))
-        .assert_envelope(400, "VALIDATION_ERROR");
-    env.post("/v1/activate", Some(&activate_body("nonsense")))
-        .assert_envelope(400, "VALIDATION_ERROR");
+    t::assert_envelope(
+        &on.post("/v1/activate", Some("not json")).await,
+        400,
+        "VALIDATION_ERROR",
+    );
+    t::assert_envelope(
+        &on.post("/v1/activate", Some("{\"key\": \"x\"}")).await,
+        400,
+        "VALIDATION_ERROR",
+    );
+    t::assert_envelope(
+        &on.post("/v1/activate", Some(&activate_body("nonsense")))
+            .await,
+        400,
+        "VALIDATION_ERROR",
+    );
     let big = format!(
         "{{\"license_key\": \"{}\", \"pad\": \"{}\"}}",
         keys::GOOD,
         "x".repeat(70 * 1024)
     );
-    env.post("/v1/activate", Some(&big))
-        .assert_envelope(413, "VALIDATION_ERROR");
+    t::assert_envelope(
+        &on.post("/v1/activate", Some(&big)).await,
+        413,
+        "VALIDATION_ERROR",
+    );
     assert_eq!(sim.count(), 0, "a bad body reached the portal");
 
     // Refused.
-    let r = env.post("/v1/activate", Some(&activate_body(keys::EXPIRED)));
-    let v = r.assert_envelope(422, "EXPIRED");
+    let r = on
+        .post("/v1/activate", Some(&activate_body(keys::EXPIRED)))
+        .await;
+    let v = t::assert_envelope(&r, 422, "EXPIRED");
     assert!(!v.to_string().contains(keys::EXPIRED));
-    assert_eq!(env.status()["license"]["state"], "unconfigured");
+    assert_eq!(on.h.status_json().await["license"]["state"], "unconfigured");
 
     // Unreachable.
     sim.set_outage(Some(Outage::Drop));
-    env.post("/v1/activate", Some(&activate_body(keys::GOOD)))
-        .assert_envelope(503, "PORTAL_UNREACHABLE");
+    t::assert_envelope(
+        &on.post("/v1/activate", Some(&activate_body(keys::GOOD)))
+            .await,
+        503,
+        "PORTAL_UNREACHABLE",
+    );
     sim.set_outage(None);
 
     // Success.
-    let r = env.post("/v1/activate", Some(&activate_body(keys::GOOD)));
-    assert_eq!(r.status, 200, "{}", r.text());
-    let s = r.json();
+    let r = on
+        .post("/v1/activate", Some(&activate_body(keys::GOOD)))
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let s = json_of(&r);
     assert_eq!(s["license"]["state"], "active");
     assert_eq!(s["license"]["key"], "WISP-****SA6T");
-    let key_file = env.state_dir.join("license.key");
+    let key_file = on.h.state_dir().join("license.key");
     assert_eq!(
         std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
         0o600
@@ -485,41 +505,52 @@ fn activate_and_deactivate() {
         std::fs::read_to_string(&key_file).unwrap().trim(),
         keys::GOOD
     );
-    assert!(!d.log().contains(keys::GOOD), "the key reached the log");
+    assert!(!logs.contains(keys::GOOD), "the key reached the log");
 
-    // The saved key survives a restart.
-    assert_eq!(d.stop().code(), Some(0));
-    let mut d = env.start();
-    let s = env.status();
+    // The saved key survives a restart (same directory, a new daemon).
+    let On { sim, h, d, _ca } = on;
+    d.stop().await;
+    let on = On {
+        d: h.start(2),
+        sim,
+        h,
+        _ca,
+    };
+    let sim = &*on.sim;
+    let s = on.h.status_json().await;
     assert_eq!(s["license"]["state"], "active");
     assert_eq!(s["license"]["key"], "WISP-****SA6T");
 
     // Deactivate: unreachable, then success.
     sim.set_outage(Some(Outage::Status(500)));
-    env.post("/v1/deactivate", None)
-        .assert_envelope(503, "PORTAL_UNREACHABLE");
+    t::assert_envelope(
+        &on.post("/v1/deactivate", None).await,
+        503,
+        "PORTAL_UNREACHABLE",
+    );
     sim.set_outage(None);
-    let r = env.post("/v1/deactivate", None);
-    assert_eq!(r.status, 200, "{}", r.text());
-    let s = r.json();
+    let r = on.post("/v1/deactivate", None).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let s = json_of(&r);
     assert_eq!(s["license"]["state"], "unconfigured");
     assert!(!key_file.exists(), "the saved key is removed");
     assert!(sim.activations(keys::GOOD).is_empty());
-    env.post("/v1/check", None).assert_envelope(409, "CONFLICT");
+    t::assert_envelope(&on.post("/v1/check", None).await, 409, "CONFLICT");
+    // No request at all in an hour of (paused) time after a deactivation.
     let n = sim.count();
-    quiet_for(Duration::from_secs(2));
+    t::pass(t::hours(1)).await;
     assert_eq!(sim.count(), n, "requests after a deactivation");
-    assert_eq!(d.stop().code(), Some(0));
-    assert!(!d.log().contains(keys::GOOD), "the key reached the log");
+    on.stop().await;
+    assert!(!logs.contains(keys::GOOD), "the key reached the log");
 }
 
 /// Deactivation refused by the portal: 422 with its code.
-#[test]
-fn deactivate_refused_is_422() {
-    let (sim, env, _d) = active_daemon(|_| {});
-    sim.set_license(keys::GOOD, LicenseBehaviour::Revoked);
-    env.post("/v1/deactivate", None)
-        .assert_envelope(422, "REVOKED");
+#[tokio::test(start_paused = true)]
+async fn deactivate_refused_is_422() {
+    let on = on_sim(Some(keys::GOOD)).await;
+    on.sim.set_license(keys::GOOD, LicenseBehaviour::Revoked);
+    t::assert_envelope(&on.post("/v1/deactivate", None).await, 422, "REVOKED");
+    on.stop().await;
 }
 
 /// `curl --unix-socket`, as SPEC promises; a local user (uid 65534) can read

@@ -39,7 +39,7 @@ impl Config {
                 k.masked()
             )),
             (Some(KeySource::Credential(p)), Some(k)) => line(format!(
-                "# licence key {} from the systemd credential {}",
+                "# licence key {} from the systemd credential {} (plaintext or encrypted at rest: `wispanel-license doctor` tells)",
                 k.masked(),
                 p.display()
             )),

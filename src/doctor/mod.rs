@@ -12,6 +12,7 @@
 pub mod daemon;
 pub mod files;
 pub mod hardware;
+pub mod key;
 pub mod local;
 pub mod network;
 pub mod unit;
@@ -273,7 +274,15 @@ pub async fn diagnose(config_path: &Path, socket: Option<&Path>, opts: &Options)
             None
         }
     };
-    let (portal_checks, daemon_facts, unit_facts) = tokio::join!(portal, daemon, systemd);
+    let key_unit = async {
+        if opts.systemd {
+            key::gather(opts.timeouts.systemctl).await
+        } else {
+            None
+        }
+    };
+    let (portal_checks, daemon_facts, unit_facts, key_unit_facts) =
+        tokio::join!(portal, daemon, systemd, key_unit);
     report.extend(portal_checks);
 
     if let Some(st) = &state {
@@ -295,6 +304,9 @@ pub async fn diagnose(config_path: &Path, socket: Option<&Path>, opts: &Options)
     }
     if let Some(u) = unit_facts {
         report.extend(unit::checks(&u));
+    }
+    if let Some(k) = key_unit_facts {
+        report.extend(key::checks(&k));
     }
     report
 }

@@ -42,6 +42,8 @@ ID_CONFIG_REJECTED=ae4d8028ffb24516b78fd43d546f903b
 . tests/systemd/lib.sh
 # shellcheck source=tests/systemd/prometheus-e2e.sh
 . tests/systemd/prometheus-e2e.sh
+# shellcheck source=tests/systemd/encrypted-key.sh
+. tests/systemd/encrypted-key.sh
 # shellcheck source=tests/systemd/history.sh
 . tests/systemd/history.sh
 
@@ -524,6 +526,8 @@ else
 fi
 prom_e2e_stop
 shutdown_sandbox
+
+encrypted_key_tier
 
 # ==========================================================================
 ended=$(now_ms)
