@@ -98,9 +98,9 @@ ln -s usr/bin "$root/bin"
 cp /usr/bin/kill "$root/usr/bin/"
 printf '#!/bin/sh\n' >"$root/usr/bin/wispanel-licensed"
 chmod 755 "$root/usr/bin/wispanel-licensed"
-cp "$UNIT" "$root/usr/lib/systemd/system/"
+cp "$UNIT" systemd/wispanel-licensed.socket "$root/usr/lib/systemd/system/"
 # verify exits 0 on warnings such as an unknown key: any output fails.
-out=$(systemd-analyze verify --man=no --root="$root" wispanel-licensed.service 2>&1) ||
+out=$(systemd-analyze verify --man=no --root="$root" wispanel-licensed.service wispanel-licensed.socket 2>&1) ||
 	fail "systemd-analyze verify: $out"
 [ -z "$out" ] || fail "systemd-analyze verify: $out"
 echo "clean"
@@ -164,6 +164,8 @@ printf '%s\n' "$files" | grep -qx -- '-rw-r----- root:wispanel cn /etc/wispanel/
 	fail "rpm: /etc/wispanel/license.toml is not %config(noreplace) 0640 root:wispanel"
 printf '%s\n' "$files" | grep -qx -- '-rwxr-xr-x root:root  /usr/bin/wispanel-licensed' ||
 	fail "rpm: /usr/bin/wispanel-licensed is not 0755 root:root"
+printf '%s\n' "$files" | grep -q -- ' /usr/share/wispanel-license/openapi.json$' ||
+	fail "rpm: /usr/share/wispanel-license/openapi.json is missing"
 rpm -qp --scripts "$rpm"
 sha256sum "$deb" "$rpm"
 if [ "${PACKAGING_BUILD_ONLY:-}" = 1 ]; then
@@ -206,6 +208,7 @@ expect /etc/wispanel/license.toml "640 root:wispanel"
 expect /usr/bin/wispanel-licensed "755 root:root"
 expect /usr/bin/wispanel-license "755 root:root"
 expect /usr/lib/systemd/system/wispanel-licensed.service "644 root:root"
+expect /usr/lib/systemd/system/wispanel-licensed.socket "644 root:root"
 expect /usr/lib/sysusers.d/wispanel-license.conf "644 root:root"
 expect /usr/lib/tmpfiles.d/wispanel-license.conf "644 root:root"
 expect /usr/lib/systemd/catalog/wispanel-license.catalog "644 root:root"
@@ -219,9 +222,14 @@ expect /usr/share/fish/vendor_completions.d/wispanel-license.fish "644 root:root
 expect /usr/share/wispanel-license/prometheus/wispanel-license.rules.yml "644 root:root"
 expect /usr/share/wispanel-license/grafana/wispanel-license-fleet.json "644 root:root"
 expect /usr/share/wispanel-license/systemd/node-exporter-textfile.conf "644 root:root"
+expect /usr/share/wispanel-license/openapi.json "644 root:root"
+cmp -s /usr/share/wispanel-license/openapi.json openapi/openapi.json || fail "the installed openapi.json is not openapi/openapi.json"
 [ -L /etc/systemd/system/multi-user.target.wants/wispanel-licensed.service ] ||
 	fail "postinst did not enable wispanel-licensed.service"
 echo "ok  enabled in multi-user.target"
+[ -L /etc/systemd/system/sockets.target.wants/wispanel-licensed.socket ] ||
+	fail "postinst did not enable wispanel-licensed.socket"
+echo "ok  socket enabled in sockets.target"
 # cargo auditable's crate list survives the packages' strip (cargo-deb's and
 # ours for the .rpm): zlib-compressed JSON in the section .dep-v0.
 dep_v0_names() { # BINARY: the crate names, one a line
@@ -249,7 +257,7 @@ expect /usr/share/wispanel-license/systemd/encrypted-key.conf "644 root:root"
 /usr/bin/wispanel-licensed --help >/dev/null || fail "wispanel-licensed --help failed"
 echo "ok  --help of both programs"
 # The installed unit, with the real binary and man pages.
-out=$(systemd-analyze verify /usr/lib/systemd/system/wispanel-licensed.service 2>&1) ||
+out=$(systemd-analyze verify /usr/lib/systemd/system/wispanel-licensed.service /usr/lib/systemd/system/wispanel-licensed.socket 2>&1) ||
 	fail "systemd-analyze verify (installed): $out"
 [ -z "$out" ] || fail "systemd-analyze verify (installed): $out"
 echo "ok  systemd-analyze verify of the installed unit, man pages included"
@@ -268,6 +276,8 @@ dpkg -P "$PKG"
 	fail "dpkg -P left the statoverride"
 [ ! -e /etc/systemd/system/multi-user.target.wants/wispanel-licensed.service ] ||
 	fail "dpkg -P left the enablement symlink"
+[ ! -e /etc/systemd/system/sockets.target.wants/wispanel-licensed.socket ] ||
+	fail "dpkg -P left the socket's enablement symlink"
 echo "ok  purge removes the configuration, the state and the enablement"
 
 step "done in $(($(date +%s) - started)) s"

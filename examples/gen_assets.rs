@@ -197,6 +197,12 @@ systemd credentials:
 .TP
 .BR NOTIFY_SOCKET ", " WATCHDOG_USEC ", " WATCHDOG_PID
 systemd readiness and watchdog protocol.
+.TP
+.BR LISTEN_FDS ", " LISTEN_PID
+socket activation: the daemon serves the listening socket systemd passes
+(the first one) instead of binding
+.BR socket_path ,
+and never removes it.
 .SH FILES
 .TP
 .I /etc/wispanel/license.toml
@@ -217,6 +223,12 @@ The systemd unit; it runs the daemon as the user
 .B wispanel\-license
 in group
 .BR wispanel .
+.TP
+.I /usr/lib/systemd/system/wispanel\-licensed.socket
+The socket unit: systemd holds the status socket (mode 0660, group
+.BR wispanel )
+and keeps it while the daemon restarts, so clients wait instead of being
+refused; the first connection starts a stopped daemon.
 .SH "SEE ALSO"
 .BR wispanel\-license (1),
 .BR wispanel\-license.toml (5),

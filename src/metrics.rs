@@ -13,6 +13,7 @@
 //! metrics` checks it where promtool is installed.
 
 use crate::api::StatusDocument;
+use crate::socket::fair::{Figures, Refusal};
 use std::fmt::Write;
 use wispanel_core::warnings::WarningCode;
 use wispanel_core::{Endpoint, ErrorKind, LicenseState, UpdateState};
@@ -73,9 +74,13 @@ fn one_hot<T: Copy>(
     }
 }
 
-/// Renders the metrics from the status document and the request counters
-/// (`((endpoint, outcome), count)`).
-pub fn render(doc: &StatusDocument, counters: &[((&'static str, &'static str), u64)]) -> String {
+/// Renders the metrics from the status document, the request counters
+/// (`((endpoint, outcome), count)`) and the socket's fair-use figures.
+pub fn render(
+    doc: &StatusDocument,
+    counters: &[((&'static str, &'static str), u64)],
+    socket: &Figures,
+) -> String {
     let mut out = String::with_capacity(6144);
     let l = &doc.license;
     gauge(
@@ -178,6 +183,25 @@ pub fn render(doc: &StatusDocument, counters: &[((&'static str, &'static str), u
         UpdateState::as_str,
         |s| s == doc.update.state,
     );
+    gauge(
+        &mut out,
+        "wispanel_license_socket_connections",
+        "Connections to the status socket open now.",
+        socket.open,
+    );
+    header(
+        &mut out,
+        "wispanel_license_socket_refused_total",
+        "counter",
+        "Connections and event streams refused by the socket's fair-use limits, by reason.",
+    );
+    for (why, n) in Refusal::ALL.iter().zip(socket.refused) {
+        let _ = writeln!(
+            out,
+            "wispanel_license_socket_refused_total{{reason=\"{}\"}} {n}",
+            why.as_str()
+        );
+    }
     out
 }
 
@@ -256,7 +280,7 @@ mod tests {
 
     #[test]
     fn every_warning_code_is_a_series_with_its_current_value() {
-        let text = render(&doc(), &[]);
+        let text = render(&doc(), &[], &Figures::default());
         for c in WarningCode::ALL {
             let want = match c {
                 WarningCode::GraceEnding | WarningCode::UpdatesExpired => "1",
@@ -273,7 +297,7 @@ mod tests {
 
     #[test]
     fn grace_until_and_unknown_times() {
-        let text = render(&doc(), &[(("validate", "timeout"), 4)]);
+        let text = render(&doc(), &[(("validate", "timeout"), 4)], &Figures::default());
         assert_eq!(
             sample(&text, "wispanel_license_grace_until_timestamp_seconds"),
             Some("1700000000")
@@ -297,7 +321,7 @@ mod tests {
 
     #[test]
     fn each_family_is_announced_once_before_its_samples() {
-        let text = render(&doc(), &[]);
+        let text = render(&doc(), &[], &Figures::default());
         let mut announced: Vec<&str> = Vec::new();
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("# TYPE ") {
@@ -310,5 +334,29 @@ mod tests {
             }
         }
         assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn socket_series_carry_the_figures() {
+        let figures = Figures {
+            open: 7,
+            refused: [3, 1, 2],
+        };
+        let text = render(&doc(), &[], &figures);
+        assert_eq!(
+            sample(&text, "wispanel_license_socket_connections"),
+            Some("7")
+        );
+        for (reason, n) in [("uid_limit", "3"), ("events_limit", "1"), ("full", "2")] {
+            assert_eq!(
+                sample(
+                    &text,
+                    &format!("wispanel_license_socket_refused_total{{reason=\"{reason}\"}}")
+                ),
+                Some(n),
+                "{text}"
+            );
+        }
+        assert!(text.contains("# TYPE wispanel_license_socket_refused_total counter"));
     }
 }

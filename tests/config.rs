@@ -585,6 +585,16 @@ fn check_config_prints_the_effective_config_masked() {
         stdout.contains("[schedule]\nvalidate_interval = \"6h\""),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("\nsocket_connections_per_uid = 32\n"),
+        "{stdout}"
+    );
+    // Which socket settings apply: the .socket unit's, or socket_mode's.
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("# socket activation: ") || last.starts_with("# no socket activation"),
+        "{stdout}"
+    );
     assert_no_key(&stdout);
     assert_no_key(&String::from_utf8_lossy(&out.stderr));
 }

@@ -1,5 +1,6 @@
 # %systemd_postun_with_restart: reload unit files; on an upgrade ($1 >= 1)
-# restart the daemon if it runs. RPM has no purge: the configuration
+# restart the daemon if it runs. The socket unit is not restarted: it keeps
+# listening, so clients wait in its queue while the daemon restarts. RPM has no purge: the configuration
 # (%config(noreplace)) and /var/lib/wispanel-license stay after removal.
 systemctl daemon-reload >/dev/null 2>&1 || :
 if [ "$1" -ge 1 ]; then

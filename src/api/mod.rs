@@ -11,6 +11,12 @@ use wispanel_core::{LicenseState, PortalError, Reason, UpdateState};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// The OpenAPI 3.1 document of the socket API (SPEC "API document"), served
+/// at `GET /v1/openapi.json` and installed as
+/// `/usr/share/wispanel-license/openapi.json`. Its schemas are checked against
+/// these types by `tests/openapi.rs`.
+pub const OPENAPI_DOCUMENT: &str = include_str!("../../openapi/openapi.json");
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StatusDocument {
     pub schema_version: u32,

@@ -1,18 +1,37 @@
 use clap::Parser;
 use std::io::Write;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::ExitCode;
 use wispanel_license::cli::DaemonCli;
 use wispanel_license::config::Config;
+use wispanel_license::socket::activation;
+
+/// The listening socket systemd passed (socket activation), if any: the
+/// first of `LISTEN_FDS` when `LISTEN_PID` is this process.
+fn passed_socket() -> Option<OwnedFd> {
+    let mut fds = sd_notify::listen_fds().ok()?;
+    let fd = fds.next()?;
+    // SAFETY: systemd hands these descriptors to this process (LISTEN_PID is
+    // ours, sd_notify checked it) and nothing else in it knows of them, so
+    // this is their one owner; it is taken once, before anything else runs.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
 
 fn main() -> ExitCode {
     let cli = DaemonCli::parse();
     if !cli.check_config {
-        return wispanel_license::daemon::main(cli.config);
+        return wispanel_license::daemon::main(cli.config, passed_socket());
     }
     match Config::load(&cli.config) {
         Ok(config) => {
+            let unit = activation::installed_unit();
+            let text = format!(
+                "{}\n# {}\n",
+                config.to_effective_toml(),
+                activation::which_applies(&config, unit.as_ref())
+            );
             // A closed stdout (`| head`) is not a configuration error.
-            let _ = std::io::stdout().write_all(config.to_effective_toml().as_bytes());
+            let _ = std::io::stdout().write_all(text.as_bytes());
             ExitCode::SUCCESS
         }
         Err(e) => {

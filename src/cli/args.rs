@@ -145,8 +145,9 @@ pub struct DaemonCli {
     )]
     pub config: PathBuf,
 
-    /// Load and validate the configuration, print it with the key masked, and
-    /// exit (0: valid, 78: invalid)
+    /// Load and validate the configuration, print it with the key masked (and
+    /// whether the socket unit's or the configuration's socket settings apply),
+    /// and exit (0: valid, 78: invalid)
     #[arg(long)]
     pub check_config: bool,
 }

@@ -93,6 +93,9 @@ impl Ctx<'_> {
                 Some("socket_mode") => {
                     "; write the mode as an octal string such as \"0660\"".into()
                 }
+                Some("socket_connections_per_uid") => {
+                    "; write a whole number without quotes, e.g. 32".into()
+                }
                 Some("schedule") | Some("hardware") => {
                     "; it is a table: write it as [section]".into()
                 }

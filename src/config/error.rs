@@ -135,6 +135,8 @@ pub enum ConfigErrorKind {
     SocketModeSyntax(String),
     #[error("{0:?} is more than 0777 (only permission bits are allowed)")]
     SocketModeRange(String),
+    #[error("{value} is out of range: write a whole number from {min} to {max}")]
+    CountRange { value: i64, min: usize, max: usize },
     #[error("cannot read the CA file {}: {source}", path.display())]
     CaFileUnreadable {
         path: PathBuf,

@@ -23,6 +23,7 @@ struct RawConfig {
     socket_path: Option<Sp<String>>,
     socket_mode: Option<Sp<String>>,
     socket_group: Option<Sp<String>>,
+    socket_connections_per_uid: Option<Sp<i64>>,
     proxy: Option<Sp<String>>,
     warn_before_expiry: Option<Sp<String>>,
     metrics_textfile: Option<Sp<String>>,
@@ -130,6 +131,26 @@ impl Config {
             }
             None => None,
         };
+        let socket_connections_per_uid = match &raw.socket_connections_per_uid {
+            Some(v) => {
+                let range = crate::socket::fair::PER_UID_RANGE;
+                match usize::try_from(*v.get_ref()) {
+                    Ok(n) if range.contains(&n) => n,
+                    _ => {
+                        return Err(ctx.at(
+                            "socket_connections_per_uid",
+                            Some(v.span()),
+                            ConfigErrorKind::CountRange {
+                                value: *v.get_ref(),
+                                min: *range.start(),
+                                max: *range.end(),
+                            },
+                        ));
+                    }
+                }
+            }
+            None => crate::socket::fair::DEFAULT_PER_UID,
+        };
         let proxy = match &raw.proxy {
             Some(v) => Some(proxy_url(v.get_ref()).map_err(|k| ctx.val("proxy", v, k))?),
             None => None,
@@ -172,6 +193,7 @@ impl Config {
             socket_path,
             socket_mode,
             socket_group,
+            socket_connections_per_uid,
             proxy,
             warn_before_expiry,
             metrics_textfile,
@@ -267,6 +289,7 @@ mod tests {
         );
         assert_eq!(c.socket_mode, 0o660);
         assert_eq!(c.socket_group, None);
+        assert_eq!(c.socket_connections_per_uid, 32);
         assert_eq!(c.proxy, None);
         assert_eq!(c.ca_file, None);
         assert_eq!(c.license_key, None);
@@ -408,6 +431,36 @@ mod tests {
         let e = err("channel = \"a\"\nchannel = \"b\"\n");
         assert_eq!(e.line, Some(2));
         assert!(e.to_string().contains("duplicate key"), "{e}");
+    }
+
+    #[test]
+    fn socket_connections_per_uid_bounds() {
+        for n in [1, 32, 512] {
+            let c = load(&format!("{MIN}socket_connections_per_uid = {n}\n")).unwrap();
+            assert_eq!(c.socket_connections_per_uid, n);
+            // --check-config shows it, and its output loads again the same.
+            let shown = c.to_effective_toml();
+            assert!(
+                shown.contains(&format!("socket_connections_per_uid = {n}\n")),
+                "{shown}"
+            );
+        }
+        for bad in ["0", "513", "-1", "99999999999"] {
+            let e = err(&format!("{MIN}socket_connections_per_uid = {bad}\n"));
+            assert_eq!(
+                (e.line, e.key.as_deref()),
+                (Some(2), Some("socket_connections_per_uid")),
+                "{bad}"
+            );
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "/etc/wispanel/license.toml:2: socket_connections_per_uid: {bad} is out of range: write a whole number from 1 to 512"
+                )
+            );
+        }
+        let e = err(&format!("{MIN}socket_connections_per_uid = \"32\"\n"));
+        assert!(e.to_string().contains("whole number without quotes"), "{e}");
     }
 
     #[test]

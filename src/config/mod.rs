@@ -120,6 +120,8 @@ pub struct Config {
     /// e.g. 0o660.
     pub socket_mode: u32,
     pub socket_group: Option<String>,
+    /// Connections one uid other than 0 may hold on the socket at once.
+    pub socket_connections_per_uid: usize,
     pub proxy: Option<String>,
     /// `expiring_soon` appears this long before `expires_at`; zero: never.
     pub warn_before_expiry: Duration,
@@ -166,6 +168,7 @@ const TOP_KEYS: &[&str] = &[
     "socket_path",
     "socket_mode",
     "socket_group",
+    "socket_connections_per_uid",
     "proxy",
     "warn_before_expiry",
     "metrics_textfile",
@@ -368,7 +371,7 @@ mod tests {
             PathBuf::from("/srv/license.toml")
         );
         let keys = known_keys();
-        assert_eq!(keys.len(), 23);
+        assert_eq!(keys.len(), 24);
         assert!(keys.contains(&"schedule.splay".to_string()));
         assert!(keys.contains(&"hardware.id_file".to_string()));
     }

@@ -67,6 +67,10 @@ impl Config {
             Some(g) => line(format!("socket_group = {}", quote(g))),
             None => line("# socket_group: not set (the daemon's own group)".into()),
         }
+        line(format!(
+            "socket_connections_per_uid = {}",
+            self.socket_connections_per_uid
+        ));
         match &self.proxy {
             Some(p) => line(format!("proxy = {}", quote(&mask_proxy(p)))),
             None => line("# proxy: not set (HTTPS_PROXY and NO_PROXY are honoured)".into()),

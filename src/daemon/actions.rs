@@ -234,6 +234,10 @@ impl Daemon {
 }
 
 impl Service for Daemon {
+    fn fair_use(&self) -> Arc<crate::socket::fair::Limiter> {
+        self.fair_use.clone()
+    }
+
     fn status(&self) -> Arc<Snapshot> {
         self.refresh_hardware_if_stale();
         self.snapshot()

@@ -28,14 +28,16 @@ impl Daemon {
                 if new.socket_path != old.socket_path
                     || new.socket_mode != old.socket_mode
                     || new.socket_group != old.socket_group
+                    || new.socket_connections_per_uid != old.socket_connections_per_uid
                     || new.state_dir != old.state_dir
                 {
                     warn!(
-                        "socket_path, socket_mode, socket_group and state_dir changes need a restart; keeping the running values until then"
+                        "socket_path, socket_mode, socket_group, socket_connections_per_uid and state_dir changes need a restart; keeping the running values until then"
                     );
                     new.socket_path = old.socket_path.clone();
                     new.socket_mode = old.socket_mode;
                     new.socket_group = old.socket_group.clone();
+                    new.socket_connections_per_uid = old.socket_connections_per_uid;
                     new.state_dir = old.state_dir.clone();
                 }
                 match (self.portal_factory)(&new) {

@@ -113,6 +113,9 @@ pub async fn run(
     let (save_tx, save_rx) = watch::channel(Arc::new(core.clone()));
     let (warnings_change_tx, warnings_change_rx) = watch::channel(None);
     let token = CancellationToken::new();
+    let fair_use = Arc::new(crate::socket::fair::Limiter::new(
+        crate::socket::fair::Limits::with_per_uid(config.socket_connections_per_uid),
+    ));
     let daemon = Arc::new(Daemon {
         host: crate::host::collect(),
         info: DaemonInfo {
@@ -155,6 +158,7 @@ pub async fn run(
         wake_update: Notify::new(),
         counters: Default::default(),
         loops_alive: Default::default(),
+        fair_use,
         shutdown: token.clone(),
     });
     {
@@ -226,7 +230,6 @@ pub async fn run(
     if let Err(e) = daemon.history.append(&[stopped]) {
         crate::logging::event::history_not_saved(&e.to_string());
     }
-    let _ = std::fs::remove_file(&daemon.config().socket_path);
     Ok(())
 }
 
@@ -297,7 +300,9 @@ fn install_signals(shutdown: CancellationToken, reload: Arc<Notify>) -> std::io:
 
 /// The daemon's entry point: configuration, runtime, signals, socket. Exit 0
 /// after a clean shutdown, 78 for a configuration error, 1 for anything else.
-pub fn main(config_path: PathBuf) -> ExitCode {
+/// `passed` is the listening socket systemd passed (socket activation), if
+/// any: served instead of binding `socket_path`, and never removed.
+pub fn main(config_path: PathBuf, passed: Option<std::os::fd::OwnedFd>) -> ExitCode {
     logging::init();
     let config = match Config::load(&config_path) {
         Ok(c) => c,
@@ -323,7 +328,12 @@ pub fn main(config_path: PathBuf) -> ExitCode {
             error!(error = %e, "cannot install signal handlers: {e}");
             return ExitCode::from(crate::exit::FAILED);
         }
-        let listener = match socket::bind(&config) {
+        let activated = passed.is_some();
+        let bound = match passed {
+            Some(fd) => socket::activation::adopt(fd, &config),
+            None => socket::bind(&config),
+        };
+        let listener = match bound {
             Ok(l) => l,
             Err(e) => {
                 error!("{}", StartError::from(e));
@@ -331,14 +341,18 @@ pub fn main(config_path: PathBuf) -> ExitCode {
             }
         };
         let socket_path = config.socket_path.clone();
-        match run(config, listener, shutdown.cancelled_owned(), env).await {
+        let result = run(config, listener, shutdown.cancelled_owned(), env).await;
+        // A socket the daemon bound is for this run only; a passed one is the
+        // `.socket` unit's and keeps queueing clients until the next start.
+        if !activated {
+            let _ = std::fs::remove_file(&socket_path);
+        }
+        match result {
             Ok(()) => {
                 info!("stopped");
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                // The socket was bound for this run only.
-                let _ = std::fs::remove_file(&socket_path);
                 error!("{e}");
                 ExitCode::from(crate::exit::FAILED)
             }

@@ -195,6 +195,9 @@ pub struct Daemon {
     pub counters: Counters,
     /// Set while the loops run (`/v1/health`).
     pub(super) loops_alive: AtomicU8,
+    /// The socket's fair-use books (limits from the configuration at start:
+    /// `socket_*` keys need a restart).
+    pub(super) fair_use: Arc<crate::socket::fair::Limiter>,
     pub shutdown: CancellationToken,
 }
 

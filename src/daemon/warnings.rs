@@ -50,10 +50,11 @@ pub(super) async fn warnings_timer(d: Arc<Daemon>, mut rx: watch::Receiver<Optio
 /// a minute; the path is read from the configuration in force each time.
 pub(super) async fn metrics_textfile(d: Arc<Daemon>) {
     let (config_of, counters_of) = (d.clone(), d.clone());
+    let fair = d.fair_use.clone();
     textfile::keep_written(
         move || config_of.config().metrics_textfile.clone(),
         d.subscribe(),
-        move |snap| metrics::render(&snap.doc, &counters_of.counters.snapshot()),
+        move |snap| metrics::render(&snap.doc, &counters_of.counters.snapshot(), &fair.figures()),
         textfile::REWRITE_EVERY,
         d.shutdown.clone(),
     )

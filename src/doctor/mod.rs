@@ -289,11 +289,17 @@ pub async fn diagnose(config_path: &Path, socket: Option<&Path>, opts: &Options)
         report.extend(files::state_checks(st, crate::clock::now()));
     }
     let sock_facts = daemon::gather_socket(&sock);
-    report.extend(daemon::socket_checks(
-        &sock_facts,
-        config.map(|c| c.socket_mode),
-        config.and_then(|c| c.socket_group.as_deref()),
-    ));
+    // Under socket activation the .socket unit sets the mode and group.
+    let unit_socket = crate::socket::activation::installed_unit();
+    let (want_mode, want_group) =
+        crate::socket::activation::expected_mode_group(config, unit_socket.as_ref());
+    report.extend(daemon::socket_checks(&sock_facts, want_mode, want_group));
+    if let Some(c) = config {
+        report.push(Check::ok(
+            "socket activation",
+            crate::socket::activation::which_applies(c, unit_socket.as_ref()),
+        ));
+    }
     report.extend(daemon::daemon_checks(&sock, &daemon_facts));
     // The proxy the daemon's requests go through, against this shell's.
     if let (Some(c), daemon::DaemonFacts::Status(v)) = (config, &daemon_facts)

@@ -25,6 +25,8 @@ pub enum SocketError {
     },
     #[error("socket_group: no group named {0:?} in /etc/group")]
     NoGroup(String),
+    #[error("the socket passed by systemd (LISTEN_FDS) cannot be served: {problem}")]
+    Passed { problem: String },
 }
 
 fn io(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> SocketError {

@@ -1,5 +1,6 @@
 //! The endpoints of the status socket and their error envelopes.
 
+use super::fair::{ConnSlot, Refusal};
 use super::{ActionError, BODY_READ_TIMEOUT, MAX_BODY, PeerUid, Service, Snapshot};
 use crate::api::{ActivateRequest, ErrorEnvelope, Health};
 use crate::metrics;
@@ -21,6 +22,8 @@ use wispanel_core::timestamp::Timestamp;
 struct App<S> {
     service: Arc<S>,
     peer: PeerUid,
+    /// The connection's fair-use slot (event streams take one more of it).
+    slot: Arc<ConnSlot>,
     /// Ends event streams when the socket shuts down.
     shutdown: CancellationToken,
 }
@@ -30,13 +33,19 @@ impl<S> Clone for App<S> {
         App {
             service: self.service.clone(),
             peer: self.peer,
+            slot: self.slot.clone(),
             shutdown: self.shutdown.clone(),
         }
     }
 }
 
 /// The router for one connection (it carries the peer's uid).
-pub fn router<S: Service>(service: Arc<S>, peer: PeerUid, shutdown: CancellationToken) -> Router {
+pub fn router<S: Service>(
+    service: Arc<S>,
+    peer: PeerUid,
+    slot: Arc<ConnSlot>,
+    shutdown: CancellationToken,
+) -> Router {
     Router::new()
         .route("/v1/status", get(status::<S>))
         .route("/v1/health", get(health::<S>))
@@ -47,12 +56,14 @@ pub fn router<S: Service>(service: Arc<S>, peer: PeerUid, shutdown: Cancellation
         .route("/v1/events", get(events::<S>))
         .route("/metrics", get(metrics_handler::<S>))
         .route("/v1/history", get(history::<S>))
+        .route("/v1/openapi.json", get(openapi_document))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(guard))
         .with_state(App {
             service,
             peer,
+            slot,
             shutdown,
         })
 }
@@ -325,7 +336,11 @@ async fn history<S: Service>(
 
 async fn metrics_handler<S: Service>(State(app): State<App<S>>) -> Response {
     let snap = app.service.snapshot();
-    let text = metrics::render(&snap.doc, &app.service.request_counts());
+    let text = metrics::render(
+        &snap.doc,
+        &app.service.request_counts(),
+        &app.slot.figures(),
+    );
     (
         StatusCode::OK,
         [(
@@ -337,17 +352,56 @@ async fn metrics_handler<S: Service>(State(app): State<App<S>>) -> Response {
         .into_response()
 }
 
+/// `GET /v1/openapi.json`: the API document, as installed in
+/// `/usr/share/wispanel-license/openapi.json` (the same bytes).
+async fn openapi_document() -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        crate::api::OPENAPI_DOCUMENT,
+    )
+        .into_response()
+}
+
+/// The 429 answer to a request over its uid's fair-use limit (the standard
+/// envelope, `Retry-After: 1`); the connection is closed after it.
+pub fn refused(why: Refusal, limits: &super::fair::Limits) -> Response {
+    let mut r = envelope(
+        StatusCode::TOO_MANY_REQUESTS,
+        "RATE_LIMITED",
+        why.message(limits),
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
 /// One `status` event now, then one on every change of the licence or update
 /// state. The watch channel holds only the newest document, so a client that
-/// reads slowly never makes the daemon buffer.
-async fn events<S: Service>(
-    State(app): State<App<S>>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+/// reads slowly never makes the daemon buffer. Each stream holds one of its
+/// uid's event-stream slots while it lasts; past them, 429.
+async fn events<S: Service>(State(app): State<App<S>>) -> Response {
+    let event_slot = match app.slot.event_stream() {
+        Ok(s) => s,
+        Err(why) => return refused(why, app.slot.limits()),
+    };
+    Sse::new(event_stream(app, event_slot)).into_response()
+}
+
+fn event_stream<S: Service>(
+    app: App<S>,
+    event_slot: super::fair::EventSlot,
+) -> impl Stream<Item = Result<Event, Infallible>> {
     let rx = app.service.subscribe();
     let shutdown = app.shutdown.clone();
-    let stream = stream::unfold(
-        (rx, None, shutdown),
-        |(mut rx, last, shutdown)| async move {
+    stream::unfold(
+        (rx, None, shutdown, event_slot),
+        |(mut rx, last, shutdown, event_slot)| async move {
             loop {
                 let snap = rx.borrow_and_update().clone();
                 // SPEC: an event on every change of licence state, update
@@ -356,7 +410,7 @@ async fn events<S: Service>(
                 if last.as_ref() != Some(&states) {
                     let data = String::from_utf8_lossy(&snap.json).into_owned();
                     let ev = Event::default().event("status").data(data);
-                    return Some((Ok(ev), (rx, Some(states), shutdown)));
+                    return Some((Ok(ev), (rx, Some(states), shutdown, event_slot)));
                 }
                 tokio::select! {
                     r = rx.changed() => if r.is_err() { return None },
@@ -364,8 +418,7 @@ async fn events<S: Service>(
                 }
             }
         },
-    );
-    Sse::new(stream)
+    )
 }
 
 #[cfg(test)]

@@ -42,6 +42,8 @@ ID_CONFIG_REJECTED=ae4d8028ffb24516b78fd43d546f903b
 . tests/systemd/lib.sh
 # shellcheck source=tests/systemd/prometheus-e2e.sh
 . tests/systemd/prometheus-e2e.sh
+# shellcheck source=tests/systemd/socket-activation.sh
+. tests/systemd/socket-activation.sh
 # shellcheck source=tests/systemd/encrypted-key.sh
 . tests/systemd/encrypted-key.sh
 # shellcheck source=tests/systemd/history.sh
@@ -331,7 +333,7 @@ expect_eq "clean exit (Result)" "$(unit_prop Result)" success
 expect_eq "clean exit (status 0)" "$(unit_prop ExecMainStatus)" 0
 saved_after=$(sbx stat -c %.9Y /var/lib/wispanel-license/state.json)
 check "state.json saved on the way out" awk -v a="$saved_before" -v b="$saved_after" 'BEGIN { exit !(b > a) }'
-check "the socket is gone with the service" eval '! sbx test -e /run/wispanel-license/status.sock'
+check "the socket stays with the .socket unit (socket activation)" sbx test -S /run/wispanel-license/status.sock
 sbx systemctl start $UNIT
 expect_eq "started again: active from the saved state" "$(licence_state)" active
 
@@ -368,6 +370,8 @@ expect_eq "the state survives: same verdict" "$(field .license.checked_at)" "$ch
 sbx rm /etc/systemd/system/$UNIT.d/tier-watchdog.conf
 sbx systemctl daemon-reload
 sbx systemctl restart $UNIT
+
+socket_activation_scenarios
 
 group "sandbox A: the unit as loaded"
 security=$(sbx systemd-analyze security $UNIT 2>&1)

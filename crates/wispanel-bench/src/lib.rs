@@ -5,9 +5,11 @@
 //!
 //! Groups: `fleet` (the fleet simulation of [`wispanel_fleet`]), `daemon`
 //! (resident memory and idle CPU), `socket` (status socket throughput and
-//! latency), `startup` (spawn to `READY=1`, `hardware-id` wall time).
+//! latency), `fair` (root's latency while another uid floods the socket),
+//! `startup` (spawn to `READY=1`, `hardware-id` wall time).
 
 pub mod env;
+pub mod fair;
 pub mod socket;
 
 use anyhow::{Context, Result};
@@ -57,6 +59,8 @@ pub enum Group {
     Fleet,
     Daemon,
     Socket,
+    /// Root's status latency while another uid floods the socket (as root).
+    Fair,
     Startup,
     /// Internal: the idle baseline process (READY=1, then sleep).
     #[value(hide = true)]
@@ -64,6 +68,9 @@ pub enum Group {
     /// Internal: the baseline status server.
     #[value(hide = true)]
     BaselineServer,
+    /// Internal: the flooding clients of `fair` (run as another uid).
+    #[value(hide = true)]
+    FairFlood,
 }
 
 /// The bench binary's entry point.
@@ -71,6 +78,10 @@ pub fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.group {
         Group::BaselineIdle => baseline_idle(),
+        Group::FairFlood => match &args.socket {
+            Some(s) => fair::run_flood(s, Duration::from_secs(args.socket_secs)),
+            None => Err(anyhow::anyhow!("fair-flood needs --socket")),
+        },
         Group::BaselineServer => match (&args.socket, &args.body_file) {
             (Some(s), Some(b)) => socket::run_baseline_server(s, b),
             _ => Err(anyhow::anyhow!(
@@ -117,6 +128,9 @@ fn run(args: &Args) -> Result<()> {
     }
     if want(Group::Socket) {
         rt.block_on(run_socket(args))?;
+    }
+    if want(Group::Fair) {
+        rt.block_on(fair::run_fair(args))?;
     }
     Ok(())
 }
