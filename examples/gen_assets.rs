@@ -146,6 +146,11 @@ The configuration, see
 .TP
 .I /run/wispanel\-license/status.sock
 The daemon's status socket, unless the configuration names another.
+.TP
+.I /var/lib/wispanel\-license/history.jsonl
+The daemon's history, which
+.B history
+reads itself (root only) when the daemon does not answer.
 Members of the group
 .B wispanel
 may connect; changing the licence
@@ -212,6 +217,9 @@ The configuration, see
 .TP
 .I /var/lib/wispanel\-license/state.json
 The saved state.
+.TP
+.I /var/lib/wispanel\-license/history.jsonl
+The history: one JSON entry per line (mode 0600), the newest 1000 to 2000.
 .TP
 .I /run/wispanel\-license/status.sock
 The status socket (HTTP with JSON bodies).

@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod doctor;
 pub mod exit;
 pub mod fair;
+pub mod history;
 pub mod host;
 pub mod hwid;
 pub mod key_in_force;

@@ -222,6 +222,14 @@ pub mod event {
         }
     }
 
+    /// An append to the history failed (the warning `state_not_saved`).
+    pub fn history_not_saved(error: &str) {
+        error!(
+            message_id = ids::STATE_NOT_SAVED,
+            error, "CANNOT WRITE THE HISTORY; licensing goes on: {error}"
+        );
+    }
+
     pub fn config_rejected(error: &str) {
         error!(
             message_id = ids::CONFIG_REJECTED,

@@ -182,7 +182,7 @@ impl Store {
         let mut removed = Vec::new();
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let ours = [STATE_FILE, KEY_FILE]
+            let ours = [STATE_FILE, KEY_FILE, crate::history::FILE_NAME]
                 .iter()
                 .any(|f| name.starts_with(&format!(".{f}.tmp-")));
             if ours && !name.ends_with(&own) && fs::remove_file(e.path()).is_ok() {

@@ -46,7 +46,7 @@ pub struct Cli {
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Print the licence and update state and its warnings (exit 0 active, 1 grace or a warning, 2 not licensed, 3 unknown)
-    Status,
+    Status(StatusArgs),
     /// Ask the daemon to validate the licence now and print the outcome
     Check,
     /// Activate a licence key on this host
@@ -60,6 +60,35 @@ pub enum Command {
     HardwareId(HardwareIdArgs),
     /// Diagnose why licensing fails on this host (without the daemon)
     Doctor,
+    /// Print the daemon's history, oldest first, one line per entry (reads
+    /// the file itself, as root, when the daemon does not answer)
+    History(HistoryArgs),
+}
+
+/// `status [--wait] [--timeout D]`.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// First wait, following the daemon's events, while the daemon does not
+    /// answer yet or the state is `unknown` (e.g. `activate`, then
+    /// `status --wait` in a provisioning script)
+    #[arg(long)]
+    pub wait: bool,
+    /// The longest `--wait` waits (a duration: 30s, 2m, 1h30m); then exit 3
+    /// if the daemon still does not answer or the state is still `unknown`
+    #[arg(long, value_name = "D", default_value = "120s", requires = "wait")]
+    pub timeout: String,
+}
+
+/// `history [--since T] [--limit N]`.
+#[derive(Debug, Clone, Args)]
+pub struct HistoryArgs {
+    /// Only entries at or after T: an RFC 3339 time (2026-11-26T10:00:00Z)
+    /// or a duration back from now (7d, 12h, 1h30m)
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+    /// At most the newest N entries (1 to 1000)
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub limit: u16,
 }
 
 /// `activate [KEY]`.

@@ -7,10 +7,13 @@ pub mod args;
 pub mod commands;
 pub mod download;
 mod hardware_id;
+mod history;
 pub mod render;
+mod wait;
 
 pub use args::{
-    ActivateArgs, Cli, Command, DaemonCli, DownloadArgs, HardwareIdArgs, UpdateCommand,
+    ActivateArgs, Cli, Command, DaemonCli, DownloadArgs, HardwareIdArgs, HistoryArgs, StatusArgs,
+    UpdateCommand,
 };
 pub use hardware_id::run_hardware_id;
 
@@ -38,7 +41,7 @@ pub fn main() -> ExitCode {
 /// Runs an already parsed command line.
 pub fn run(cli: &Cli) -> ExitCode {
     match &cli.command {
-        Command::Status => commands::status(cli),
+        Command::Status(a) => wait::status(cli, a),
         Command::Check => commands::check(cli),
         Command::Activate(a) => commands::activate(cli, a),
         Command::Deactivate => commands::deactivate(cli),
@@ -46,5 +49,6 @@ pub fn run(cli: &Cli) -> ExitCode {
         Command::Update(UpdateCommand::Download(a)) => download::update_download(cli, a),
         Command::HardwareId(a) => run_hardware_id(cli, a),
         Command::Doctor => commands::doctor(cli),
+        Command::History(a) => history::history(cli, a),
     }
 }

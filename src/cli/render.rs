@@ -52,7 +52,7 @@ pub fn warning_advice(w: &Warning, doc: &StatusDocument) -> String {
             when(doc.portal.last_success_at),
             when(w.at.or(doc.license.grace_until))
         ),
-        WarningCode::StateNotSaved => "The daemon cannot write state.json in its state directory; its log says why (`journalctl -u wispanel-licensed`). Free disk space or make the directory writable again; the daemon retries by itself, and until then a restart would forget the last verdict.".into(),
+        WarningCode::StateNotSaved => "The daemon cannot write state.json or history.jsonl in its state directory; its log says why (`journalctl -u wispanel-licensed`). Free disk space or make the directory writable again; the daemon retries by itself, and until then a restart would forget the last verdict.".into(),
         WarningCode::ExpiringSoon => format!(
             "Renew the licence in your WisPanel account before {}, then run `wispanel-license check` to pick up the new date. (warn_before_expiry in the configuration sets how early this warning comes.)",
             when(w.at.or(doc.license.expires_at))

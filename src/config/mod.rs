@@ -226,6 +226,20 @@ pub fn client_socket_path(
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET_PATH))
 }
 
+/// The `state_dir` a client reads without the daemon (`history` as root):
+/// the loaded configuration's, else the raw TOML's (the whole file may not
+/// load), else the default. The same shape as [`client_socket_path`].
+pub fn client_state_dir(config_path: &Path, loaded: Option<&Config>) -> PathBuf {
+    if let Some(c) = loaded {
+        return c.state_dir.clone();
+    }
+    std::fs::read_to_string(config_path)
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .and_then(|t| t.get("state_dir")?.as_str().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
+}
+
 /// Every key the configuration accepts, dotted (`schedule.splay`), in the
 /// order of the SPEC.
 pub fn known_keys() -> Vec<String> {

@@ -4,6 +4,7 @@
 
 use super::shared::{Daemon, lock};
 use super::{MANUAL_REUSE, Why};
+use crate::history::{self, Event, OUTCOME_OK, OUTCOME_UNREACHABLE};
 use crate::socket::{ActionError, ActionResult, Service, Snapshot};
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -68,8 +69,9 @@ impl Daemon {
     }
 
     /// `POST /v1/activate`: activates `key` on this host; on success the key
-    /// is saved (mode 0600) and put in force.
-    pub async fn activate(&self, key: LicenseKey) -> ActionResult {
+    /// is saved (mode 0600) and put in force. The outcome goes to the
+    /// history with the caller's uid.
+    pub async fn activate(&self, key: LicenseKey, caller: Option<u32>) -> ActionResult {
         if let Some(until) = self.gate() {
             return Err(self.gate_refusal(until));
         }
@@ -136,6 +138,7 @@ impl Daemon {
                 _ => Err(ActionError::Unreachable("unexpected answer".into())),
             }
         };
+        self.note_action(true, caller, &key, &result);
         if result.is_ok() {
             info!(key = %key, "licence {key} activated on this host");
             if let Err(e) = self.store.save_key(&key) {
@@ -148,8 +151,9 @@ impl Daemon {
         result.map(|()| self.snapshot())
     }
 
-    /// `POST /v1/deactivate`: releases this host's activation.
-    pub async fn deactivate(&self) -> ActionResult {
+    /// `POST /v1/deactivate`: releases this host's activation; the outcome
+    /// goes to the history with the caller's uid.
+    pub async fn deactivate(&self, caller: Option<u32>) -> ActionResult {
         if let Some(until) = self.gate() {
             return Err(self.gate_refusal(until));
         }
@@ -187,6 +191,7 @@ impl Daemon {
                 _ => Err(ActionError::Unreachable("unexpected answer".into())),
             }
         };
+        self.note_action(false, caller, &key, &result);
         if result.is_ok() {
             info!(key = %key, "licence {key} deactivated on this host");
             if let Err(e) = self.store.remove_key() {
@@ -197,6 +202,34 @@ impl Daemon {
         self.wake_licence.notify_one();
         self.wake_update.notify_one();
         result.map(|()| self.snapshot())
+    }
+}
+
+impl Daemon {
+    /// Queues an activation's (`activate`) or deactivation's outcome for
+    /// the history; the next `publish` writes it before announcing.
+    fn note_action(
+        &self,
+        activate: bool,
+        caller: Option<u32>,
+        key: &LicenseKey,
+        result: &Result<(), ActionError>,
+    ) {
+        let outcome = match result {
+            Ok(()) => OUTCOME_OK.to_string(),
+            Err(ActionError::Refused(reason)) => reason.code.clone(),
+            Err(_) => OUTCOME_UNREACHABLE.to_string(),
+        };
+        let action = history::Action {
+            uid: caller,
+            key: key.masked(),
+            outcome,
+        };
+        lock(&self.state).pending.push(if activate {
+            Event::Activate(action)
+        } else {
+            Event::Deactivate(action)
+        });
     }
 }
 
@@ -238,11 +271,15 @@ impl Service for Daemon {
         self.manual_check(CheckKind::Update).await
     }
 
-    async fn activate(&self, key: LicenseKey) -> ActionResult {
-        Daemon::activate(self, key).await
+    async fn activate(&self, key: LicenseKey, caller: Option<u32>) -> ActionResult {
+        Daemon::activate(self, key, caller).await
     }
 
-    async fn deactivate(&self) -> ActionResult {
-        Daemon::deactivate(self).await
+    async fn deactivate(&self, caller: Option<u32>) -> ActionResult {
+        Daemon::deactivate(self, caller).await
+    }
+
+    fn history(&self, query: &crate::history::Query) -> Vec<crate::history::Entry> {
+        self.history.query(query)
     }
 }

@@ -3,11 +3,13 @@
 
 use super::shared::{Daemon, lock};
 use super::{Alive, LICENCE_LOOP, MAX_SLEEP, Why, instant_for};
+use crate::history::{Action, Event, OUTCOME_OK};
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{Instrument, error, info_span};
 use wispanel_core::Endpoint;
-use wispanel_core::machine::Inputs;
+use wispanel_core::classify::Outcome;
+use wispanel_core::machine::{Inputs, Verdict};
 use wispanel_core::timestamp::Timestamp;
 
 impl Daemon {
@@ -23,7 +25,7 @@ impl Daemon {
         let config = self.config();
         let version = self.product_version(&config);
         let now = self.now();
-        let (endpoint, body, inputs) = {
+        let (endpoint, body, inputs, masked) = {
             let mut st = lock(&self.state);
             let inputs = st.inputs();
             if st.key().is_none() || st.hwid.is_err() {
@@ -45,7 +47,7 @@ impl Daemon {
                 return Ok(false);
             };
             let body = self.body(due.endpoint, key, hw, &version, &config);
-            (due.endpoint, body, inputs)
+            (due.endpoint, body, inputs, key.masked())
         };
         let idempotency_key = match endpoint {
             Endpoint::Activate => Some(self.activation_key(&inputs).await),
@@ -59,17 +61,39 @@ impl Daemon {
         };
         {
             let mut st = lock(&self.state);
+            let answered_at = self.now();
             st.core.record_licence(
                 endpoint,
                 &c,
                 &inputs,
                 &config.schedule.core(),
-                self.now(),
+                answered_at,
                 &mut **self.jitter(),
             );
             // The key or hardware may have changed while the request ran.
             let now_inputs = st.inputs();
             st.core.apply_inputs(&now_inputs);
+            // The daemon's own activation of the configured key: its
+            // verdicts go to the history (uid null). An answer without a
+            // verdict is not an outcome here (the loop tries again), nor is
+            // a refusal held while the activation is in doubt (a validate
+            // decides, and its verdict is a `license_state` entry).
+            let decided = matches!(
+                &st.core.licence.verdict,
+                Some(Verdict::Valid { at, .. } | Verdict::Refused { at, .. }) if *at == answered_at
+            );
+            let outcome = match &c.outcome {
+                Outcome::Valid(_) if decided => Some(OUTCOME_OK.to_string()),
+                Outcome::Refused { reason, .. } if decided => Some(reason.code.clone()),
+                _ => None,
+            };
+            if let (Endpoint::Activate, Some(outcome)) = (endpoint, outcome) {
+                st.pending.push(Event::Activate(Action {
+                    uid: None,
+                    key: masked,
+                    outcome,
+                }));
+            }
         }
         self.publish();
         self.wake_update.notify_one();

@@ -3,6 +3,7 @@
 use super::shared::{Daemon, lock};
 use super::status_line;
 use crate::config::Config;
+use crate::history::{Event, ReloadOutcome};
 use crate::systemd;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,8 +18,12 @@ impl Daemon {
             systemd::reloading();
         }
         let old = self.config();
+        let rejected = |message: String| {
+            crate::logging::event::config_rejected(&message);
+            self.note_reload(Some(message));
+        };
         match Config::load(path) {
-            Err(e) => crate::logging::event::config_rejected(&e.to_string()),
+            Err(e) => rejected(e.to_string()),
             Ok(mut new) => {
                 if new.socket_path != old.socket_path
                     || new.socket_mode != old.socket_mode
@@ -36,7 +41,7 @@ impl Daemon {
                     new.state_dir = old.state_dir.clone();
                 }
                 match (self.portal_factory)(&new) {
-                    Err(e) => crate::logging::event::config_rejected(&e.to_string()),
+                    Err(e) => rejected(e.to_string()),
                     Ok(client) => {
                         if let Ok(mut c) = self.client.write() {
                             *c = client;
@@ -51,6 +56,7 @@ impl Daemon {
                             self.adopt_configured_key(&mut st);
                         }
                         info!("configuration reloaded");
+                        self.note_reload(None);
                     }
                 }
             }
@@ -62,6 +68,21 @@ impl Daemon {
         if self.systemd {
             systemd::ready(&status_line(&self.snapshot().doc));
         }
+    }
+}
+
+impl Daemon {
+    /// Queues a `config_reloaded` entry (`None`: applied) for the next
+    /// publish.
+    fn note_reload(&self, rejected: Option<String>) {
+        let outcome = match rejected {
+            None => ReloadOutcome::Applied,
+            Some(_) => ReloadOutcome::Rejected,
+        };
+        lock(&self.state).pending.push(Event::ConfigReloaded {
+            outcome,
+            message: rejected,
+        });
     }
 }
 

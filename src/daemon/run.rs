@@ -4,13 +4,14 @@
 //! binary.
 
 use super::portal::https_factory;
-use super::shared::{Daemon, Runtime, lock, placeholder_doc};
+use super::shared::{Daemon, Recorded, Runtime, lock, placeholder_doc};
 use super::{
     PortalFactory, SHUTDOWN_BUDGET, licence, reload, status_line, updates, warnings, writer,
 };
 use crate::api::DaemonInfo;
 use crate::clock::{Clock, SystemClock, ThreadJitter};
 use crate::config::Config;
+use crate::history::{Entry, Event, History};
 use crate::socket::Snapshot;
 use crate::store::{Loaded, Store};
 use crate::{logging, socket, systemd};
@@ -98,6 +99,8 @@ pub async fn run(
         error!(error = %e, "ignoring the saved key: {e}");
         None
     });
+    let history = open_history(&store);
+    let recorded = Recorded::from_history(&history);
     let client = (env.portal)(&config)?;
     // The socket is ours, so no other daemon writes in state_dir.
     for p in store.remove_stale_temp_files() {
@@ -128,11 +131,18 @@ pub async fn run(
             product_version: None,
             announced: None,
             state_not_saved_since: None,
+            history_not_saved_since: None,
+            // Written by the first publish, before the socket serves.
+            pending: vec![Event::DaemonStarted {
+                version: env!("CARGO_PKG_VERSION").into(),
+            }],
+            recorded,
         }),
         config: RwLock::new(Arc::new(config)),
         client: RwLock::new(client),
         portal_factory: env.portal,
         store,
+        history,
         clock: env.clock,
         jitter: Mutex::new(env.jitter),
         systemd: env.systemd,
@@ -213,7 +223,33 @@ pub async fn run(
     if let Err(e) = daemon.save_now().await {
         crate::logging::event::state_not_saved(&e, None);
     }
+    let stopped = Entry {
+        at: daemon.now().whole_seconds(),
+        event: Event::DaemonStopped {},
+    };
+    if let Err(e) = daemon.history.append(&[stopped]) {
+        crate::logging::event::history_not_saved(&e.to_string());
+    }
     Ok(())
+}
+
+/// Opens `state_dir/history.jsonl`; lines that cannot be read are skipped
+/// and logged here, once.
+fn open_history(store: &Store) -> History {
+    let (history, read) = History::open(store.dir());
+    match read {
+        Ok(c) if c.skipped > 0 => warn!(
+            path = %history.path().display(),
+            skipped = c.skipped,
+            "skipped {} unreadable line(s) of the history {} (first: line {}); a crash mid-write or a damaged disk",
+            c.skipped,
+            history.path().display(),
+            c.first_skipped_line.unwrap_or(0)
+        ),
+        Ok(_) => {}
+        Err(e) => error!(error = %e, "{e}; starting with an empty history in memory"),
+    }
+    history
 }
 
 /// Pings systemd's watchdog at half of `WATCHDOG_USEC` while the loops run.

@@ -7,6 +7,7 @@ use super::{HWID_FRESHNESS, LOOPS_ALL, Portal, PortalFactory};
 use crate::api::{Announced, DaemonInfo, StatusDocument, StatusInputs};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::history::{Entry, Event, History};
 use crate::host::HostFacts;
 use crate::key_in_force::{InForce, KeyFacts, key_in_force};
 use crate::portal::{RequestFacts, request_body};
@@ -43,6 +44,49 @@ pub(super) struct Runtime {
     /// When the current run of failed saves of `state.json` began (the
     /// warning `state_not_saved`); `None` once a save works.
     pub(super) state_not_saved_since: Option<Timestamp>,
+    /// When the current run of failed appends to the history began (the
+    /// same warning); `None` once an append works.
+    pub(super) history_not_saved_since: Option<Timestamp>,
+    /// Events to write with the next `publish`, before it announces
+    /// anything (an activation's outcome, a reload, the start).
+    pub(super) pending: Vec<Event>,
+    /// What the history last recorded, to write an entry on each change.
+    pub(super) recorded: Recorded,
+}
+
+/// The licence state, update state and hardware change the history holds
+/// last (read from the file at start, then kept by `publish`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Recorded {
+    pub(super) license: LicenseState,
+    pub(super) update: UpdateState,
+    /// The (from, to) of the hardware change in force, if one is.
+    pub(super) hardware: Option<(String, String)>,
+}
+
+impl Recorded {
+    /// From the history's newest entries; a history without them starts
+    /// from `unknown` (the state before any verdict).
+    pub(super) fn from_history(h: &History) -> Recorded {
+        Recorded {
+            license: h
+                .last(|e| match e {
+                    Event::LicenseState { to, .. } => Some(*to),
+                    _ => None,
+                })
+                .unwrap_or(LicenseState::Unknown),
+            update: h
+                .last(|e| match e {
+                    Event::UpdateState { to, .. } => Some(*to),
+                    _ => None,
+                })
+                .unwrap_or(UpdateState::Unknown),
+            hardware: h.last(|e| match e {
+                Event::HardwareChanged { from, to } => Some((from.clone(), to.clone())),
+                _ => None,
+            }),
+        }
+    }
 }
 
 impl Runtime {
@@ -57,6 +101,25 @@ impl Runtime {
 
     pub(super) fn key(&self) -> Option<&LicenseKey> {
         self.key_in_force().key()
+    }
+
+    /// Queues a `hardware_changed` entry when the hardware_id now differs
+    /// from the one of the last verdict and the history does not hold this
+    /// change yet: one entry per change, not one per start while it differs.
+    pub(super) fn note_hardware(&mut self) {
+        let hardware = match (&self.core.licence.verdict_binding, &self.hwid) {
+            (Some(b), Ok(id)) if b.hardware_id != *id => Some((b.hardware_id.clone(), id.clone())),
+            _ => None,
+        };
+        if hardware != self.recorded.hardware {
+            if let Some((from, to)) = &hardware {
+                self.pending.push(Event::HardwareChanged {
+                    from: from.clone(),
+                    to: to.clone(),
+                });
+            }
+            self.recorded.hardware = hardware;
+        }
     }
 
     pub(super) fn inputs(&self) -> Inputs {
@@ -97,6 +160,8 @@ pub struct Daemon {
     pub(super) portal_factory: PortalFactory,
     pub(super) state: Mutex<Runtime>,
     pub(super) store: Store,
+    /// `state_dir/history.jsonl` and its entries in memory.
+    pub(super) history: History,
     pub(super) host: HostFacts,
     pub(super) info: DaemonInfo,
     /// The daemon's wall clock; nothing in the daemon reads another.
@@ -190,15 +255,20 @@ impl Daemon {
         lock(&self.state).core.gate_closed_until(self.now())
     }
 
-    /// Rebuilds the status, announces a state change (log, `STATUS=`), and
-    /// hands the core to the state writer.
+    /// Rebuilds the status, writes what changed to the history (flushed to
+    /// disk before anything is announced), announces a state change (log,
+    /// `STATUS=`, the socket's watch), and hands the core to the state
+    /// writer.
+    ///
+    /// The history's fsync runs here, on the caller's thread: it happens
+    /// only when an entry is due (a change of state, an action, a reload),
+    /// never for a status request, and SPEC wants it done before the
+    /// announcement.
     pub fn publish(&self) {
         let now = self.now();
         let config = self.config();
         let proxy = self.client().proxy_shown();
-        let (doc, core, before, next_change) = {
-            let mut st = lock(&self.state);
-            st.core.expire_gate(now);
+        let build = |st: &Runtime| {
             let inputs = st.inputs();
             let si = StatusInputs {
                 daemon: &self.info,
@@ -207,15 +277,40 @@ impl Daemon {
                 masked_key: st.key().map(LicenseKey::masked),
                 hardware_id: st.hwid.as_deref().ok(),
                 product_version: st.product_version.clone(),
-                proxy,
+                proxy: proxy.clone(),
                 warn_before_expiry: config.warn_before_expiry,
-                state_not_saved_since: st.state_not_saved_since,
+                state_not_saved_since: earliest(
+                    st.state_not_saved_since,
+                    st.history_not_saved_since,
+                ),
             };
             let doc = StatusDocument::build(&st.core, &si, now);
             let next_change = warnings::next_change(&si.warning_facts(&st.core, now), now);
-            let before = st.announced.replace(doc.announced());
-            (doc, Arc::new(st.core.clone()), before, next_change)
+            (doc, next_change)
         };
+        let (mut doc, core, mut next_change, entries) = {
+            let mut st = lock(&self.state);
+            st.core.expire_gate(now);
+            let (doc, next_change) = build(&st);
+            let entries = history_entries(&mut st, &doc, now);
+            (doc, Arc::new(st.core.clone()), next_change, entries)
+        };
+        if !entries.is_empty() {
+            let written = self.history.append(&entries);
+            if let Err(e) = &written {
+                logging::event::history_not_saved(&e.to_string());
+            }
+            let mut st = lock(&self.state);
+            let before = st.history_not_saved_since;
+            st.history_not_saved_since = match written {
+                Ok(()) => None,
+                Err(_) => before.or(Some(now)),
+            };
+            if st.history_not_saved_since != before {
+                (doc, next_change) = build(&st);
+            }
+        }
+        let before = lock(&self.state).announced.replace(doc.announced());
         self.warnings_change_tx.send_if_modified(|old| {
             let changed = *old != next_change;
             *old = next_change;
@@ -336,6 +431,7 @@ impl Daemon {
         st.hwid = hw;
         let inputs = st.inputs();
         st.core.apply_inputs(&inputs);
+        st.note_hardware();
         changed
     }
 
@@ -377,6 +473,47 @@ impl Daemon {
             },
         )
     }
+}
+
+/// The earlier of two times, either of which may be absent.
+fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The history entries a publish writes: the pending events, then a change
+/// of licence state, update state or hardware_id against what the history
+/// recorded last (so a change while the daemon was down is written at
+/// start, and a restart writes nothing new).
+fn history_entries(st: &mut Runtime, doc: &StatusDocument, now: Timestamp) -> Vec<Entry> {
+    let mut events = std::mem::take(&mut st.pending);
+    let rec = &mut st.recorded;
+    if doc.license.state != rec.license {
+        events.push(Event::LicenseState {
+            from: rec.license,
+            to: doc.license.state,
+            reason: doc.license.reason.clone(),
+            error: doc.portal.last_error.clone(),
+        });
+        rec.license = doc.license.state;
+    }
+    if doc.update.state != rec.update {
+        events.push(Event::UpdateState {
+            from: rec.update,
+            to: doc.update.state,
+        });
+        rec.update = doc.update.state;
+    }
+    st.pending = events;
+    st.note_hardware();
+    let events = std::mem::take(&mut st.pending);
+    let at = now.whole_seconds();
+    events
+        .into_iter()
+        .map(|event| Entry { at, event })
+        .collect()
 }
 
 /// Logs each warning that appears (with what it says) and each that goes;

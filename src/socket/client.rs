@@ -138,6 +138,139 @@ pub fn request_with(
     parse_answer(&raw).map_err(fail)
 }
 
+/// A `GET /v1/events` stream being read: each [`Events::next`] gives the
+/// next `status` event's document.
+pub struct Events {
+    stream: UnixStream,
+    path: PathBuf,
+    /// Bytes read and not yet taken apart.
+    raw: Vec<u8>,
+    /// The head, once read.
+    head: Option<Head>,
+    /// The body so far, de-chunked, not yet split into events.
+    body: Vec<u8>,
+}
+
+/// Opens `GET /v1/events`; the answer is read by [`Events::next`].
+pub fn events(socket: &Path, timeout: Duration) -> Result<Events, ClientError> {
+    let mut stream = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
+        path: socket.to_path_buf(),
+        source,
+    })?;
+    let head = format!(
+        "GET /v1/events HTTP/1.1\r\nHost: localhost\r\nUser-Agent: wispanel-license/{}\r\nAccept: text/event-stream\r\n\r\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    stream
+        .set_write_timeout(Some(timeout.max(Duration::from_millis(1))))
+        .and_then(|()| stream.write_all(head.as_bytes()))
+        .map_err(|e| ClientError::Exchange {
+            path: socket.to_path_buf(),
+            message: format!("cannot send the request: {e}"),
+        })?;
+    Ok(Events {
+        stream,
+        path: socket.to_path_buf(),
+        raw: Vec::new(),
+        head: None,
+        body: Vec::new(),
+    })
+}
+
+impl Events {
+    /// The next event's status document, waiting at most until `deadline`
+    /// (`TimedOut` then). A daemon that answers with an error (429, 503)
+    /// or ends the stream is an `Exchange` error.
+    pub fn next(&mut self, deadline: std::time::Instant) -> Result<StatusDocument, ClientError> {
+        let path = self.path.clone();
+        let fail = |message: String| ClientError::Exchange {
+            path: path.clone(),
+            message,
+        };
+        loop {
+            if let Some(doc) = self.take_event().map_err(fail)? {
+                return Ok(doc);
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(ClientError::TimedOut {
+                    path: self.path.clone(),
+                    limit: Duration::ZERO,
+                });
+            }
+            let mut buf = [0u8; 16 * 1024];
+            self.stream
+                .set_read_timeout(Some(left))
+                .map_err(|e| fail(e.to_string()))?;
+            match self.stream.read(&mut buf) {
+                Ok(0) => return Err(fail("the daemon ended the event stream".into())),
+                Ok(n) => self.raw.extend_from_slice(&buf[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => return Err(fail(format!("cannot read the event stream: {e}"))),
+            }
+            if self.raw.len() as u64 > MAX_ANSWER {
+                return Err(fail("the event stream sent too much at once".into()));
+            }
+        }
+    }
+
+    /// Takes the head, the complete chunks and the first complete event out
+    /// of what was read.
+    fn take_event(&mut self) -> Result<Option<StatusDocument>, String> {
+        if self.head.is_none() {
+            let Some(head) = parse_head(&self.raw)? else {
+                return Ok(None);
+            };
+            if head.status != 200 {
+                return Err(format!(
+                    "the daemon answered {} to GET /v1/events",
+                    head.status
+                ));
+            }
+            self.raw.drain(..head.len);
+            self.head = Some(head);
+        }
+        if self
+            .head
+            .as_ref()
+            .is_some_and(|h| h.framing == Framing::Chunked)
+        {
+            while let Some(nl) = self.raw.windows(2).position(|w| w == b"\r\n") {
+                let text = std::str::from_utf8(&self.raw[..nl]).map_err(|_| "bad chunk size")?;
+                let size = usize::from_str_radix(text.split(';').next().unwrap_or("").trim(), 16)
+                    .map_err(|_| "bad chunk size")?;
+                if self.raw.len() < nl + 2 + size + 2 {
+                    break;
+                }
+                self.body
+                    .extend_from_slice(&self.raw[nl + 2..nl + 2 + size]);
+                self.raw.drain(..nl + 2 + size + 2);
+            }
+        } else {
+            self.body.append(&mut self.raw);
+        }
+        while let Some(end) = self.body.windows(2).position(|w| w == b"\n\n") {
+            let event: Vec<u8> = self.body.drain(..end + 2).collect();
+            let text = String::from_utf8_lossy(&event);
+            let data: Vec<&str> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                .collect();
+            if !data.is_empty() {
+                return serde_json::from_str(&data.join("\n"))
+                    .map(Some)
+                    .map_err(|e| format!("an event's status document cannot be read: {e}"));
+            }
+        }
+        Ok(None)
+    }
+}
+
 /// How the body of an answer ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Framing {

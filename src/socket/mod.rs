@@ -90,10 +90,17 @@ pub trait Service: Send + Sync + 'static {
     fn check(&self) -> impl Future<Output = ActionResult> + Send;
     /// `POST /v1/update/check`.
     fn update_check(&self) -> impl Future<Output = ActionResult> + Send;
-    /// `POST /v1/activate` (the caller is root).
-    fn activate(&self, key: LicenseKey) -> impl Future<Output = ActionResult> + Send;
+    /// `POST /v1/activate` (the caller is root; `caller` is its uid, for
+    /// the history).
+    fn activate(
+        &self,
+        key: LicenseKey,
+        caller: Option<u32>,
+    ) -> impl Future<Output = ActionResult> + Send;
     /// `POST /v1/deactivate` (the caller is root).
-    fn deactivate(&self) -> impl Future<Output = ActionResult> + Send;
+    fn deactivate(&self, caller: Option<u32>) -> impl Future<Output = ActionResult> + Send;
+    /// `GET /v1/history`: the entries the query picks, oldest first.
+    fn history(&self, query: &crate::history::Query) -> Vec<crate::history::Entry>;
     /// The fair-use books of the socket (`serve` asks once); the daemon
     /// keeps them to show their figures in `metrics_textfile` too.
     fn fair_use(&self) -> Arc<fair::Limiter> {

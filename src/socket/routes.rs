@@ -55,6 +55,7 @@ pub fn router<S: Service>(
         .route("/v1/deactivate", post(deactivate::<S>))
         .route("/v1/events", get(events::<S>))
         .route("/metrics", get(metrics_handler::<S>))
+        .route("/v1/history", get(history::<S>))
         .route("/v1/openapi.json", get(openapi_document))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -302,7 +303,7 @@ async fn activate<S: Service>(State(app): State<App<S>>, req: Request) -> Respon
         Ok(k) => k,
         Err(e) => return envelope(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", e.to_string()),
     };
-    match app.service.activate(key).await {
+    match app.service.activate(key, app.peer.0).await {
         Ok(s) => json_doc(&s),
         Err(e) => licence_action_error(e, app.service.now()),
     }
@@ -312,9 +313,24 @@ async fn deactivate<S: Service>(State(app): State<App<S>>) -> Response {
     if let Some(r) = refuse_unless_root(app.peer) {
         return r;
     }
-    match app.service.deactivate().await {
+    match app.service.deactivate(app.peer.0).await {
         Ok(s) => json_doc(&s),
         Err(e) => licence_action_error(e, app.service.now()),
+    }
+}
+
+/// `GET /v1/history?since=&limit=`: from the daemon's memory; a bad
+/// parameter is 400 naming it, an unknown one is ignored.
+async fn history<S: Service>(
+    State(app): State<App<S>>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    match crate::history::Query::parse(query.as_deref()) {
+        Ok(q) => {
+            let entries = app.service.history(&q);
+            axum::Json(crate::history::Page { entries }).into_response()
+        }
+        Err(e) => envelope(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", e.to_string()),
     }
 }
 

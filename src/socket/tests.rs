@@ -53,11 +53,14 @@ impl Service for TestService {
     async fn update_check(&self) -> ActionResult {
         Err(ActionError::NoKey)
     }
-    async fn activate(&self, _key: LicenseKey) -> ActionResult {
+    async fn activate(&self, _key: LicenseKey, _caller: Option<u32>) -> ActionResult {
         Err(ActionError::NoKey)
     }
-    async fn deactivate(&self) -> ActionResult {
+    async fn deactivate(&self, _caller: Option<u32>) -> ActionResult {
         Err(ActionError::NoKey)
+    }
+    fn history(&self, _query: &crate::history::Query) -> Vec<crate::history::Entry> {
+        Vec::new()
     }
     fn fair_use(&self) -> Arc<Limiter> {
         self.fair.clone()

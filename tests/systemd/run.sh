@@ -46,6 +46,8 @@ ID_CONFIG_REJECTED=ae4d8028ffb24516b78fd43d546f903b
 . tests/systemd/socket-activation.sh
 # shellcheck source=tests/systemd/encrypted-key.sh
 . tests/systemd/encrypted-key.sh
+# shellcheck source=tests/systemd/history.sh
+. tests/systemd/history.sh
 
 fatal() {
 	printf 'systemd tier: %s\n' "$*" >&2
@@ -335,6 +337,8 @@ check "state.json saved on the way out" awk -v a="$saved_before" -v b="$saved_af
 check "the socket stays with the .socket unit (socket activation)" sbx test -S /run/wispanel-license/status.sock
 sbx systemctl start $UNIT
 expect_eq "started again: active from the saved state" "$(licence_state)" active
+
+history_tier
 
 group "sandbox A: the watchdog"
 write /etc/systemd/system/$UNIT.d/tier-watchdog.conf <<-EOF

@@ -96,7 +96,7 @@ pub async fn run_fair(args: &crate::Args) -> Result<()> {
     })
     .await?;
     let secs = Duration::from_secs(args.socket_secs);
-    let per_uid = wispanel_license::socket::fair::DEFAULT_PER_UID;
+    let per_uid = wispanel_license::fair::DEFAULT_PER_UID;
     header(&format!(
         "fair use: root's GET /v1/status (1 keep-alive client, {} s per run) while uid {FLOOD_UID} holds its {per_uid} connections and hammers from {FLOOD_CLIENTS} clients",
         args.socket_secs

@@ -1,0 +1,263 @@
+//! The daemon's history (SPEC "History"): `state_dir/history.jsonl`, one
+//! [`Entry`] per line, mode 0600.
+//!
+//! [`History`] is the daemon's handle: it keeps the entries on disk in memory
+//! too (at most [`MAX_ON_DISK`], so `GET /v1/history` never reads the file),
+//! appends and fsyncs new ones (the daemon does it before it announces the
+//! change), and past [`MAX_ON_DISK`] lines rewrites the file atomically
+//! (`atomic_file`) with the newest [`KEEP`]. [`read_file`] and [`select`]
+//! are the rules the CLI shares with the daemon when it reads the file
+//! itself (the daemon down): which lines count, and which entries a
+//! `since`/`limit` query picks.
+
+mod entry;
+mod query;
+
+pub use entry::{Action, Entry, Event, OUTCOME_OK, OUTCOME_UNREACHABLE, ReloadOutcome};
+pub use query::{DEFAULT_LIMIT, MAX_LIMIT, Query, QueryError, parse_limit, parse_since, select};
+
+/// The answer of `GET /v1/history`: `{"entries": [...]}`, oldest first.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Page {
+    pub entries: Vec<Entry>,
+}
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The file's name in `state_dir`.
+pub const FILE_NAME: &str = "history.jsonl";
+/// Past this many lines on disk, the file is rewritten.
+pub const MAX_ON_DISK: usize = 2000;
+/// How many of the newest entries a rewrite keeps.
+pub const KEEP: usize = 1000;
+
+/// Why the history could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {action} the history {}: {source}", path.display())]
+pub struct HistoryError {
+    pub path: PathBuf,
+    pub action: &'static str,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// What a read of the file found.
+#[derive(Debug, Default)]
+pub struct FileContents {
+    /// The entries that could be read, in file order (oldest first).
+    pub entries: Vec<Entry>,
+    /// Lines that could not be read (torn by a crash, damaged).
+    pub skipped: usize,
+    /// The first of them (1-based), to name in the log.
+    pub first_skipped_line: Option<usize>,
+    /// Lines in the file, read or not (what counts towards a rewrite).
+    pub lines: usize,
+    /// The file does not end with a newline (a torn last write).
+    pub torn_tail: bool,
+}
+
+/// Reads the history file; a missing file is an empty history. Lines that
+/// are not an entry are counted and skipped, never an error.
+pub fn read_file(path: &Path) -> Result<FileContents, HistoryError> {
+    let mut raw = Vec::new();
+    match File::open(path) {
+        Ok(mut f) => f.read_to_end(&mut raw).map_err(|source| HistoryError {
+            path: path.to_path_buf(),
+            action: "read",
+            source,
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileContents::default()),
+        Err(source) => {
+            return Err(HistoryError {
+                path: path.to_path_buf(),
+                action: "open",
+                source,
+            });
+        }
+    };
+    Ok(parse(&raw))
+}
+
+fn parse(raw: &[u8]) -> FileContents {
+    let mut out = FileContents {
+        torn_tail: !raw.is_empty() && !raw.ends_with(b"\n"),
+        ..Default::default()
+    };
+    for (i, line) in raw.split(|&b| b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        out.lines += 1;
+        match serde_json::from_slice::<Entry>(line) {
+            Ok(e) => out.entries.push(e),
+            Err(_) => {
+                out.skipped += 1;
+                out.first_skipped_line.get_or_insert(i + 1);
+            }
+        }
+    }
+    out
+}
+
+/// The daemon's history: the file and its entries in memory.
+pub struct History {
+    path: PathBuf,
+    dir: PathBuf,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    /// What is on disk (plus entries whose append failed), oldest first;
+    /// never more than [`MAX_ON_DISK`].
+    entries: VecDeque<Entry>,
+    /// Lines in the file now (a rewrite is due past [`MAX_ON_DISK`]).
+    lines: usize,
+    /// The last write was torn: start the next append on a new line.
+    torn_tail: bool,
+}
+
+impl History {
+    /// Opens the history in `state_dir` (which exists): reads what is there.
+    /// An unreadable file is an empty history (the caller logs it) that
+    /// appends still try to write to.
+    pub fn open(state_dir: &Path) -> (History, Result<FileContents, HistoryError>) {
+        let path = state_dir.join(FILE_NAME);
+        let read = read_file(&path);
+        let (entries, lines, torn_tail) = match &read {
+            Ok(c) => {
+                let skip = c.entries.len().saturating_sub(MAX_ON_DISK);
+                (
+                    c.entries[skip..].iter().cloned().collect(),
+                    c.lines,
+                    c.torn_tail,
+                )
+            }
+            Err(_) => (VecDeque::new(), 0, false),
+        };
+        let h = History {
+            dir: state_dir.to_path_buf(),
+            path,
+            inner: Mutex::new(Inner {
+                entries,
+                lines,
+                torn_tail,
+            }),
+        };
+        (h, read)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The newest entry that `pick` finds something in (the last licence
+    /// state written, say).
+    pub fn last<T>(&self, pick: impl Fn(&Event) -> Option<T>) -> Option<T> {
+        self.inner()
+            .entries
+            .iter()
+            .rev()
+            .find_map(|e| pick(&e.event))
+    }
+
+    /// The entries a query picks, oldest first, from memory.
+    pub fn query(&self, q: &Query) -> Vec<Entry> {
+        let inner = self.inner();
+        select(inner.entries.iter(), q)
+    }
+
+    /// Appends `entries` and flushes them to disk (fsync) before returning;
+    /// past [`MAX_ON_DISK`] lines, rewrites the file with the newest
+    /// [`KEEP`]. The entries are kept in memory even when the write fails
+    /// (they are served, and a later rewrite puts them on disk).
+    pub fn append(&self, entries: &[Entry]) -> Result<(), HistoryError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut inner = self.inner();
+        inner.entries.extend(entries.iter().cloned());
+        while inner.entries.len() > MAX_ON_DISK {
+            inner.entries.pop_front();
+        }
+        let mut text = Vec::new();
+        if inner.torn_tail {
+            // A crash cut the last line: it stays a bad line of its own.
+            text.push(b'\n');
+        }
+        for e in entries {
+            // An entry is plain data: serialising it cannot fail.
+            if let Ok(line) = serde_json::to_vec(e) {
+                text.extend_from_slice(&line);
+                text.push(b'\n');
+            }
+        }
+        if inner.lines + entries.len() > MAX_ON_DISK {
+            return self.rewrite(&mut inner);
+        }
+        let fail = |action: &'static str| {
+            let path = self.path.clone();
+            move |source| HistoryError {
+                path,
+                action,
+                source,
+            }
+        };
+        let created = !self.path.exists();
+        let mut f = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&self.path)
+            .map_err(fail("open"))?;
+        f.write_all(&text).map_err(fail("append to"))?;
+        f.sync_data().map_err(fail("flush"))?;
+        if created {
+            // The new file's name must survive a crash too.
+            File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(fail("flush the directory of"))?;
+        }
+        inner.lines += entries.len();
+        inner.torn_tail = false;
+        Ok(())
+    }
+
+    /// Writes the newest [`KEEP`] entries in memory as the whole file,
+    /// atomically: a crash leaves the old file or the new one.
+    fn rewrite(&self, inner: &mut Inner) -> Result<(), HistoryError> {
+        let skip = inner.entries.len().saturating_sub(KEEP);
+        inner.entries.drain(..skip);
+        let mut text = Vec::new();
+        for e in &inner.entries {
+            if let Ok(line) = serde_json::to_vec(e) {
+                text.extend_from_slice(&line);
+                text.push(b'\n');
+            }
+        }
+        let temp = self
+            .dir
+            .join(format!(".{FILE_NAME}.tmp-{}", std::process::id()));
+        crate::atomic_file::write(&self.dir, &self.path, &temp, &text, 0o600).map_err(|e| {
+            HistoryError {
+                path: e.file,
+                action: e.action,
+                source: e.source,
+            }
+        })?;
+        inner.lines = inner.entries.len();
+        inner.torn_tail = false;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,173 @@
+use super::*;
+use std::os::unix::fs::PermissionsExt;
+use wispanel_core::timestamp::Timestamp;
+
+fn entry(secs: i64) -> Entry {
+    Entry {
+        at: Timestamp::from_unix_secs(1_800_000_000 + secs),
+        event: Event::DaemonStarted {
+            version: format!("0.{secs}.0"),
+        },
+    }
+}
+
+fn versions(es: &[Entry]) -> Vec<i64> {
+    es.iter()
+        .map(|e| e.at.unix_secs() - 1_800_000_000)
+        .collect()
+}
+
+#[test]
+fn appends_are_on_disk_mode_0600_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, read) = History::open(dir.path());
+    assert_eq!(read.unwrap().lines, 0);
+    h.append(&[entry(1), entry(2)]).unwrap();
+    h.append(&[entry(3)]).unwrap();
+    let path = dir.path().join(FILE_NAME);
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let c = read_file(&path).unwrap();
+    assert_eq!(versions(&c.entries), [1, 2, 3]);
+    assert_eq!((c.lines, c.skipped), (3, 0));
+    // A new handle (a restart) serves the same entries from memory.
+    let (h2, _) = History::open(dir.path());
+    assert_eq!(versions(&h2.query(&Query::default())), [1, 2, 3]);
+}
+
+#[test]
+fn past_2000_lines_the_file_is_rewritten_with_the_newest_1000() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, _) = History::open(dir.path());
+    let path = dir.path().join(FILE_NAME);
+    let mut n = 0;
+    let mut most = 0;
+    // Appends of varying size, well past two rewrites.
+    while n < 4500 {
+        let batch: Vec<Entry> = (0..(n % 3 + 1)).map(|i| entry(n + i)).collect();
+        n += batch.len() as i64;
+        h.append(&batch).unwrap();
+        let lines = std::fs::read(&path)
+            .unwrap()
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        most = most.max(lines);
+        assert!(lines <= MAX_ON_DISK, "{lines} lines on disk");
+        assert!(lines >= (n as usize).min(KEEP), "{lines} lines after {n}");
+        if n % 97 < 3 {
+            // Always the newest, in order, with nothing lost at the newest end.
+            let c = read_file(&path).unwrap();
+            assert_eq!(versions(&c.entries).last(), Some(&(n - 1)));
+        }
+    }
+    assert_eq!(most, MAX_ON_DISK);
+    let c = read_file(&path).unwrap();
+    let v = versions(&c.entries);
+    assert!(v.windows(2).all(|w| w[1] == w[0] + 1), "a gap: {v:?}");
+    // Memory holds what is on disk.
+    let q = Query {
+        since: None,
+        limit: MAX_LIMIT,
+    };
+    assert_eq!(h.query(&q), c.entries[c.entries.len() - MAX_LIMIT..]);
+    // No temporary file is left beside it.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, [FILE_NAME]);
+}
+
+#[test]
+fn torn_and_damaged_lines_are_skipped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(FILE_NAME);
+    let good = |s| serde_json::to_string(&entry(s)).unwrap();
+    // A damaged line in the middle, and a last line cut by a crash.
+    let text = format!("{}\nnot json\n{}\n{{\"at\":\"2027-01", good(1), good(2));
+    std::fs::write(&path, text).unwrap();
+    let (h, read) = History::open(dir.path());
+    let c = read.unwrap();
+    assert_eq!(versions(&c.entries), [1, 2]);
+    assert_eq!(
+        (c.skipped, c.first_skipped_line, c.torn_tail),
+        (2, Some(2), true)
+    );
+    // The next append starts on a line of its own: the new entry is readable.
+    h.append(&[entry(3)]).unwrap();
+    let c = read_file(&path).unwrap();
+    assert_eq!(versions(&c.entries), [1, 2, 3]);
+    assert_eq!(c.skipped, 2);
+}
+
+#[test]
+fn an_unwritable_history_is_an_error_and_the_entry_is_still_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, _) = History::open(dir.path());
+    // A directory where the file should be: no privilege gets round that
+    // (the tests may run as root, who ignores modes).
+    std::fs::create_dir(dir.path().join(FILE_NAME)).unwrap();
+    let e = h.append(&[entry(1)]).unwrap_err();
+    assert!(e.to_string().contains(FILE_NAME), "{e}");
+    assert_eq!(versions(&h.query(&Query::default())), [1]);
+}
+
+#[test]
+fn a_query_picks_the_newest_limit_at_or_after_since_oldest_first() {
+    let es: Vec<Entry> = (0..10).map(entry).collect();
+    let q = |since: Option<i64>, limit| Query {
+        since: since.map(|s| Timestamp::from_unix_secs(1_800_000_000 + s)),
+        limit,
+    };
+    assert_eq!(versions(&select(es.iter(), &q(None, 3))), [7, 8, 9]);
+    assert_eq!(versions(&select(es.iter(), &q(Some(8), 5))), [8, 9]);
+    assert_eq!(versions(&select(es.iter(), &q(Some(2), 100))).len(), 8);
+    assert_eq!(
+        versions(&select(es.iter(), &q(Some(20), 5))),
+        Vec::<i64>::new()
+    );
+}
+
+#[test]
+fn query_strings_parse_or_name_the_bad_parameter() {
+    let t = |s| Timestamp::parse_rfc3339(s).unwrap();
+    assert_eq!(Query::parse(None), Ok(Query::default()));
+    assert_eq!(
+        Query::parse(Some("since=2026-11-26T10:00:00Z&limit=5&other=1")),
+        Ok(Query {
+            since: Some(t("2026-11-26T10:00:00Z")),
+            limit: 5
+        })
+    );
+    // An offset, escaped or not.
+    for s in [
+        "since=2026-11-26T12:00:00%2B02:00",
+        "since=2026-11-26T12:00:00+02:00",
+    ] {
+        assert_eq!(
+            Query::parse(Some(s)).unwrap().since,
+            Some(t("2026-11-26T10:00:00Z"))
+        );
+    }
+    for (s, param) in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("limit=-1", "limit"),
+        ("limit=", "limit"),
+        ("limit=ten", "limit"),
+        ("limit=1&limit=2", "limit"),
+        ("since=yesterday", "since"),
+        ("since=", "since"),
+        ("since=2026-11-26", "since"),
+    ] {
+        assert_eq!(Query::parse(Some(s)).unwrap_err().param, param, "{s}");
+    }
+    assert_eq!(Query::parse(Some("limit=1000")).unwrap().limit, 1000);
+    // What the CLI sends reads back the same.
+    let q = Query {
+        since: Some(t("2026-11-26T10:00:00Z")),
+        limit: 7,
+    };
+    assert_eq!(Query::parse(Some(&q.to_query_string())), Ok(q));
+}
