@@ -6,7 +6,7 @@
 # last line is `N passed, M failed`. Every process is stopped by its PID;
 # every wait is bounded.
 #
-# Usage: tests/middlebox/run.sh [BINDIR]   (default: target/debug)
+# Usage: [MB_ONLY=WORD] tests/middlebox/run.sh [BINDIR]   (default: target/debug)
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -27,6 +27,8 @@ ip link set lo up
 . "$here/lib.sh"
 t_start=$(date +%s)
 for s in "$here"/scenarios/*.sh; do
+    # MB_ONLY=WORD runs only the scenario files whose name contains WORD.
+    case "$(basename "$s")" in *"${MB_ONLY:-}"*) ;; *) continue ;; esac
     # shellcheck disable=SC1090
     . "$s"
 done
