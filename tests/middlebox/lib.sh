@@ -117,6 +117,11 @@ start_daemon() {
     wait_for 20 "[ -S '$d/run/status.sock' ]"
 }
 
+# A port of lo free now (for parts that want a port number: squid).
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
 stop_pid() { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null; }
 
 # status_field DIR PYEXPR: a field of `status --json` (e.g. d["license"]["state"]).

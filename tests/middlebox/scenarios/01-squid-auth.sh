@@ -7,10 +7,6 @@
 
 SQUID_AUTH=/usr/lib/squid/basic_ncsa_auth
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
 # start_squid DIR [extra squid.conf lines]: squid in the foreground (-N) on a
 # free port of lo, user "mb" / password "Pw7right"; sets SQUID_PORT.
 start_squid() {
