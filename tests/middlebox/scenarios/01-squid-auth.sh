@@ -66,7 +66,7 @@ mb_squid_auth() {
     local shown
     shown=$(status_field "$d" 'd["portal"]["proxy"]')
     case "$shown" in *Pw7right*) errs+=("[right: portal.proxy shows the password: $shown]") ;; esac
-    case "$shown" in *127.0.0.1:$SQUID_PORT*) ;; *) errs+=("[right: portal.proxy '$shown' does not name the proxy]") ;; esac
+    expect "right: portal.proxy (masked)" "$shown" "http://mb:****@127.0.0.1:$SQUID_PORT"
     grep -q "Pw7right" "$d/daemon.log" && errs+=("[right: the password is in the log]")
     doctor "$d"
     grep -q "Pw7right" "$d/doctor.txt" && errs+=("[right: doctor shows the password]")
