@@ -6,8 +6,11 @@
 //! doctor asks systemd (`systemctl show -p LoadCredential -p
 //! LoadCredentialEncrypted ...`): for one credential name the last
 //! `LoadCredential*=` line of the unit and its drop-ins wins, and systemd lists
-//! the winner under the property of its kind, so the answer is exact. No line
-//! when systemd does not run here.
+//! the winner under the property of its kind, so the answer is exact. The
+//! `systemctl` of systemd 252 (Debian 12) prints these `a(ss)` properties as
+//! `[unprintable]`; then the same two properties come from the bus
+//! (`busctl --json=short get-property`). No line when systemd does not run
+//! here.
 
 use super::Check;
 use crate::config::KEY_CREDENTIAL;
@@ -61,19 +64,101 @@ pub async fn gather(limit: Duration) -> Option<KeyUnitFacts> {
     if !std::path::Path::new("/run/systemd/system").is_dir() {
         return None;
     }
-    let mut cmd = tokio::process::Command::new("systemctl");
-    cmd.args(["show", "--no-pager"])
-        .args(["-p", "LoadCredential", "-p", "LoadCredentialEncrypted"])
-        .args(["-p", "ExecMainStatus", "-p", "Result", "-p", "ActiveState"])
-        .arg(UNIT)
+    let show = run(
+        "systemctl",
+        &[
+            "show",
+            "--no-pager",
+            "-p",
+            "LoadCredential",
+            "-p",
+            "LoadCredentialEncrypted",
+            "-p",
+            "ExecMainStatus",
+            "-p",
+            "Result",
+            "-p",
+            "ActiveState",
+            UNIT,
+        ],
+        limit,
+    )
+    .await?;
+    let mut facts = parse_show(&show);
+    if unprintable(&show) {
+        let path = bus_path(&format!("{UNIT}.service"));
+        let props = [
+            "--json=short",
+            "get-property",
+            "org.freedesktop.systemd1",
+            &path,
+            "org.freedesktop.systemd1.Service",
+            "LoadCredential",
+            "LoadCredentialEncrypted",
+        ];
+        let (plain, encrypted) = parse_busctl(&run("busctl", &props, limit).await?)?;
+        facts.plain = plain;
+        facts.encrypted = encrypted;
+    }
+    Some(facts)
+}
+
+/// Runs a command to its end within `limit`: its output when it succeeded.
+async fn run(program: &str, args: &[&str], limit: Duration) -> Option<String> {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
     match tokio::time::timeout(limit, cmd.output()).await {
-        Ok(Ok(out)) if out.status.success() => {
-            Some(parse_show(&String::from_utf8_lossy(&out.stdout)))
-        }
+        Ok(Ok(out)) if out.status.success() => Some(String::from_utf8_lossy(&out.stdout).into()),
         _ => None,
     }
+}
+
+/// Whether `systemctl show` could not print the credential lists (systemd
+/// 252 prints `LoadCredential=[unprintable]`).
+fn unprintable(show: &str) -> bool {
+    show.lines().any(|l| {
+        l.split_once('=')
+            .is_some_and(|(k, v)| k.starts_with("LoadCredential") && v.trim() == "[unprintable]")
+    })
+}
+
+/// The unit's object path on systemd's bus: every byte that is not a letter
+/// or digit becomes `_` and two hex digits (`wispanel-licensed.service` is
+/// `.../unit/wispanel_2dlicensed_2eservice`).
+fn bus_path(unit: &str) -> String {
+    let mut p = String::from("/org/freedesktop/systemd1/unit/");
+    for b in unit.bytes() {
+        if b.is_ascii_alphanumeric() {
+            p.push(char::from(b));
+        } else {
+            p.push_str(&format!("_{b:02x}"));
+        }
+    }
+    p
+}
+
+/// One property as `busctl --json=short get-property` prints it.
+#[derive(serde::Deserialize)]
+struct BusCredentials {
+    data: Vec<(String, String)>,
+}
+
+/// Parses the two lines `busctl --json=short get-property ... LoadCredential
+/// LoadCredentialEncrypted` prints (`{"type":"a(ss)","data":[["id","src"]]}`):
+/// (plain, encrypted); `None` when they are not that.
+fn parse_busctl(text: &str) -> Option<(Vec<(String, String)>, Vec<(String, String)>)> {
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let mut next = || {
+        lines
+            .next()
+            .and_then(|l| serde_json::from_str::<BusCredentials>(l).ok())
+            .map(|p| p.data)
+    };
+    let plain = next()?;
+    let encrypted = next()?;
+    Some((plain, encrypted))
 }
 
 fn source_of(list: &[(String, String)]) -> Option<&str> {
@@ -206,6 +291,38 @@ mod tests {
             ..f
         };
         assert_eq!(checks(&f).len(), 1);
+    }
+
+    #[test]
+    fn systemd_252_credentials_come_from_the_bus() {
+        let show = "LoadCredential=[unprintable]\nLoadCredentialEncrypted=[unprintable]\nExecMainStatus=243\nResult=exit-code\nActiveState=failed\n";
+        assert!(unprintable(show));
+        assert!(!unprintable(UNIT_DEFAULT));
+        let f = parse_show(show);
+        assert!(f.plain.is_empty() && f.encrypted.is_empty());
+        assert_eq!(f.exec_main_status, Some(243));
+        let (plain, encrypted) = parse_busctl(
+            "{\"type\":\"a(ss)\",\"data\":[[\"product_uuid\",\"/sys/class/dmi/id/product_uuid\"]]}\n{\"type\":\"a(ss)\",\"data\":[[\"license.key\",\"wispanel-license.key\"]]}\n",
+        )
+        .expect("two a(ss) lines");
+        assert_eq!(plain.len(), 1);
+        assert_eq!(
+            encrypted,
+            vec![(
+                "license.key".to_string(),
+                "wispanel-license.key".to_string()
+            )]
+        );
+        assert!(parse_busctl("{\"type\":\"i\",\"data\":0}\n").is_none());
+        assert!(parse_busctl("").is_none());
+    }
+
+    #[test]
+    fn the_bus_path_escapes_the_unit_name() {
+        assert_eq!(
+            bus_path("wispanel-licensed.service"),
+            "/org/freedesktop/systemd1/unit/wispanel_2dlicensed_2eservice"
+        );
     }
 
     #[test]

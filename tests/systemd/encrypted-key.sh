@@ -22,9 +22,9 @@ encrypted_key_tier() {
 		fail "the packaged drop-in encrypted-key.conf installs"
 	sbx systemctl daemon-reload
 	expect_eq "LoadCredentialEncrypted= names license.key" \
-		"$(unit_prop LoadCredentialEncrypted | grep -o 'license\.key:[^ ]*')" "license.key:wispanel-license.key"
+		"$(unit_creds LoadCredentialEncrypted | grep '^license\.key:')" "license.key:wispanel-license.key"
 	check "the unit's plaintext LoadCredential=license.key is replaced (the last line wins)" eval \
-		'! unit_prop LoadCredential | grep -q "license\.key"'
+		'unit_creds LoadCredential | grep -q "^product_uuid:" && ! unit_creds LoadCredential | grep -q "^license\.key:"'
 
 	# The trap: a plaintext key where the encrypted one belongs.
 	printf '%s\n' "$KEY" | write "$cred" 0600

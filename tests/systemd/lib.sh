@@ -103,6 +103,15 @@ licence_state() { field .license.state; }
 state_is() { [ "$(licence_state)" = "$1" ]; }
 unit_prop() { sbx systemctl show -P "$1" wispanel-licensed.service; }
 
+# unit_creds LoadCredential|LoadCredentialEncrypted: the unit's credentials,
+# one `id:source` a line. From the bus: the systemctl of systemd 252 prints
+# these a(ss) properties as `[unprintable]`.
+unit_creds() {
+	sbx busctl --json=short get-property org.freedesktop.systemd1 \
+		/org/freedesktop/systemd1/unit/wispanel_2dlicensed_2eservice \
+		org.freedesktop.systemd1.Service "$1" | jq -r '.data[] | "\(.[0]):\(.[1])"'
+}
+
 # status_exit [setpriv args]: the exit status of `wispanel-license status`.
 status_exit() {
 	local rc=0

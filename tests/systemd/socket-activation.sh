@@ -22,10 +22,14 @@
 SA_LOG=/run/tier-status-loop.log
 SA_STOP=/run/tier-status-loop.stop
 
+# The loop's unit is collected when it ends (--collect) and its body ends
+# true: one run's unit never blocks the next run's name.
 sa_loop_start() {
 	sbx rm -f "$SA_LOG" "$SA_LOG.err" "$SA_STOP"
-	sbx systemd-run --quiet --unit=tier-status-loop --property=Type=exec sh -c \
-		"while [ ! -e $SA_STOP ]; do out=\$(wispanel-license status 2>&1); rc=\$?; echo \$rc >>$SA_LOG; [ \$rc = 3 ] && printf '%s\\n' \"\$out\" >>$SA_LOG.err; done"
+	sbx systemctl reset-failed tier-status-loop >/dev/null 2>&1 || true
+	sbx systemd-run --quiet --collect --unit=tier-status-loop --property=Type=exec sh -c \
+		"while [ ! -e $SA_STOP ]; do out=\$(wispanel-license status 2>&1); rc=\$?; echo \$rc >>$SA_LOG; if [ \$rc = 3 ]; then printf '%s\\n' \"\$out\" >>$SA_LOG.err; fi; done" ||
+		fail "the status loop (transient unit tier-status-loop) starts"
 }
 
 sa_loop_stop() {
