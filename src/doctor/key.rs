@@ -139,16 +139,19 @@ fn bus_path(unit: &str) -> String {
     p
 }
 
+/// A unit's credentials of one kind: (name, source).
+type Credentials = Vec<(String, String)>;
+
 /// One property as `busctl --json=short get-property` prints it.
 #[derive(serde::Deserialize)]
 struct BusCredentials {
-    data: Vec<(String, String)>,
+    data: Credentials,
 }
 
 /// Parses the two lines `busctl --json=short get-property ... LoadCredential
 /// LoadCredentialEncrypted` prints (`{"type":"a(ss)","data":[["id","src"]]}`):
 /// (plain, encrypted); `None` when they are not that.
-fn parse_busctl(text: &str) -> Option<(Vec<(String, String)>, Vec<(String, String)>)> {
+fn parse_busctl(text: &str) -> Option<(Credentials, Credentials)> {
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     let mut next = || {
         lines
