@@ -79,6 +79,14 @@ pub fn request(
 }
 
 /// As [`request`], with extra request headers.
+///
+/// A `GET` or `HEAD` whose connection closes before any byte of an answer
+/// (the daemon stopped, or was killed, between taking the connection and
+/// answering: a restart, a watchdog abort) is sent again on a new connection
+/// while `timeout` lasts, as HTTP lets a client repeat an idempotent
+/// request; under socket activation the new connection waits in the
+/// socket's queue for the next daemon. Other methods are never repeated: the
+/// daemon may have acted on them.
 pub fn request_with(
     socket: &Path,
     method: &str,
@@ -87,9 +95,63 @@ pub fn request_with(
     body: Option<&[u8]>,
     timeout: Duration,
 ) -> Result<Answer, ClientError> {
-    let fail = |message: String| ClientError::Exchange {
-        path: socket.to_path_buf(),
-        message,
+    let idempotent = matches!(method, "GET" | "HEAD");
+    let deadline = std::time::Instant::now() + timeout;
+    let mut pause = Duration::from_millis(20);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match exchange(
+            socket,
+            method,
+            path,
+            headers,
+            body,
+            left.max(Duration::from_millis(1)),
+        ) {
+            Err(Attempt::Unanswered(e))
+                if idempotent
+                    && deadline.saturating_duration_since(std::time::Instant::now()) > pause =>
+            {
+                tracing::debug!(
+                    "the daemon closed the connection without an answer ({e}); asking again"
+                );
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+            Err(Attempt::Unanswered(e) | Attempt::Failed(e)) => return Err(e),
+            Ok(a) => return Ok(a),
+        }
+    }
+}
+
+/// How one exchange on one connection failed.
+enum Attempt {
+    /// The connection closed (or was reset) before any byte of an answer.
+    Unanswered(ClientError),
+    /// Anything else: no connection, a timeout, a malformed answer.
+    Failed(ClientError),
+}
+
+/// One request on one connection.
+fn exchange(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<Answer, Attempt> {
+    let fail = |message: String| {
+        Attempt::Failed(ClientError::Exchange {
+            path: socket.to_path_buf(),
+            message,
+        })
+    };
+    let unanswered = |message: String| {
+        Attempt::Unanswered(ClientError::Exchange {
+            path: socket.to_path_buf(),
+            message,
+        })
     };
     let timed_out = |e: &std::io::Error| {
         matches!(
@@ -97,9 +159,11 @@ pub fn request_with(
             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
         )
     };
-    let mut s = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
-        path: socket.to_path_buf(),
-        source,
+    let mut s = UnixStream::connect(socket).map_err(|source| {
+        Attempt::Failed(ClientError::Connect {
+            path: socket.to_path_buf(),
+            source,
+        })
     })?;
     s.set_read_timeout(Some(timeout))
         .and_then(|_| s.set_write_timeout(Some(timeout)))
@@ -115,24 +179,27 @@ pub fn request_with(
     }
     head.push_str("\r\n");
     s.write_all(head.as_bytes())
-        .map_err(|e| fail(format!("cannot send the request: {e}")))?;
+        .map_err(|e| unanswered(format!("cannot send the request: {e}")))?;
     // A server may answer (413) and close before it has read the whole
     // body: what it said is still read below.
     let wrote = s.write_all(body);
     let mut raw = Vec::new();
     let read = (&mut s).take(MAX_ANSWER).read_to_end(&mut raw);
     if raw.is_empty() {
-        if let Err(e) = read {
-            if timed_out(&e) {
-                return Err(ClientError::TimedOut {
+        match read {
+            Err(e) if timed_out(&e) => {
+                return Err(Attempt::Failed(ClientError::TimedOut {
                     path: socket.to_path_buf(),
                     limit: timeout,
+                }));
+            }
+            Err(e) => return Err(unanswered(format!("cannot read the answer: {e}"))),
+            Ok(_) => {
+                return Err(match wrote {
+                    Err(e) => unanswered(format!("cannot send the request: {e}")),
+                    Ok(()) => unanswered("it closed the connection without an answer".into()),
                 });
             }
-            return Err(fail(format!("cannot read the answer: {e}")));
-        }
-        if let Err(e) = wrote {
-            return Err(fail(format!("cannot send the request: {e}")));
         }
     }
     parse_answer(&raw).map_err(fail)
@@ -417,5 +484,81 @@ mod tests {
         let a = parse_answer(b"HTTP/1.1 500 Oops\r\n\r\nnot json").unwrap();
         assert_eq!(a.envelope().code, "INTERNAL_ERROR");
         assert!(a.status_document().is_err());
+    }
+
+    /// A server on a real Unix socket that drops its first `drops`
+    /// connections without an answer (one closed at once, one reset: closed
+    /// with the request unread), then answers every later one with 200.
+    fn flaky_server(drops: usize) -> (tempfile::TempDir, PathBuf, std::thread::JoinHandle<usize>) {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("s.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let server = std::thread::spawn(move || {
+            let mut seen = 0;
+            for conn in listener.incoming() {
+                let Ok(mut c) = conn else { break };
+                seen += 1;
+                if seen <= drops {
+                    if seen % 2 == 0 {
+                        // Wait for the request, leave it unread: a reset.
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    drop(c);
+                    continue;
+                }
+                let mut buf = [0u8; 4096];
+                let _ = c.read(&mut buf);
+                let _ = c.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+                );
+                if seen == drops + 1 {
+                    break;
+                }
+            }
+            seen
+        });
+        (dir, sock, server)
+    }
+
+    #[test]
+    fn a_get_closed_without_an_answer_is_asked_again() {
+        let (_dir, sock, server) = flaky_server(2);
+        let a = request(&sock, "GET", "/v1/status", None, Duration::from_secs(10)).unwrap();
+        assert_eq!((a.status, a.body.as_slice()), (200, &b"{}"[..]));
+        assert_eq!(
+            server.join().unwrap(),
+            3,
+            "two dropped connections, then the answer"
+        );
+    }
+
+    #[test]
+    fn a_post_closed_without_an_answer_is_not_repeated() {
+        let (_dir, sock, server) = flaky_server(1);
+        let e = request(
+            &sock,
+            "POST",
+            "/v1/check",
+            Some(b"{}"),
+            Duration::from_secs(10),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("without an answer")
+                || e.to_string().contains("cannot read the answer"),
+            "{e}"
+        );
+        // The server saw one connection; let it finish with a GET.
+        request(&sock, "GET", "/v1/status", None, Duration::from_secs(10)).unwrap();
+        assert_eq!(server.join().unwrap(), 2);
+    }
+
+    #[test]
+    fn a_get_gives_up_when_its_time_is_spent() {
+        let (_dir, sock, _server) = flaky_server(usize::MAX);
+        let t = std::time::Instant::now();
+        let e = request(&sock, "GET", "/v1/status", None, Duration::from_millis(300)).unwrap_err();
+        assert!(matches!(e, ClientError::Exchange { .. }), "{e}");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     }
 }
