@@ -145,6 +145,14 @@ done
 # Generated files carry the commit's date (the packagers clamp or replace
 # dates too; this keeps it so whatever their version does).
 find "$ASSETS" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+# cargo-generate-rpm clamps only the dates newer than SOURCE_DATE_EPOCH: a
+# checked-in asset older than the commit (a worktree edited before it was
+# committed) kept its own date and gave another .rpm than a fresh clone. The
+# rpm's checked-in assets that are as committed get the commit's date too
+# (git's own mtimes carry nothing; a file that differs from HEAD is left).
+for f in $(grep -oE '^ *\{ source = "[^"]+"' Cargo.toml | cut -d'"' -f2 | grep -v '^target/'); do
+	if git diff --quiet HEAD -- "$f" 2>/dev/null; then touch -d "@$SOURCE_DATE_EPOCH" "$f"; fi
+done
 
 step "cargo deb"
 rm -f target/debian/"$PKG"_*.deb
