@@ -5,7 +5,14 @@ set -eu
 cd "$(dirname "$0")/.."
 pkgs="nftables iproute2 curl python3"
 updated=""
-if ! dpkg -s $pkgs >/dev/null 2>&1; then
+# Installed, not only known to dpkg (`dpkg -s` also succeeds for a package
+# removed with its configuration files left).
+installed() {
+    for q in "$@"; do
+        [ "$(dpkg-query -W -f='${Status}' "$q" 2>/dev/null)" = "install ok installed" ] || return 1
+    done
+}
+if ! installed $pkgs; then
     apt-get update -qq || true
     updated=1
     if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $pkgs >/dev/null; then
@@ -17,7 +24,7 @@ fi
 # which Debian's plain squid lacks): one that cannot be installed makes its
 # scenario print SKIP with the reason, not the whole group.
 for p in squid-openssl openssl unbound; do
-    dpkg -s $p >/dev/null 2>&1 && continue
+    installed $p && continue
     [ -n "$updated" ] || { apt-get update -qq || true; updated=1; }
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $p >/dev/null ||
         echo "middlebox: cannot install $p (its scenarios will SKIP)"
