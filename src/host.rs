@@ -1,7 +1,8 @@
-//! Facts about this host: host name, OS, kernel, CPU count (cheap to collect:
-//! no process table, no refresh loop, only the static look-ups of `sysinfo`),
-//! collected once at the daemon's start; of them only the host name goes with
-//! portal requests (`hostname` of the licence endpoints). And the system's
+//! Facts about this host: host name, OS, kernel, uptime, CPU count (cheap to
+//! collect: no process table, no refresh loop, only the static look-ups of
+//! `sysinfo`). The daemon collects them once at its start and sends the host
+//! name with portal requests (`hostname` of the licence endpoints); `doctor`
+//! puts them all in its first line, for a support ticket. And the system's
 //! user and group database (NSS), where `socket_group` and the owners that
 //! `doctor` shows are looked up.
 
@@ -20,6 +21,8 @@ pub struct HostFacts {
     pub kernel: String,
     /// Logical CPUs.
     pub cpu_count: usize,
+    /// Seconds since the kernel booted.
+    pub uptime_secs: u64,
 }
 
 /// Collects the facts now.
@@ -30,6 +33,47 @@ pub fn collect() -> HostFacts {
         os_version: System::os_version().unwrap_or_default(),
         kernel: System::kernel_version().unwrap_or_default(),
         cpu_count: cpu_count(),
+        uptime_secs: System::uptime().unwrap_or(0),
+    }
+}
+
+impl HostFacts {
+    /// One line for people: `Debian GNU/Linux 12, kernel 6.1.0-18-amd64,
+    /// 2 CPUs, up 3 d 4 h, host name panel1` (what is unknown is left out).
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        let os = format!("{} {}", self.os_name, self.os_version);
+        if !os.trim().is_empty() {
+            parts.push(os.trim().to_string());
+        }
+        if !self.kernel.is_empty() {
+            parts.push(format!("kernel {}", self.kernel));
+        }
+        if self.cpu_count > 0 {
+            let s = if self.cpu_count == 1 { "" } else { "s" };
+            parts.push(format!("{} CPU{s}", self.cpu_count));
+        }
+        if self.uptime_secs > 0 {
+            parts.push(format!("up {}", uptime(self.uptime_secs)));
+        }
+        if !self.hostname.is_empty() {
+            parts.push(format!("host name {}", self.hostname));
+        }
+        if parts.is_empty() {
+            "nothing known about this host".to_string()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+/// `3 d 4 h`, `5 h 2 min`, `7 min` (`0 min` under a minute).
+fn uptime(secs: u64) -> String {
+    let (d, h, m) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
+    match (d, h) {
+        (0, 0) => format!("{m} min"),
+        (0, _) => format!("{h} h {m} min"),
+        _ => format!("{d} d {h} h"),
     }
 }
 
@@ -103,6 +147,7 @@ mod tests {
         let f = collect();
         assert!(f.cpu_count >= 1, "{f:?}");
         assert!(!f.kernel.is_empty(), "{f:?}");
+        assert!(f.uptime_secs > 0, "{f:?}");
         let json = serde_json::to_value(&f).unwrap();
         for k in ["hostname", "os_name", "os_version", "kernel", "cpu_count"] {
             assert!(json.get(k).is_some(), "{k} missing in {json}");
@@ -114,5 +159,31 @@ mod tests {
         assert_eq!(group_id("4242"), Ok(4242));
         assert_eq!(group_id("root"), Ok(0));
         assert!(group_id("no-such-group-wispanel-test").is_err());
+    }
+
+    #[test]
+    fn describes_what_is_known() {
+        let f = HostFacts {
+            hostname: "panel1".into(),
+            os_name: "Debian GNU/Linux".into(),
+            os_version: "12".into(),
+            kernel: "6.1.0-18-amd64".into(),
+            cpu_count: 2,
+            uptime_secs: 3 * 86_400 + 4 * 3600 + 59,
+        };
+        assert_eq!(
+            f.describe(),
+            "Debian GNU/Linux 12, kernel 6.1.0-18-amd64, 2 CPUs, up 3 d 4 h, host name panel1"
+        );
+        let bare = HostFacts {
+            hostname: String::new(),
+            os_name: String::new(),
+            os_version: String::new(),
+            kernel: String::new(),
+            cpu_count: 1,
+            uptime_secs: 2 * 3600 + 5 * 60,
+        };
+        assert_eq!(bare.describe(), "1 CPU, up 2 h 5 min");
+        assert_eq!(uptime(59), "0 min");
     }
 }

@@ -238,6 +238,8 @@ impl Options {
 /// `socket` overrides the configuration's `socket_path`.
 pub async fn diagnose(config_path: &Path, socket: Option<&Path>, opts: &Options) -> Report {
     let mut report = Report::default();
+    // What a support ticket needs first: the system (sysinfo's look-ups).
+    report.push(Check::ok("host", crate::host::collect().describe()));
     let loaded = local::load(config_path, opts.credentials_dir.as_deref());
     report.extend(local::checks(&loaded));
     let config = loaded.config.as_ref();
