@@ -204,6 +204,17 @@ pub fn http_client(
     http_client_with(ca_file.zip(pem.as_deref()), proxy, timeout)
 }
 
+/// The part of `request_timeout` that name resolution, the TCP connect, a
+/// proxy's tunnel and the TLS handshake may take: nine tenths of it, so that
+/// a connection that never completes (a black hole, a resolver that does not
+/// answer) ends as a connect timeout, which reqwest marks `is_connect`:
+/// nothing was sent, and an `activate` is not put in doubt. With the whole
+/// timeout for both, the whole request's deadline fired first and such a
+/// failure could not be told from an answer lost after the request.
+pub fn connect_timeout(timeout: Duration) -> Duration {
+    timeout - timeout / 10
+}
+
 /// [`http_client`] with the `ca_file`'s content already read (its path names
 /// it in errors).
 fn http_client_with(
@@ -214,7 +225,7 @@ fn http_client_with(
     let mut b = reqwest::Client::builder()
         .user_agent(user_agent())
         .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(timeout)
+        .connect_timeout(connect_timeout(timeout))
         .timeout(timeout)
         .pool_idle_timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(1);
@@ -548,5 +559,39 @@ mod never_sent_tests {
         assert!(seen.starts_with(b"POST /"), "the request arrived");
         assert!(!c.unsent, "{:?}", c.outcome);
         assert!(matches!(&c.outcome, Outcome::Failed(e) if e.kind == ErrorKind::Connect));
+    }
+
+    /// A connection that never completes (the TCP connect is taken by the
+    /// kernel's backlog, the TLS handshake is never answered, as behind a
+    /// black hole or a resolver that does not answer) is a timeout within
+    /// request_timeout, and nothing was sent: the connect's own deadline ends
+    /// it before the whole request's.
+    #[tokio::test]
+    async fn a_connection_that_never_completes_times_out_unsent() {
+        // Listening, never accepting: the handshake's ClientHello is never read.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+        let addr = l.local_addr().expect("its address");
+        let limit = Duration::from_millis(1500);
+        let c =
+            PortalClient::build(&format!("https://{addr}"), None, None, limit).expect("a client");
+        let t = std::time::Instant::now();
+        let r = c
+            .exchange(
+                Endpoint::Activate,
+                &serde_json::json!({}),
+                Some("k"),
+                &crate::clock::SystemClock,
+            )
+            .await;
+        let took = t.elapsed();
+        drop(l);
+        assert!(r.unsent, "{:?}", r.outcome);
+        assert!(
+            matches!(&r.outcome, Outcome::Failed(e) if e.kind == ErrorKind::Timeout),
+            "{:?}",
+            r.outcome
+        );
+        assert!(took < limit + Duration::from_secs(1), "{took:?}");
+        assert_eq!(super::connect_timeout(limit), Duration::from_millis(1350));
     }
 }

@@ -69,11 +69,10 @@ CONF
         wait_for 25 "[ \"\$(status_field '$cd' 'd[\"portal\"][\"consecutive_failures\"]')\" -ge 2 ] 2>/dev/null" ||
             errs+=("[$c: no failures seen]")
         expect "$c: state" "$(status_field "$cd" 'd["license"]["state"]')" unknown
-        # A lookup that times out is not yet told from an answer that never
-        # came (reqwest reports a plain timeout, as for a dropped connect):
-        # in doubt for now, though nothing left the host.
-        [ $c = dead ] ||
-            expect "$c: activation_in_doubt" "$(status_field "$cd" 'd["portal"]["activation_in_doubt"]')" false
+        # Nothing left the host, so the activate is not in doubt: a lookup
+        # that fails or times out ends within the connect's own deadline
+        # (portal::connect_timeout), which reqwest marks as a connect error.
+        expect "$c: activation_in_doubt" "$(status_field "$cd" 'd["portal"]["activation_in_doubt"]')" false
         kind=$(status_field "$cd" 'd["portal"]["last_error"]["kind"]')
         case "$c:$kind" in nx:connect | refused:connect | dead:connect | dead:timeout) ;;
             *) errs+=("[$c: last_error.kind '$kind']") ;; esac

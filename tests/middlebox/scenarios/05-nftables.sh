@@ -55,9 +55,10 @@ mb_tcp_reset() {
 }
 mb_drop() {
     if ! command -v nft >/dev/null; then skip drop "nftables not installed"; return; fi
-    # A connect that times out is not yet told from an answer that never
-    # came (reqwest reports both as a plain timeout): in doubt, for now.
-    nft_scenario drop timeout any "packets are dropped on the way" drop
+    # A connect that times out ends at the connect's own deadline
+    # (portal::connect_timeout, before the request's): nothing was sent,
+    # nothing in doubt.
+    nft_scenario drop timeout false "packets are dropped on the way" drop
     result drop "black hole: timeout, doctor says packets are dropped, back-off, no burst when it opens"
 }
 register mb_tcp_reset
