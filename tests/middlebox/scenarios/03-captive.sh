@@ -60,14 +60,13 @@ mb_captive() {
     h2=$(cat "$d/captive/hits")
     [ $((h2 - h1)) -le 2 ] 2>/dev/null || errs+=("[burst: $((h2 - h1)) requests in 2 s]")
     doctor "$d"
-    # Today doctor's own round trip passes ("portal HTTP ... answered HTTP
-    # 200": it looks at the status only) and only the licence-state line,
-    # from the daemon, names the cause: a warning, exit 1. Wanted (issue 20):
-    # a failing "portal HTTP" line saying the answer is not the portal's
-    # (text/html, not JSON), exit 2; tighten these two checks when it does.
-    expect "doctor exit" "$DOCTOR_RC" 1
-    expect_grep "doctor names the cause" "last portal error: malformed, HTTP 200: the answer is not JSON" "$d/doctor.txt"
+    # doctor's own round trip reads the body: HTML, not a JSON object, is
+    # not the portal's (a failure, exit 2); the licence-state line, from the
+    # daemon, shows its malformed.
+    expect "doctor exit" "$DOCTOR_RC" 2
+    expect_grep "doctor names the cause" "fail +portal HTTP: .*answered HTTP 200 .*not the portal's: a text/html" "$d/doctor.txt"
+    expect_grep "doctor shows the daemon's error" "last portal error: malformed, HTTP 200: the answer is not JSON" "$d/doctor.txt"
     stop_pid "$DAEMON_PID"
-    result captive "200 text/html from a captive portal: malformed, never unlicensed, back-off, doctor shows the daemon's malformed (HTTP 200, not JSON)"
+    result captive "200 text/html from a captive portal: malformed, never unlicensed, back-off, doctor: the answer is not the portal's"
 }
 register mb_captive
