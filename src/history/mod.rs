@@ -1,11 +1,13 @@
 //! The daemon's history (SPEC "History"): `state_dir/history.jsonl`, one
 //! [`Entry`] per line, mode 0600.
 //!
-//! [`History`] is the daemon's handle: it keeps the entries on disk in memory
-//! too (at most [`MAX_ON_DISK`], so `GET /v1/history` never reads the file),
-//! appends and fsyncs new ones (the daemon does it before it announces the
-//! change), and past [`MAX_ON_DISK`] lines rewrites the file atomically
-//! (`atomic_file`) with the newest [`KEEP`]. [`read_file`] and [`select`]
+//! [`History`] is the daemon's handle: it appends and fsyncs new entries (the
+//! daemon does it before it announces the change), past [`MAX_ON_DISK`] lines
+//! rewrites the file atomically (`atomic_file`) with the newest [`KEEP`], and
+//! answers `GET /v1/history` by reading the file (a rare request; at most
+//! [`MAX_ON_DISK`] lines). It keeps in memory only the entries whose append
+//! failed, until a later append puts them on disk before the new ones: the
+//! daemon's memory does not grow with its history (issue 22). [`read_file`] and [`select`]
 //! are the rules the CLI shares with the daemon when it reads the file
 //! itself (the daemon down): which lines count, and which entries a
 //! `since`/`limit` query picks.
@@ -104,7 +106,7 @@ fn parse(raw: &[u8]) -> FileContents {
     out
 }
 
-/// The daemon's history: the file and its entries in memory.
+/// The daemon's history: the file, and what could not be written to it yet.
 pub struct History {
     path: PathBuf,
     dir: PathBuf,
@@ -112,9 +114,9 @@ pub struct History {
 }
 
 struct Inner {
-    /// What is on disk (plus entries whose append failed), oldest first;
-    /// never more than [`MAX_ON_DISK`].
-    entries: VecDeque<Entry>,
+    /// Entries whose append failed, oldest first: served with the file's,
+    /// and written before the next ones; never more than [`MAX_ON_DISK`].
+    unsaved: VecDeque<Entry>,
     /// Lines in the file now (a rewrite is due past [`MAX_ON_DISK`]).
     lines: usize,
     /// The last write was torn: start the next append on a new line.
@@ -128,22 +130,15 @@ impl History {
     pub fn open(state_dir: &Path) -> (History, Result<FileContents, HistoryError>) {
         let path = state_dir.join(FILE_NAME);
         let read = read_file(&path);
-        let (entries, lines, torn_tail) = match &read {
-            Ok(c) => {
-                let skip = c.entries.len().saturating_sub(MAX_ON_DISK);
-                (
-                    c.entries[skip..].iter().cloned().collect(),
-                    c.lines,
-                    c.torn_tail,
-                )
-            }
-            Err(_) => (VecDeque::new(), 0, false),
+        let (lines, torn_tail) = match &read {
+            Ok(c) => (c.lines, c.torn_tail),
+            Err(_) => (0, false),
         };
         let h = History {
             dir: state_dir.to_path_buf(),
             path,
             inner: Mutex::new(Inner {
-                entries,
+                unsaved: VecDeque::new(),
                 lines,
                 torn_tail,
             }),
@@ -159,40 +154,55 @@ impl History {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Every entry, oldest first: the file's newest [`MAX_ON_DISK`] (none
+    /// when it cannot be read), then those not written yet.
+    fn all(&self, inner: &Inner) -> Vec<Entry> {
+        let mut entries = read_file(&self.path).map(|c| c.entries).unwrap_or_default();
+        let skip = entries.len().saturating_sub(MAX_ON_DISK);
+        entries.drain(..skip);
+        entries.extend(inner.unsaved.iter().cloned());
+        entries
+    }
+
     /// The newest entry that `pick` finds something in (the last licence
     /// state written, say).
     pub fn last<T>(&self, pick: impl Fn(&Event) -> Option<T>) -> Option<T> {
-        self.inner()
-            .entries
-            .iter()
-            .rev()
-            .find_map(|e| pick(&e.event))
+        let inner = self.inner();
+        self.all(&inner).iter().rev().find_map(|e| pick(&e.event))
     }
 
-    /// The entries a query picks, oldest first, from memory.
+    /// The entries a query picks, oldest first.
     pub fn query(&self, q: &Query) -> Vec<Entry> {
         let inner = self.inner();
-        select(inner.entries.iter(), q)
+        select(self.all(&inner).iter(), q)
     }
 
-    /// Appends `entries` and flushes them to disk (fsync) before returning;
-    /// past [`MAX_ON_DISK`] lines, rewrites the file with the newest
-    /// [`KEEP`]. The entries are kept in memory even when the write fails
-    /// (they are served, and a later rewrite puts them on disk).
+    /// Appends `entries` (after any whose append failed before) and flushes
+    /// them to disk (fsync) before returning; past [`MAX_ON_DISK`] lines,
+    /// rewrites the file with the newest [`KEEP`]. When the write fails the
+    /// entries are kept (served, and written with the next append).
     pub fn append(&self, entries: &[Entry]) -> Result<(), HistoryError> {
         if entries.is_empty() {
             return Ok(());
         }
         let mut inner = self.inner();
-        inner.entries.extend(entries.iter().cloned());
-        while inner.entries.len() > MAX_ON_DISK {
-            inner.entries.pop_front();
+        let written = if inner.lines + inner.unsaved.len() + entries.len() > MAX_ON_DISK {
+            self.rewrite(&mut inner, entries)
+        } else {
+            self.append_lines(&mut inner, entries)
+        };
+        if written.is_err() {
+            inner.unsaved.extend(entries.iter().cloned());
+            while inner.unsaved.len() > MAX_ON_DISK {
+                inner.unsaved.pop_front();
+            }
         }
+        written
+    }
+
+    /// The lines of `entries`, each ending in a newline.
+    fn lines_of<'a>(entries: impl Iterator<Item = &'a Entry>) -> Vec<u8> {
         let mut text = Vec::new();
-        if inner.torn_tail {
-            // A crash cut the last line: it stays a bad line of its own.
-            text.push(b'\n');
-        }
         for e in entries {
             // An entry is plain data: serialising it cannot fail.
             if let Ok(line) = serde_json::to_vec(e) {
@@ -200,9 +210,17 @@ impl History {
                 text.push(b'\n');
             }
         }
-        if inner.lines + entries.len() > MAX_ON_DISK {
-            return self.rewrite(&mut inner);
+        text
+    }
+
+    /// Appends the unsaved entries, then `entries`, to the file.
+    fn append_lines(&self, inner: &mut Inner, entries: &[Entry]) -> Result<(), HistoryError> {
+        let mut text = Vec::new();
+        if inner.torn_tail {
+            // A crash cut the last line: it stays a bad line of its own.
+            text.push(b'\n');
         }
+        text.extend(Self::lines_of(inner.unsaved.iter().chain(entries)));
         let fail = |action: &'static str| {
             let path = self.path.clone();
             move |source| HistoryError {
@@ -226,23 +244,22 @@ impl History {
                 .and_then(|d| d.sync_all())
                 .map_err(fail("flush the directory of"))?;
         }
-        inner.lines += entries.len();
+        inner.lines += inner.unsaved.len() + entries.len();
+        inner.unsaved.clear();
         inner.torn_tail = false;
         Ok(())
     }
 
-    /// Writes the newest [`KEEP`] entries in memory as the whole file,
-    /// atomically: a crash leaves the old file or the new one.
-    fn rewrite(&self, inner: &mut Inner) -> Result<(), HistoryError> {
-        let skip = inner.entries.len().saturating_sub(KEEP);
-        inner.entries.drain(..skip);
-        let mut text = Vec::new();
-        for e in &inner.entries {
-            if let Ok(line) = serde_json::to_vec(e) {
-                text.extend_from_slice(&line);
-                text.push(b'\n');
-            }
-        }
+    /// Writes the newest [`KEEP`] of the file's entries, the unsaved ones and
+    /// `entries` as the whole file, atomically: a crash leaves the old file
+    /// or the new one.
+    fn rewrite(&self, inner: &mut Inner, entries: &[Entry]) -> Result<(), HistoryError> {
+        let mut all = read_file(&self.path)?.entries;
+        all.extend(inner.unsaved.iter().cloned());
+        all.extend(entries.iter().cloned());
+        let skip = all.len().saturating_sub(KEEP);
+        let kept = &all[skip..];
+        let text = Self::lines_of(kept.iter());
         let temp = self
             .dir
             .join(format!(".{FILE_NAME}.tmp-{}", std::process::id()));
@@ -253,7 +270,8 @@ impl History {
                 source: e.source,
             }
         })?;
-        inner.lines = inner.entries.len();
+        inner.lines = kept.len();
+        inner.unsaved.clear();
         inner.torn_tail = false;
         Ok(())
     }

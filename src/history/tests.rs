@@ -30,7 +30,7 @@ fn appends_are_on_disk_mode_0600_and_read_back() {
     let c = read_file(&path).unwrap();
     assert_eq!(versions(&c.entries), [1, 2, 3]);
     assert_eq!((c.lines, c.skipped), (3, 0));
-    // A new handle (a restart) serves the same entries from memory.
+    // A new handle (a restart) serves the same entries, read from the file.
     let (h2, _) = History::open(dir.path());
     assert_eq!(versions(&h2.query(&Query::default())), [1, 2, 3]);
 }
@@ -111,6 +111,45 @@ fn an_unwritable_history_is_an_error_and_the_entry_is_still_served() {
     let e = h.append(&[entry(1)]).unwrap_err();
     assert!(e.to_string().contains(FILE_NAME), "{e}");
     assert_eq!(versions(&h.query(&Query::default())), [1]);
+}
+
+#[test]
+fn entries_that_could_not_be_written_go_to_disk_first_with_the_next_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, _) = History::open(dir.path());
+    h.append(&[entry(1)]).unwrap();
+    let path = dir.path().join(FILE_NAME);
+    // The file replaced by a directory: appends fail, entries are kept.
+    let moved = dir.path().join("moved");
+    std::fs::rename(&path, &moved).unwrap();
+    std::fs::create_dir(&path).unwrap();
+    assert!(h.append(&[entry(2)]).is_err());
+    assert!(h.append(&[entry(3)]).is_err());
+    assert_eq!(h.inner().unsaved.len(), 2);
+    // Back: the next append writes 2 and 3, then 4, in order.
+    std::fs::remove_dir(&path).unwrap();
+    std::fs::rename(&moved, &path).unwrap();
+    h.append(&[entry(4)]).unwrap();
+    assert_eq!(versions(&read_file(&path).unwrap().entries), [1, 2, 3, 4]);
+    assert_eq!(versions(&h.query(&Query::default())), [1, 2, 3, 4]);
+    assert!(h.inner().unsaved.is_empty());
+}
+
+#[test]
+fn the_daemon_keeps_no_copy_of_what_is_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, _) = History::open(dir.path());
+    for i in 0..2500 {
+        h.append(&[entry(i)]).unwrap();
+    }
+    // Memory holds nothing but the line count; the file holds the entries.
+    assert!(h.inner().unsaved.is_empty());
+    let c = read_file(&dir.path().join(FILE_NAME)).unwrap();
+    assert_eq!(h.inner().lines, c.lines);
+    assert!(c.lines <= MAX_ON_DISK && c.lines >= KEEP, "{}", c.lines);
+    assert_eq!(versions(&c.entries).last(), Some(&2499));
+    let page = h.query(&Query::default());
+    assert_eq!(versions(&page).last(), Some(&2499));
 }
 
 #[test]
