@@ -507,6 +507,17 @@ mod never_sent_tests {
     use wispanel_core::classify::Outcome;
     use wispanel_core::{Endpoint, ErrorKind};
 
+    /// An `activate` with an empty body and an idempotency key.
+    async fn activate(c: &PortalClient) -> super::Classified {
+        c.exchange(
+            Endpoint::Activate,
+            &serde_json::json!({}),
+            Some("k"),
+            &crate::clock::SystemClock,
+        )
+        .await
+    }
+
     fn client(base: &str) -> PortalClient {
         PortalClient::build(base, None, None, Duration::from_secs(30)).expect("a client")
     }
@@ -520,14 +531,7 @@ mod never_sent_tests {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let c = client(&format!("http://127.0.0.1:{port}"))
-            .exchange(
-                Endpoint::Activate,
-                &serde_json::json!({}),
-                Some("k"),
-                &crate::clock::SystemClock,
-            )
-            .await;
+        let c = activate(&client(&format!("http://127.0.0.1:{port}"))).await;
         assert!(c.unsent, "{:?}", c.outcome);
         assert!(matches!(&c.outcome, Outcome::Failed(e) if e.kind == ErrorKind::Connect));
 
@@ -547,14 +551,7 @@ mod never_sent_tests {
             }
             buf
         });
-        let c = client(&format!("http://{addr}"))
-            .exchange(
-                Endpoint::Activate,
-                &serde_json::json!({}),
-                Some("k"),
-                &crate::clock::SystemClock,
-            )
-            .await;
+        let c = activate(&client(&format!("http://{addr}"))).await;
         let seen = server.join().expect("the server thread");
         assert!(seen.starts_with(b"POST /"), "the request arrived");
         assert!(!c.unsent, "{:?}", c.outcome);
@@ -575,14 +572,7 @@ mod never_sent_tests {
         let c =
             PortalClient::build(&format!("https://{addr}"), None, None, limit).expect("a client");
         let t = std::time::Instant::now();
-        let r = c
-            .exchange(
-                Endpoint::Activate,
-                &serde_json::json!({}),
-                Some("k"),
-                &crate::clock::SystemClock,
-            )
-            .await;
+        let r = activate(&c).await;
         let took = t.elapsed();
         drop(l);
         assert!(r.unsent, "{:?}", r.outcome);
