@@ -68,20 +68,23 @@ impl Recorded {
     /// From the history's newest entries; a history without them starts
     /// from `unknown` (the state before any verdict).
     pub(super) fn from_history(h: &History) -> Recorded {
+        fn last<T>(entries: &[Entry], pick: impl Fn(&Event) -> Option<T>) -> Option<T> {
+            entries.iter().rev().find_map(|e| pick(&e.event))
+        }
+        // One read of the file for the three.
+        let entries = h.entries();
         Recorded {
-            license: h
-                .last(|e| match e {
-                    Event::LicenseState { to, .. } => Some(*to),
-                    _ => None,
-                })
-                .unwrap_or(LicenseState::Unknown),
-            update: h
-                .last(|e| match e {
-                    Event::UpdateState { to, .. } => Some(*to),
-                    _ => None,
-                })
-                .unwrap_or(UpdateState::Unknown),
-            hardware: h.last(|e| match e {
+            license: last(&entries, |e| match e {
+                Event::LicenseState { to, .. } => Some(*to),
+                _ => None,
+            })
+            .unwrap_or(LicenseState::Unknown),
+            update: last(&entries, |e| match e {
+                Event::UpdateState { to, .. } => Some(*to),
+                _ => None,
+            })
+            .unwrap_or(UpdateState::Unknown),
+            hardware: last(&entries, |e| match e {
                 Event::HardwareChanged { from, to } => Some((from.clone(), to.clone())),
                 _ => None,
             }),

@@ -164,11 +164,10 @@ impl History {
         entries
     }
 
-    /// The newest entry that `pick` finds something in (the last licence
-    /// state written, say).
-    pub fn last<T>(&self, pick: impl Fn(&Event) -> Option<T>) -> Option<T> {
+    /// Every entry, oldest first (one read of the file).
+    pub fn entries(&self) -> Vec<Entry> {
         let inner = self.inner();
-        self.all(&inner).iter().rev().find_map(|e| pick(&e.event))
+        self.all(&inner)
     }
 
     /// The entries a query picks, oldest first.
