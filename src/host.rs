@@ -7,7 +7,7 @@
 //! `doctor` shows are looked up.
 
 use serde::Serialize;
-use sysinfo::{CpuRefreshKind, RefreshKind, System};
+use sysinfo::System;
 
 /// What this host says about itself. Unknown values are empty strings (or 0).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -19,7 +19,7 @@ pub struct HostFacts {
     pub os_version: String,
     /// e.g. `6.1.0-18-amd64`.
     pub kernel: String,
-    /// Logical CPUs.
+    /// The CPUs this process may run on (`available_parallelism`).
     pub cpu_count: usize,
     /// Seconds since the kernel booted.
     pub uptime_secs: u64,
@@ -78,14 +78,8 @@ fn uptime(secs: u64) -> String {
 }
 
 fn cpu_count() -> usize {
-    // The CPU list only (no usage sampling), then the scheduler's view.
-    let listed =
-        System::new_with_specifics(RefreshKind::nothing().with_cpu(CpuRefreshKind::nothing()))
-            .map(|s| s.cpus().len())
-            .unwrap_or(0);
-    if listed > 0 {
-        return listed;
-    }
+    // The CPUs this process may run on (affinity and cgroup quota): what a
+    // support ticket needs, and no CPU table to read.
     std::thread::available_parallelism().map_or(0, |n| n.get())
 }
 
