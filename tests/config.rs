@@ -116,12 +116,15 @@ fn every_key_is_read() {
     assert_eq!(c.socket_group.as_deref(), Some("root"));
     assert_eq!(c.proxy.as_deref(), Some("socks5://127.0.0.1:1080"));
     let s = &c.schedule;
-    assert_eq!(s.validate_interval, Duration::from_secs(5400));
-    assert_eq!(s.update_check_interval, Duration::from_secs(2 * 86400));
-    assert_eq!(s.splay, Duration::ZERO);
-    assert_eq!(s.retry_initial, Duration::from_secs(5));
-    assert_eq!(s.retry_max, Duration::from_secs(600));
-    assert_eq!(s.offline_grace, Duration::from_secs(3 * 86400 + 12 * 3600));
+    assert_eq!(s.core.validate_interval, Duration::from_secs(5400));
+    assert_eq!(s.core.update_check_interval, Duration::from_secs(2 * 86400));
+    assert_eq!(s.core.splay, Duration::ZERO);
+    assert_eq!(s.core.retry_initial, Duration::from_secs(5));
+    assert_eq!(s.core.retry_max, Duration::from_secs(600));
+    assert_eq!(
+        s.core.offline_grace,
+        Duration::from_secs(3 * 86400 + 12 * 3600)
+    );
     assert_eq!(s.request_timeout, Duration::from_secs(45));
     assert_eq!(c.hardware.root, PathBuf::from("/srv/root"));
     assert_eq!(c.hardware.id_file, Some(d.path("hardware-id")));

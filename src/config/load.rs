@@ -207,49 +207,52 @@ impl Config {
 fn schedule(ctx: &Ctx<'_>, s: Option<&RawSchedule>) -> Result<Schedule, ConfigError> {
     let d = Schedule::default();
     let pick = |f: fn(&RawSchedule) -> Option<&Sp<String>>| s.and_then(f);
-    let schedule = Schedule {
+    let core = wispanel_core::schedule::Schedule {
         validate_interval: duration(
             ctx,
             "schedule.validate_interval",
             pick(|s| s.validate_interval.as_ref()),
-            d.validate_interval,
+            d.core.validate_interval,
             false,
         )?,
         update_check_interval: duration(
             ctx,
             "schedule.update_check_interval",
             pick(|s| s.update_check_interval.as_ref()),
-            d.update_check_interval,
+            d.core.update_check_interval,
             false,
         )?,
         splay: duration(
             ctx,
             "schedule.splay",
             pick(|s| s.splay.as_ref()),
-            d.splay,
+            d.core.splay,
             true,
         )?,
         retry_initial: duration(
             ctx,
             "schedule.retry_initial",
             pick(|s| s.retry_initial.as_ref()),
-            d.retry_initial,
+            d.core.retry_initial,
             false,
         )?,
         retry_max: duration(
             ctx,
             "schedule.retry_max",
             pick(|s| s.retry_max.as_ref()),
-            d.retry_max,
+            d.core.retry_max,
             false,
         )?,
         offline_grace: duration(
             ctx,
             "schedule.offline_grace",
             pick(|s| s.offline_grace.as_ref()),
-            d.offline_grace,
+            d.core.offline_grace,
             false,
         )?,
+    };
+    let schedule = Schedule {
+        core,
         request_timeout: duration(
             ctx,
             "schedule.request_timeout",
@@ -258,14 +261,14 @@ fn schedule(ctx: &Ctx<'_>, s: Option<&RawSchedule>) -> Result<Schedule, ConfigEr
             false,
         )?,
     };
-    if schedule.retry_initial > schedule.retry_max {
+    if schedule.core.retry_initial > schedule.core.retry_max {
         let span = pick(|s| s.retry_initial.as_ref()).map(|v| v.span());
         return Err(ctx.at(
             "schedule.retry_initial",
             span,
             ConfigErrorKind::RetryOrder {
-                initial: format_duration(schedule.retry_initial),
-                max: format_duration(schedule.retry_max),
+                initial: format_duration(schedule.core.retry_initial),
+                max: format_duration(schedule.core.retry_max),
             },
         ));
     }
@@ -485,7 +488,7 @@ mod tests {
         );
 
         let c = load("product_version = \"1\"\n[schedule]\nsplay = \"0s\"\n").unwrap();
-        assert_eq!(c.schedule.splay, Duration::ZERO);
+        assert_eq!(c.schedule.core.splay, Duration::ZERO);
 
         let e = err(
             "product_version = \"1\"\n[schedule]\nretry_initial = \"2h\"\nretry_max = \"1h\"\n",

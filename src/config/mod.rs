@@ -42,43 +42,22 @@ pub enum VersionSource {
     File(PathBuf),
 }
 
-/// `[schedule]`.
+/// `[schedule]`: the core's schedule (SPEC's timing parameters, what the
+/// core computes with) and the one setting that is the shell's alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule {
-    pub validate_interval: Duration,
-    pub update_check_interval: Duration,
-    pub splay: Duration,
-    pub retry_initial: Duration,
-    pub retry_max: Duration,
-    pub offline_grace: Duration,
+    /// `validate_interval`, `update_check_interval`, `splay`,
+    /// `retry_initial`, `retry_max`, `offline_grace`, as the core takes them.
+    pub core: wispanel_core::schedule::Schedule,
+    /// How long one portal request may take (connect, headers and body).
     pub request_timeout: Duration,
-}
-
-impl Schedule {
-    /// The parameters the core's schedule needs.
-    pub fn core(&self) -> wispanel_core::schedule::Schedule {
-        wispanel_core::schedule::Schedule {
-            validate_interval: self.validate_interval,
-            update_check_interval: self.update_check_interval,
-            splay: self.splay,
-            retry_initial: self.retry_initial,
-            retry_max: self.retry_max,
-            offline_grace: self.offline_grace,
-        }
-    }
 }
 
 impl Default for Schedule {
     fn default() -> Self {
         // The core's defaults are SPEC's; only request_timeout is ours.
-        let core = wispanel_core::schedule::Schedule::default();
         Schedule {
-            validate_interval: core.validate_interval,
-            update_check_interval: core.update_check_interval,
-            splay: core.splay,
-            retry_initial: core.retry_initial,
-            retry_max: core.retry_max,
-            offline_grace: core.offline_grace,
+            core: wispanel_core::schedule::Schedule::default(),
             request_timeout: Duration::from_secs(20),
         }
     }
@@ -240,7 +219,7 @@ pub fn client_state_dir(config_path: &Path, loaded: Option<&Config>) -> PathBuf 
         .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
 }
 
-/// Every key the configuration accepts, dotted (`schedule.splay`), in the
+/// Every key the configuration accepts, dotted (`schedule.core.splay`), in the
 /// order of the SPEC.
 pub fn known_keys() -> Vec<String> {
     let top = TOP_KEYS

@@ -92,12 +92,12 @@ impl Config {
         line(String::new());
         line("[schedule]".into());
         for (k, v) in [
-            ("validate_interval", s.validate_interval),
-            ("update_check_interval", s.update_check_interval),
-            ("splay", s.splay),
-            ("retry_initial", s.retry_initial),
-            ("retry_max", s.retry_max),
-            ("offline_grace", s.offline_grace),
+            ("validate_interval", s.core.validate_interval),
+            ("update_check_interval", s.core.update_check_interval),
+            ("splay", s.core.splay),
+            ("retry_initial", s.core.retry_initial),
+            ("retry_max", s.core.retry_max),
+            ("offline_grace", s.core.offline_grace),
             ("request_timeout", s.request_timeout),
         ] {
             line(format!("{k} = {}", quote(&format_duration(v))));

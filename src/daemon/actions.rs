@@ -98,7 +98,7 @@ impl Daemon {
             Endpoint::Activate,
             &c,
             &candidate,
-            &config.schedule.core(),
+            &config.schedule.core,
             self.now(),
             &mut **self.jitter(),
         );
@@ -113,7 +113,7 @@ impl Daemon {
                 Endpoint::Validate,
                 &c,
                 &candidate,
-                &config.schedule.core(),
+                &config.schedule.core,
                 self.now(),
                 &mut **self.jitter(),
             );
@@ -177,7 +177,7 @@ impl Daemon {
             st.core.record_deactivation(
                 &c,
                 released,
-                &config.schedule.core(),
+                &config.schedule.core,
                 self.now(),
                 &mut **self.jitter(),
             );

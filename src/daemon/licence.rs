@@ -66,7 +66,7 @@ impl Daemon {
                 endpoint,
                 &c,
                 &inputs,
-                &config.schedule.core(),
+                &config.schedule.core,
                 answered_at,
                 &mut **self.jitter(),
             );
@@ -137,7 +137,7 @@ pub(super) async fn licence_loop(d: Arc<Daemon>) {
                 };
                 (
                     due,
-                    st.core.next_lapse(&inputs, &config.schedule.core(), now),
+                    st.core.next_lapse(&inputs, &config.schedule.core, now),
                     st.core.portal.rate_limited_until,
                 )
             };

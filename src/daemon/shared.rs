@@ -275,7 +275,7 @@ impl Daemon {
             let inputs = st.inputs();
             let si = StatusInputs {
                 daemon: &self.info,
-                schedule: &config.schedule.core(),
+                schedule: &config.schedule.core,
                 inputs: &inputs,
                 masked_key: st.key().map(LicenseKey::masked),
                 hardware_id: st.hwid.as_deref().ok(),

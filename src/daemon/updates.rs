@@ -37,7 +37,7 @@ impl Daemon {
         lock(&self.state).core.record_update(
             &c,
             &version,
-            &config.schedule.core(),
+            &config.schedule.core,
             self.now(),
             &mut **self.jitter(),
         );
