@@ -41,8 +41,15 @@ impl StatusInputs<'_> {
 }
 
 impl StatusDocument {
-    /// Builds the document from the core at `now`.
-    pub fn build(core: &Core, si: &StatusInputs<'_>, now: Timestamp) -> StatusDocument {
+    /// Builds the document from the core at `now`, and gives the warning
+    /// facts it was built from (the daemon asks them when the warnings next
+    /// change by themselves: computed once for both).
+    pub fn build(
+        core: &Core,
+        si: &StatusInputs<'_>,
+        now: Timestamp,
+    ) -> (StatusDocument, warnings::Facts) {
+        let facts = si.warning_facts(core, now);
         let s = si.schedule;
         let state = core.license_state(si.inputs, s, now);
         let (details, reason, checked_at) = match &core.licence.verdict {
@@ -113,9 +120,9 @@ impl StatusDocument {
                 proxy: si.proxy.clone(),
                 activation_in_doubt: core.activation_in_doubt(),
             },
-            warnings: warnings::warnings(&si.warning_facts(core, now), now),
+            warnings: warnings::warnings(&facts, now),
         };
-        doc.whole_seconds()
+        (doc.whole_seconds(), facts)
     }
 
     /// The same document with every time rounded down to the second, as SPEC's

@@ -94,14 +94,20 @@ impl Daemon {
             .call_keyed(Endpoint::Activate, &body, Some(&idempotency_key))
             .await
             .ok_or_else(shutting_down)?;
-        let held = lock(&self.state).core.record_candidate(
-            Endpoint::Activate,
-            &c,
-            &candidate,
-            &config.schedule.core,
-            self.now(),
-            &mut **self.jitter(),
-        );
+        let held = {
+            let mut st = lock(&self.state);
+            let held = st.core.record_candidate(
+                Endpoint::Activate,
+                &c,
+                &candidate,
+                &config.schedule.core,
+                self.now(),
+                &mut **self.jitter(),
+            );
+            // A valid answer forgets a released key: the key in force may change.
+            st.settle();
+            held
+        };
         if held {
             // The activation is in doubt: one validate decides (SPEC).
             let body = self.body(Endpoint::Validate, &key, &hw, &version, &config);
@@ -109,7 +115,8 @@ impl Daemon {
                 .call(Endpoint::Validate, &body)
                 .await
                 .ok_or_else(shutting_down)?;
-            lock(&self.state).core.record_candidate(
+            let mut st = lock(&self.state);
+            st.core.record_candidate(
                 Endpoint::Validate,
                 &c,
                 &candidate,
@@ -117,12 +124,14 @@ impl Daemon {
                 self.now(),
                 &mut **self.jitter(),
             );
+            st.settle();
         }
         let result = {
             let mut st = lock(&self.state);
             match &c.outcome {
                 Outcome::Valid(_) => {
                     st.saved_key = Some(key.clone());
+                    st.settle();
                     let inputs = st.inputs();
                     st.core.apply_inputs(&inputs);
                     Ok(())
@@ -181,7 +190,7 @@ impl Daemon {
                 self.now(),
                 &mut **self.jitter(),
             );
-            match &c.outcome {
+            let result = match &c.outcome {
                 Outcome::Deactivated => {
                     st.saved_key = None;
                     Ok(())
@@ -189,7 +198,10 @@ impl Daemon {
                 Outcome::Refused { reason, .. } => Err(ActionError::Refused(reason.clone())),
                 Outcome::Failed(e) => Err(ActionError::Unreachable(e.message.clone())),
                 _ => Err(ActionError::Unreachable("unexpected answer".into())),
-            }
+            };
+            // The released key and the saved one are facts of the key in force.
+            st.settle();
+            result
         };
         self.note_action(false, caller, &key, &result);
         if result.is_ok() {

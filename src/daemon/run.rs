@@ -123,21 +123,12 @@ pub async fn run(
             pid: std::process::id(),
             started_at: started,
         },
-        state: Mutex::new(Runtime {
+        state: Mutex::new(Runtime::new(
             core,
-            configured_key: config.license_key.clone(),
+            config.license_key.clone(),
             saved_key,
-            hwid: Err(String::new()),
-            product_version: None,
-            announced: None,
-            state_not_saved_since: None,
-            history_not_saved_since: None,
-            // Written by the first publish, before the socket serves.
-            pending: vec![Event::DaemonStarted {
-                version: env!("CARGO_PKG_VERSION").into(),
-            }],
             recorded,
-        }),
+        )),
         config: RwLock::new(Arc::new(config)),
         client: RwLock::new(client),
         portal_factory: env.portal,

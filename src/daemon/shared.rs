@@ -52,6 +52,19 @@ pub(super) struct Runtime {
     pub(super) pending: Vec<Event>,
     /// What the history last recorded, to write an entry on each change.
     pub(super) recorded: Recorded,
+    /// The key in force and the inputs it makes with the hardware_id, as
+    /// [`Runtime::settle`] last derived them from `configured_key`,
+    /// `saved_key`, `hwid` and the core's key facts. Every change of those
+    /// calls `settle`, so the rule runs once per change, not at each of the
+    /// many reads of a cycle (debug builds check each read against the rule).
+    settled: Settled,
+}
+
+/// What [`Runtime::settle`] derives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Settled {
+    key: Option<LicenseKey>,
+    inputs: Inputs,
 }
 
 /// The licence state, update state and hardware change the history holds
@@ -93,6 +106,39 @@ impl Recorded {
 }
 
 impl Runtime {
+    /// The runtime state at start, settled.
+    pub(super) fn new(
+        core: Core,
+        configured_key: Option<LicenseKey>,
+        saved_key: Option<LicenseKey>,
+        recorded: Recorded,
+    ) -> Runtime {
+        let mut st = Runtime {
+            core,
+            configured_key,
+            saved_key,
+            hwid: Err(String::new()),
+            product_version: None,
+            announced: None,
+            state_not_saved_since: None,
+            history_not_saved_since: None,
+            // Written by the first publish, before the socket serves.
+            pending: vec![Event::DaemonStarted {
+                version: env!("CARGO_PKG_VERSION").into(),
+            }],
+            recorded,
+            settled: Settled {
+                key: None,
+                inputs: Inputs {
+                    key_fingerprint: None,
+                    hardware_id: String::new(),
+                },
+            },
+        };
+        st.settle();
+        st
+    }
+
     /// The key in force, by the one rule ([`crate::key_in_force`]).
     fn key_in_force(&self) -> InForce<'_> {
         key_in_force(&KeyFacts::new(
@@ -102,8 +148,43 @@ impl Runtime {
         ))
     }
 
+    /// The rule's answer and the inputs, from the facts now.
+    fn derive(&self) -> Settled {
+        let key = self.key_in_force().key().cloned();
+        Settled {
+            inputs: Inputs {
+                key_fingerprint: key.as_ref().map(LicenseKey::fingerprint),
+                hardware_id: self.hwid.clone().unwrap_or_default(),
+            },
+            key,
+        }
+    }
+
+    /// Derives the key in force and the inputs again: called after every
+    /// change of a fact they depend on (a key configured, saved or removed,
+    /// the hardware_id, an activation or deactivation recorded in the core).
+    pub(super) fn settle(&mut self) {
+        self.settled = self.derive();
+    }
+
+    /// Debug builds: a read that finds the derived values stale means a
+    /// change forgot [`Runtime::settle`].
+    fn check_settled(&self) {
+        #[cfg(debug_assertions)]
+        {
+            let now = self.derive();
+            assert!(
+                self.settled == now,
+                "the key in force is stale: a change of its facts did not settle ({:?} != {:?})",
+                self.settled.inputs,
+                now.inputs
+            );
+        }
+    }
+
     pub(super) fn key(&self) -> Option<&LicenseKey> {
-        self.key_in_force().key()
+        self.check_settled();
+        self.settled.key.as_ref()
     }
 
     /// Queues a `hardware_changed` entry when the hardware_id now differs
@@ -126,10 +207,8 @@ impl Runtime {
     }
 
     pub(super) fn inputs(&self) -> Inputs {
-        Inputs {
-            key_fingerprint: self.key().map(LicenseKey::fingerprint),
-            hardware_id: self.hwid.clone().unwrap_or_default(),
-        }
+        self.check_settled();
+        self.settled.inputs.clone()
     }
 }
 
@@ -287,8 +366,8 @@ impl Daemon {
                     st.history_not_saved_since,
                 ),
             };
-            let doc = StatusDocument::build(&st.core, &si, now);
-            let next_change = warnings::next_change(&si.warning_facts(&st.core, now), now);
+            let (doc, facts) = StatusDocument::build(&st.core, &si, now);
+            let next_change = warnings::next_change(&facts, now);
             (doc, next_change)
         };
         let (mut doc, core, mut next_change, entries) = {
@@ -385,7 +464,9 @@ impl Daemon {
     /// `activate` (the newest decision of the administrator wins); the key
     /// in force is logged whenever it changes.
     pub(super) fn adopt_configured_key(&self, st: &mut Runtime) {
-        let before = st.key().map(LicenseKey::masked);
+        // The key in force before the change (the caller may have set a new
+        // `configured_key` already).
+        let before = st.settled.key.as_ref().map(LicenseKey::masked);
         let fp = st.configured_key.as_ref().map(LicenseKey::fingerprint);
         let replaced = st.key_in_force().saved_replaced;
         st.core.configured_key_changed(fp);
@@ -396,6 +477,7 @@ impl Daemon {
                 error!(error = %e, "cannot remove the saved key: {e}");
             }
         }
+        st.settle();
         let after = st.key().map(LicenseKey::masked);
         if before != after {
             let key = after.as_deref().unwrap_or("none");
@@ -432,6 +514,7 @@ impl Daemon {
         let hw = hw.map_err(|e| e.to_string());
         let changed = st.hwid != hw;
         st.hwid = hw;
+        st.settle();
         let inputs = st.inputs();
         st.core.apply_inputs(&inputs);
         st.note_hardware();
