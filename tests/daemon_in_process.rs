@@ -156,3 +156,38 @@ async fn corrupt_state_is_moved_aside() {
     d.stop().await;
     sim.shutdown().await;
 }
+
+/// A reload whose configuration names another key logs the key in force
+/// when it changes (compared with the key in force before the reload), and
+/// the next request is made with the new key at once.
+#[tokio::test(start_paused = true)]
+async fn a_reloaded_key_is_logged_and_used_at_once() {
+    let (_guard, logs) = capture_logs();
+    let mut h = Harness::new(FAST, |_, _| Reply::Valid);
+    let d = h.start(1);
+    h.wait_state("active").await;
+    assert!(
+        logs.contains("licence key in force: WISP-****SA6T"),
+        "{}",
+        logs.text()
+    );
+    let before = h.portal().requests().len();
+    h.set_key(Some(keys::NO_UPDATES));
+    d.reload();
+    pass(secs(1)).await;
+    assert!(
+        logs.contains("licence key in force: WISP-****0005"),
+        "the new key in force is logged: {}",
+        logs.text()
+    );
+    let after: Vec<_> = h.portal().requests().into_iter().skip(before).collect();
+    assert!(
+        after
+            .iter()
+            .any(|r| r.body.to_string().contains(keys::NO_UPDATES)),
+        "a request with the new key within a second: {after:?}"
+    );
+    let s = h.status_json().await;
+    assert_eq!(s["license"]["key"], "WISP-****0005", "{s:#}");
+    d.stop().await;
+}
