@@ -181,6 +181,8 @@ impl Report {
 /// Per-step time limits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Timeouts {
+    /// The name lookup. A real run ([`Options::from_env`]) waits as long as
+    /// glibc tries by `/etc/resolv.conf`, plus a second.
     pub dns: Duration,
     pub tcp: Duration,
     /// The proxy's answer to `CONNECT`.
@@ -220,13 +222,25 @@ pub struct Options {
     pub credentials_dir: Option<PathBuf>,
     /// Ask systemd about the unit (when it runs here).
     pub systemd: bool,
+    /// How the system's resolver tries (`/etc/resolv.conf`).
+    pub resolver: network::ResolverTries,
 }
 
 impl Options {
     /// The options of a real run: process environment, default timeouts.
     pub fn from_env() -> Options {
+        let resolver = network::ResolverTries::parse(
+            &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        );
         Options {
-            timeouts: Timeouts::default(),
+            timeouts: Timeouts {
+                // As long as glibc tries (10 s by default) and a second more,
+                // so that "the resolver does not answer" is glibc's own
+                // verdict, not a slow resolver cut short.
+                dns: resolver.give_up_after() + Duration::from_secs(1),
+                ..Timeouts::default()
+            },
+            resolver,
             proxy_env: crate::net::proxy::ProxyEnv::from_process(),
             credentials_dir: crate::config::credentials_dir_from_env(),
             systemd: true,

@@ -11,6 +11,7 @@
 
 mod clock;
 mod dns;
+pub use dns::ResolverTries;
 mod http;
 mod proxy;
 mod tcp;
@@ -145,7 +146,7 @@ async fn steps(config: &Config, opts: &Options, p: &mut Progress) {
     };
 
     p.step = dns_name;
-    let addrs = match dns::dns(&dns_host, dns_port, t).await {
+    let addrs = match dns::dns(&dns_host, dns_port, t, &opts.resolver).await {
         Ok(a) => {
             let list: Vec<String> = a.iter().map(|s| s.ip().to_string()).collect();
             p.checks.push(Check::ok(
