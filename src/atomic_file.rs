@@ -1,6 +1,7 @@
 //! Writes that survive a crash: a temporary file in the same directory,
 //! fsync, rename over the target, fsync the directory. One home for the
-//! sequence that `state.json`, the saved key and the metrics textfile use.
+//! sequence that `state.json`, the saved key, the metrics textfile and the
+//! history's rewrite use.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;

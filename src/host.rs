@@ -1,7 +1,7 @@
 //! Facts about this host: host name, OS, kernel, uptime, CPU count (cheap to
 //! collect: no process table, no refresh loop, only the static look-ups of
 //! `sysinfo`). The daemon collects them once at its start and sends the host
-//! name with portal requests (`hostname` of the licence endpoints); `doctor`
+//! name to the portal (the `hostname` of an `activate`'s body); `doctor`
 //! puts them all in its first line, for a support ticket. And the system's
 //! user and group database (NSS), where `socket_group` and the owners that
 //! `doctor` shows are looked up.

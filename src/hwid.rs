@@ -1,7 +1,8 @@
 //! The hardware_id, recipe v1 (SPEC "hardware_id"): the SHA-256 of a small
 //! text built from the machine-id, the DMI product UUID and, only when both are
 //! missing, the MAC addresses of physical NICs. Everything is read under
-//! `hardware.root`, so tests run on fake roots.
+//! `hardware.root` (but the `product_uuid` credential systemd may pass, and
+//! `hardware.id_file`, which replaces the recipe), so tests run on fake roots.
 //!
 //! Raw source values never leave this module: reports and errors carry only a
 //! short digest of each value and the outcome of each file tried.

@@ -9,8 +9,8 @@
 //! (a counter's `# TYPE` without `_total`, a closing `# EOF`), which
 //! node_exporter's textfile collector reads less kindly than the classic
 //! format. The label values are fixed names (states, endpoints, codes), so no
-//! escaping is needed. `tests/socket.rs` parses the output and `promtool check
-//! metrics` checks it where promtool is installed.
+//! escaping is needed. `tests/socket.rs` parses the output, and `tests/cli.rs`
+//! runs `promtool check metrics` on it where promtool is installed.
 
 use crate::api::StatusDocument;
 use crate::fair::{Figures, Refusal};

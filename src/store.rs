@@ -172,7 +172,8 @@ impl Store {
     }
 
     /// Removes temporary files that a killed daemon left behind
-    /// (`.state.json.tmp-<pid>`, `.license.key.tmp-<pid>`). Call it only once
+    /// (`.state.json.tmp-<pid>`, `.license.key.tmp-<pid>`,
+    /// `.history.jsonl.tmp-<pid>`). Call it only once
     /// this daemon is known to be the only one using the directory.
     pub fn remove_stale_temp_files(&self) -> Vec<PathBuf> {
         let own = format!(".tmp-{}", std::process::id());

@@ -1,5 +1,5 @@
 //! The systemd notification protocol: `READY=1`, `STATUS=`, `WATCHDOG=1`,
-//! `STOPPING=1`. Every call is a no-op without `$NOTIFY_SOCKET`.
+//! `RELOADING=1`, `STOPPING=1`. Every call is a no-op without `$NOTIFY_SOCKET`.
 
 use sd_notify::NotifyState;
 use std::time::Duration;

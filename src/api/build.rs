@@ -22,8 +22,8 @@ pub struct StatusInputs<'a> {
     pub proxy: Option<String>,
     /// The configuration's `warn_before_expiry`.
     pub warn_before_expiry: std::time::Duration,
-    /// When the current run of failed saves of `state.json` began, if the
-    /// last save failed.
+    /// When the current run of failed saves of `state.json` or failed
+    /// appends to the history began (the earlier of the two), if one is on.
     pub state_not_saved_since: Option<Timestamp>,
 }
 

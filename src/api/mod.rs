@@ -166,7 +166,8 @@ pub struct Health {
 
 impl StatusDocument {
     /// The document before anything is known: state `unknown`, every other
-    /// value absent. The daemon serves it until its first `publish`.
+    /// value absent. The daemon's status starts as it, and its first
+    /// `publish` replaces it before the socket serves.
     pub fn empty(daemon: DaemonInfo) -> StatusDocument {
         StatusDocument {
             schema_version: SCHEMA_VERSION,

@@ -134,7 +134,7 @@ const DEFAULT_SOCKET_MODE: u32 = 0o660;
 const MAX_SIDE_FILE: u64 = 64 * 1024;
 
 /// The keys allowed at the top level, in `[schedule]` and in `[hardware]`
-/// (a test pins these against the serde structs below).
+/// (a test in `load.rs` pins these against its serde structs).
 const TOP_KEYS: &[&str] = &[
     "license_key",
     "license_key_file",
@@ -219,7 +219,7 @@ pub fn client_state_dir(config_path: &Path, loaded: Option<&Config>) -> PathBuf 
         .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
 }
 
-/// Every key the configuration accepts, dotted (`schedule.core.splay`), in the
+/// Every key the configuration accepts, dotted (`schedule.splay`), in the
 /// order of the SPEC.
 pub fn known_keys() -> Vec<String> {
     let top = TOP_KEYS

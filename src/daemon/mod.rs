@@ -2,7 +2,8 @@
 //!
 //! Tasks (each in its own tracing span): the licence loop (`licence.rs`), the
 //! update loop (`updates.rs`), the state writer (`writer.rs`), the watchdog and
-//! the signal handler (`run.rs`), the reloader (`reload.rs`) and the status
+//! the signal handler (`run.rs`), the reloader (`reload.rs`), the warnings
+//! timer and the `metrics_textfile` writer (`warnings.rs`) and the status
 //! socket (`crate::socket`, which serves the daemon through
 //! [`crate::socket::Service`], implemented in `actions.rs`). They share one
 //! [`Daemon`] (`shared.rs`): the core's state sits behind a `std` mutex that is

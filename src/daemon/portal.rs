@@ -19,8 +19,8 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// fails: every failure is a classified non-verdict.
 pub trait Portal: Send + Sync {
     /// POSTs `body` to `endpoint`, with an `Idempotency-Key` header when given
-    /// (every `activate` carries one, SPEC "Activation in doubt"; a portal
-    /// that cannot send it, a test's fake, ignores it), and classifies the
+    /// (every `activate` carries one, SPEC "Activation in doubt"; a test's
+    /// fake records it with the request), and classifies the
     /// answer at `clock`'s time (the daemon's: one clock for the gate, the
     /// deadlines and the records).
     fn call<'a>(

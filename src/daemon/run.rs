@@ -37,8 +37,8 @@ pub struct Env {
     pub clock: Arc<dyn Clock>,
     pub jitter: Box<dyn Jitter + Send>,
     pub portal: PortalFactory,
-    /// Send `READY=1`, `STATUS=`, `STOPPING=1` and watchdog pings (each is a
-    /// no-op without `$NOTIFY_SOCKET`); tests turn this off so that they do
+    /// Send `READY=1`, `STATUS=`, `RELOADING=1`, `STOPPING=1` and watchdog
+    /// pings (each is a no-op without `$NOTIFY_SOCKET`); tests turn this off so that they do
     /// not depend on the environment they run in.
     pub systemd: bool,
     /// Notified to reload the configuration (SIGHUP).
@@ -210,7 +210,8 @@ pub async fn run(
     {
         warn!("some tasks did not stop in time");
     }
-    // The writer saved on its way out; save once more in case it could not.
+    // The writer stops at the cancellation without saving: this is the save
+    // on the way out (of the core last published).
     if let Err(e) = daemon.save_now().await {
         crate::logging::event::state_not_saved(&e, None);
     }

@@ -242,7 +242,8 @@ pub struct Daemon {
     pub(super) portal_factory: PortalFactory,
     pub(super) state: Mutex<Runtime>,
     pub(super) store: Store,
-    /// `state_dir/history.jsonl` and its entries in memory.
+    /// `state_dir/history.jsonl` (in memory only the entries whose append
+    /// failed).
     pub(super) history: History,
     pub(super) host: HostFacts,
     pub(super) info: DaemonInfo,

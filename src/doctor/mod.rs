@@ -5,9 +5,10 @@
 //! lines and is tested without I/O, and an I/O part that gathers the facts:
 //! [`local`] (configuration and key), [`hardware`] (hardware_id sources),
 //! [`network`] (proxy, DNS, TCP, TLS, HTTP, clock), [`files`] (state
-//! directory), [`daemon`] (socket, daemon) and [`unit`] (systemd). Every network step has
-//! its own short timeout and the portal checks as a whole one more, so a
-//! black-holed network ends the run in well under 30 s.
+//! directory), [`daemon`] (socket, daemon), [`unit`](mod@unit) (systemd)
+//! and [`key`] (where systemd takes the licence key from). Every network
+//! step has its own short timeout and the portal checks as a whole one
+//! more, so a black-holed network ends the run in well under 30 s.
 
 pub mod daemon;
 pub mod files;

@@ -319,8 +319,9 @@ async fn deactivate<S: Service>(State(app): State<App<S>>) -> Response {
     }
 }
 
-/// `GET /v1/history?since=&limit=`: from the daemon's memory; a bad
-/// parameter is 400 naming it, an unknown one is ignored.
+/// `GET /v1/history?since=&limit=`: read from the history file (plus any
+/// entries whose append failed); a bad parameter is 400 naming it, an
+/// unknown one is ignored.
 async fn history<S: Service>(
     State(app): State<App<S>>,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
@@ -381,8 +382,8 @@ pub fn refused(why: Refusal, limits: &crate::fair::Limits) -> Response {
     r
 }
 
-/// One `status` event now, then one on every change of the licence or update
-/// state. The watch channel holds only the newest document, so a client that
+/// One `status` event now, then one on every change of the licence state,
+/// the update state or the warnings ([`crate::api::StatusDocument::announced`]). The watch channel holds only the newest document, so a client that
 /// reads slowly never makes the daemon buffer. Each stream holds one of its
 /// uid's event-stream slots while it lasts; past them, 429.
 async fn events<S: Service>(State(app): State<App<S>>) -> Response {

@@ -3,8 +3,9 @@
 //! [`LicenseKey`] never prints itself unmasked: `Debug`, `Display` and
 //! `Serialize` all give the panel's masked form `WISP-****SA6T` (prefix and last
 //! four characters). The raw key is reachable only through
-//! [`LicenseKey::expose`], which the portal client uses to build request bodies
-//! and the state store uses to save an activated key.
+//! [`LicenseKey::expose`], which the portal client uses to build request bodies,
+//! the state store to save an activated key, and the CLI to send a key to
+//! the daemon's `POST /v1/activate`.
 
 use sha2::{Digest, Sha256};
 use std::fmt;

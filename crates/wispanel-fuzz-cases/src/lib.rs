@@ -1,5 +1,5 @@
 //! The fuzz targets' bodies, shared by `cargo fuzz` (`fuzz/`, nightly) and
-//! the bounded "fuzz smoke" test that runs on stable (`tests/fuzz_smoke.rs`).
+//! the bounded "fuzz smoke" test that runs on stable (`tests/smoke.rs`).
 //!
 //! Each function takes arbitrary bytes, must not panic, and checks the
 //! invariants that hold for every input.

@@ -1,6 +1,6 @@
 //! The simulated portal's decisions, without I/O: given a parsed request, the
 //! portal state and "now", what to answer and how to misbehave. The server
-//! (`server.rs`) only moves bytes.
+//! (the accept loop in `lib.rs`, `http.rs`) only moves bytes.
 
 use super::scenario::{
     Endpoint, LicenseBehaviour, LicenseTerms, Outage, Route, Scenario, Script, ScriptedAnswer,
