@@ -1,7 +1,6 @@
 //! The history entries (`wispanel_license::history::Entry`) against the API
 //! document's `HistoryEntry` schemas: every kind, its fields, which may be
-//! null. Lives in `openapi/` until the history is merged; the merge moves it
-//! to `tests/openapi_history.rs` (`git mv openapi/openapi_history.rs tests/`).
+//! null.
 
 mod openapi_check;
 

@@ -106,15 +106,124 @@ id_file = "$d/hardware-id"
 TOML
 }
 
-# start_daemon DIR [env assignments...]: the daemon in the foreground, log to DIR/daemon.log.
+# The journal, caught. The tier's mount namespace gets a /run/systemd/journal
+# of its own, where a listener takes each datagram of journald's native
+# protocol (what tracing-journald sends to journald), with the sender's pid
+# from SCM_CREDENTIALS as journald gets it, and writes it to
+# $work/journal/PID.jsonl (one JSON object of fields per entry) and its
+# MESSAGE to $work/journal/PID.log. A daemon from start_daemon has
+# JOURNAL_STREAM naming its stderr, so it logs to "the journal" as under
+# systemd, fields and MESSAGE_ID included.
+journal_listener() {
+    exec python3 - "$work/journal" "$work/journal.ready" <<'PY'
+import array, json, os, socket, struct, sys
+out, ready = sys.argv[1], sys.argv[2]
+os.makedirs(out, exist_ok=True)
+path = "/run/systemd/journal/socket"
+try:
+    os.unlink(path)
+except FileNotFoundError:
+    pass
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(path)
+os.chmod(path, 0o666)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+open(ready, "w").close()
+
+def fields(b):
+    f, i = {}, 0
+    while i < len(b):
+        nl = b.find(b"\n", i)
+        nl = len(b) if nl < 0 else nl
+        line = b[i:nl]
+        if b"=" in line:
+            k, v = line.split(b"=", 1)
+            i = nl + 1
+        else:  # NAME\n<u64 le length><value>\n
+            n = struct.unpack("<Q", b[nl + 1:nl + 9])[0]
+            k, v = line, b[nl + 9:nl + 9 + n]
+            i = nl + 9 + n + 1
+        f[k.decode()] = v.decode("utf-8", "replace")
+    return f
+
+while True:
+    data, anc, _, _ = s.recvmsg(1 << 20, socket.CMSG_SPACE(12) + socket.CMSG_SPACE(4 * 8))
+    pid = 0
+    for level, kind, d in anc:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+            pid = struct.unpack("iII", d[:12])[0]
+        elif level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            # A large entry comes in a memfd.
+            fds = array.array("i")
+            fds.frombytes(d[:len(d) - len(d) % 4])
+            for fd in fds:
+                chunks, off = [], 0
+                while True:
+                    c = os.pread(fd, 1 << 16, off)
+                    if not c:
+                        break
+                    chunks.append(c)
+                    off += len(c)
+                os.close(fd)
+                data = b"".join(chunks)
+    f = fields(data)
+    f["_PID"] = str(pid)
+    with open(os.path.join(out, f"{pid}.jsonl"), "a") as j:
+        j.write(json.dumps(f) + "\n")
+    with open(os.path.join(out, f"{pid}.log"), "a") as t:
+        t.write(f.get("MESSAGE", "") + "\n")
+PY
+}
+
+# Starts the listener unless it runs (cleanup stops it with each scenario).
+ensure_journal() {
+    [ -n "${JOURNAL_PID:-}" ] && kill -0 "$JOURNAL_PID" 2>/dev/null && return 0
+    if ! mountpoint -q /run/systemd/journal; then
+        mkdir -p /run/systemd/journal && mount -t tmpfs -o size=4m,mode=0755 tmpfs /run/systemd/journal ||
+            return 1
+    fi
+    rm -f "$work/journal.ready"
+    journal_listener &
+    pids+=($!)
+    JOURNAL_PID=$!
+    wait_for 10 "[ -e '$work/journal.ready' ]"
+}
+
+# start_daemon DIR [env assignments...]: the daemon in the foreground, its
+# journal entries in DIR/journal.jsonl (fields) and DIR/daemon.log (messages),
+# anything it writes to stderr in DIR/daemon.stderr.
 start_daemon() {
     local d=$1
     shift
-    env -u JOURNAL_STREAM -u NOTIFY_SOCKET RUST_LOG=info "$@" \
-        "$bindir/wispanel-licensed" --config "$d/license.toml" >"$d/daemon.log" 2>&1 &
+    ensure_journal || errs+=("[the journal listener did not start]")
+    : >"$d/daemon.stderr"
+    local stream
+    stream=$(stat -c '%d:%i' "$d/daemon.stderr")
+    env -u NOTIFY_SOCKET JOURNAL_STREAM="$stream" RUST_LOG=info "$@" \
+        "$bindir/wispanel-licensed" --config "$d/license.toml" >>"$d/daemon.stderr" 2>&1 &
     pids+=($!)
     DAEMON_PID=$!
+    ln -sfn "$work/journal/$DAEMON_PID.jsonl" "$d/journal.jsonl"
+    ln -sfn "$work/journal/$DAEMON_PID.log" "$d/daemon.log"
     wait_for 20 "[ -S '$d/run/status.sock' ]"
+}
+
+# expect_journal WHAT DIR MESSAGE_ID [FIELD=VALUE...]: DIR's daemon sent the
+# journal an entry with that MESSAGE_ID and those fields.
+expect_journal() {
+    local what=$1 d=$2
+    shift 2
+    python3 - "$d/journal.jsonl" "$@" <<'PY' || errs+=("[$what: no journal entry MESSAGE_ID=$1 ${*:2} in $(basename "$d")/journal.jsonl]")
+import json, sys
+want = {"MESSAGE_ID": sys.argv[2]}
+want.update(a.split("=", 1) for a in sys.argv[3:])
+try:
+    entries = [json.loads(l) for l in open(sys.argv[1])]
+except OSError:
+    sys.exit(1)
+sys.exit(0 if any(all(e.get(k) == v for k, v in want.items()) for e in entries) else 1)
+PY
 }
 
 # A port of lo free now (for parts that want a port number: squid).

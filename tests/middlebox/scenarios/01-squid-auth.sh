@@ -67,7 +67,7 @@ mb_squid_auth() {
     shown=$(status_field "$d" 'd["portal"]["proxy"]')
     case "$shown" in *Pw7right*) errs+=("[right: portal.proxy shows the password: $shown]") ;; esac
     expect "right: portal.proxy (masked)" "$shown" "http://mb:****@127.0.0.1:$SQUID_PORT"
-    grep -q "Pw7right" "$d/daemon.log" && errs+=("[right: the password is in the log]")
+    grep -q "Pw7right" "$d/journal.jsonl" "$d/daemon.stderr" && errs+=("[right: the password is in the log]")
     doctor "$d"
     grep -q "Pw7right" "$d/doctor.txt" && errs+=("[right: doctor shows the password]")
     stop_pid "$DAEMON_PID"
@@ -83,8 +83,8 @@ mb_squid_auth() {
         expect "$c: last_error.kind" "$(status_field "$d" 'd["portal"]["last_error"]["kind"]')" connect
         expect "$c: activation_in_doubt" "$(status_field "$d" 'd["portal"]["activation_in_doubt"]')" false
         expect "$c: warnings" "$(status_field "$d" '[w["code"] for w in d["warnings"]]')" '[]'
-        expect_grep "$c: log event" "portal request failed \\(activate, connect\\)" "$d/daemon.log"
-        grep -q "Pw7wrong" "$d/daemon.log" && errs+=("[$c: the password is in the log]")
+        expect_journal "$c: journal" "$d" "$MID_UNREACHABLE" WISPANEL_ENDPOINT=activate WISPANEL_ERROR_KIND=connect
+        grep -q "Pw7wrong" "$d/journal.jsonl" "$d/daemon.stderr" && errs+=("[$c: the password is in the log]")
         doctor "$d"
         expect "$c: doctor exit" "$DOCTOR_RC" 2
         if [ $c = none ]; then

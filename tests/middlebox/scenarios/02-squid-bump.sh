@@ -67,7 +67,7 @@ proxy = \"http://127.0.0.1:$SQUID_PORT\""
     expect "untrusted: state" "$(status_field "$d" 'd["license"]["state"]')" unknown
     expect "untrusted: last_error.kind" "$(status_field "$d" 'd["portal"]["last_error"]["kind"]')" tls
     expect "untrusted: activation_in_doubt" "$(status_field "$d" 'd["portal"]["activation_in_doubt"]')" false
-    expect_grep "untrusted: log event" "portal request failed \\(activate, tls\\)" "$d/daemon.log"
+    expect_journal "untrusted: journal" "$d" "$MID_UNREACHABLE" WISPANEL_ENDPOINT=activate WISPANEL_ERROR_KIND=tls
     doctor "$d"
     expect "untrusted: doctor exit" "$DOCTOR_RC" 2
     expect_grep "untrusted: doctor names the issuer" "fail +portal TLS: .*MB Inspecting Proxy CA" "$d/doctor.txt"

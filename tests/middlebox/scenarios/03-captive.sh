@@ -52,7 +52,7 @@ mb_captive() {
         errs+=("[no failures seen]")
     expect "last_error.kind" "$(status_field "$d" 'd["portal"]["last_error"]["kind"]')" malformed
     expect "state" "$(status_field "$d" 'd["license"]["state"]')" unknown
-    expect_grep "log event" "portal request failed \\(activate, malformed\\)" "$d/daemon.log"
+    expect_journal "journal" "$d" "$MID_UNREACHABLE" WISPANEL_ENDPOINT=activate WISPANEL_ERROR_KIND=malformed
     # Back-off, no burst: retry_initial 1 s .. retry_max 4 s.
     local h1 h2
     h1=$(cat "$d/captive/hits")

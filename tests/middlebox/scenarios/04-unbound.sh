@@ -77,6 +77,7 @@ CONF
         kind=$(status_field "$cd" 'd["portal"]["last_error"]["kind"]')
         case "$c:$kind" in nx:connect | refused:connect | dead:connect | dead:timeout) ;;
             *) errs+=("[$c: last_error.kind '$kind']") ;; esac
+        expect_journal "$c: journal" "$cd" "$MID_UNREACHABLE" WISPANEL_ENDPOINT=activate "WISPANEL_ERROR_KIND=$kind"
         doctor "$cd"
         expect "$c: doctor exit" "$DOCTOR_RC" 2
         case $c in

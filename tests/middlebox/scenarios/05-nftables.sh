@@ -27,9 +27,7 @@ nft_scenario() { # nft_scenario NAME KIND IN_DOUBT DOCTOR_PATTERN RULE...
         expect "activation_in_doubt" "$(status_field "$d" 'd["portal"]["activation_in_doubt"]')" "$doubt"
         expect "warnings" "$(status_field "$d" '[w["code"] for w in d["warnings"]]')" '[]'
     fi
-    # The plain log (no journal here): the event whose MESSAGE_ID the
-    # logging module picks by kind (tests/logging.rs checks that mapping).
-    expect_grep "log event" "portal request failed \\(activate, $kind\\)" "$d/daemon.log"
+    expect_journal "journal" "$d" "$MID_UNREACHABLE" WISPANEL_ENDPOINT=activate "WISPANEL_ERROR_KIND=$kind"
     doctor "$d"
     expect "doctor exit" "$DOCTOR_RC" 2
     expect_grep "doctor names the cause" "$pat" "$d/doctor.txt"

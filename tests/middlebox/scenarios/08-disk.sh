@@ -35,7 +35,8 @@ mb_full_disk() {
     wait_for 10 "has_warning '$d' state_not_saved" || errs+=("[no state_not_saved warning]")
     expect "state while full" "$(status_field "$d" 'd["license"]["state"]')" active
     state_json_ok "$d/state/state.json" || errs+=("[state.json unreadable while full]")
-    expect_grep "log event" "state_not_saved|not saved|No space" "$d/daemon.log"
+    expect_journal "journal" "$d" "$MID_NOT_SAVED" PRIORITY=3
+    expect_grep "journal message" "CANNOT SAVE THE STATE|No space" "$d/daemon.log"
     rm -f "$d/state/fill"
     "$bindir/wispanel-license" --config "$d/license.toml" check >/dev/null 2>&1
     wait_for 10 "! has_warning '$d' state_not_saved" || errs+=("[warning stays after space returned]")
