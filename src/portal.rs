@@ -568,7 +568,7 @@ mod never_sent_tests {
         // Listening, never accepting: the handshake's ClientHello is never read.
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
         let addr = l.local_addr().expect("its address");
-        let limit = Duration::from_millis(1500);
+        let limit = Duration::from_millis(1000);
         let c =
             PortalClient::build(&format!("https://{addr}"), None, None, limit).expect("a client");
         let t = std::time::Instant::now();
@@ -582,6 +582,6 @@ mod never_sent_tests {
             r.outcome
         );
         assert!(took < limit + Duration::from_secs(1), "{took:?}");
-        assert_eq!(super::connect_timeout(limit), Duration::from_millis(1350));
+        assert_eq!(super::connect_timeout(limit), Duration::from_millis(900));
     }
 }

@@ -558,13 +558,18 @@ fn the_example_config_parses_and_documents_every_key() {
     );
 }
 
-// --- through the daemon binary ---------------------------------------------
+// --- --check-config --------------------------------------------------------
 
-fn licensed() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wispanel-licensed"));
-    cmd.env_remove("WISPANEL_LICENSE_CONFIG")
-        .env_remove("CREDENTIALS_DIRECTORY");
-    cmd
+/// `wispanel-licensed --check-config` in-process, as the binary runs it:
+/// (exit code, stdout, stderr).
+fn check_config(path: &Path) -> (u8, String, String) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = wispanel_license::cli::check_config(path, &mut out, &mut err);
+    (
+        code,
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
 }
 
 #[test]
@@ -573,13 +578,8 @@ fn check_config_prints_the_effective_config_masked() {
     let path = d.config(&format!(
         "license_key = \"{KEY}\"\nproduct_version = \"1\"\n"
     ));
-    let out = licensed()
-        .args(["--check-config", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let (code, stdout, stderr) = check_config(&path);
+    assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(
         stdout.contains("license_key = \"WISP-****SA6T\""),
         "{stdout}"
@@ -599,7 +599,7 @@ fn check_config_prints_the_effective_config_masked() {
         "{stdout}"
     );
     assert_no_key(&stdout);
-    assert_no_key(&String::from_utf8_lossy(&out.stderr));
+    assert_no_key(&stderr);
 }
 
 #[test]
@@ -610,14 +610,9 @@ fn check_config_exits_78_naming_file_and_key() {
     } in mistakes(&d)
     {
         let path = d.config(&text);
-        let out = licensed()
-            .args(["--check-config", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(78), "{name}: {out:?}");
-        assert!(out.stdout.is_empty(), "{name}: {out:?}");
-        let stderr = String::from_utf8(out.stderr).unwrap();
+        let (code, stdout, stderr) = check_config(&path);
+        assert_eq!(code, 78, "{name}: {stdout}{stderr}");
+        assert!(stdout.is_empty(), "{name}: {stdout}");
         assert!(
             stderr.contains(&path.display().to_string()),
             "{name}: {stderr}"
@@ -626,12 +621,103 @@ fn check_config_exits_78_naming_file_and_key() {
         assert_no_key(&stderr);
     }
     // A missing file is a configuration error too.
+    let (code, ..) = check_config(&d.path("nope.toml"));
+    assert_eq!(code, 78);
+}
+
+#[test]
+fn an_unknown_socket_group_is_a_configuration_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("license.toml");
+    std::fs::write(
+        &path,
+        "product_version = \"1.0.0\"\nsocket_group = \"no-such-group-wispanel-test\"\n",
+    )
+    .unwrap();
+    let e = wispanel_license::config::Config::load(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("license.toml"), "{e}");
+    assert!(e.contains("socket_group"), "{e}");
+    assert!(e.contains("no group named"), "{e}");
+    let (code, ..) = check_config(&path);
+    assert_eq!(code, 78);
+    // A gid is taken as it is.
+    std::fs::write(&path, "product_version = \"1.0.0\"\nsocket_group = \"0\"\n").unwrap();
+    assert!(wispanel_license::config::Config::load(&path).is_ok());
+}
+
+// --- through the daemon binary ---------------------------------------------
+//
+// What only the process shows: its exit status, its streams, clap's usage
+// error and the environment (`WISPANEL_LICENSE_CONFIG`,
+// `CREDENTIALS_DIRECTORY`: process-global, never set in this parallel test
+// binary). Four starts of the binary in all.
+
+fn licensed() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wispanel-licensed"));
+    cmd.env_remove("WISPANEL_LICENSE_CONFIG")
+        .env_remove("CREDENTIALS_DIRECTORY");
+    cmd
+}
+
+/// Exit 0 and the effective configuration, masked, on stdout; `--config`
+/// wins over `WISPANEL_LICENSE_CONFIG`.
+#[test]
+fn the_binary_prints_the_effective_config_and_config_wins_over_the_variable() {
+    let d = Dir::new();
+    let path = d.config(&format!(
+        "license_key = \"{KEY}\"\nproduct_version = \"1\"\n"
+    ));
+    let other = d.file(
+        "other.toml",
+        "product_version = \"9.9\"\nchannel = \"edge\"\n",
+        0o644,
+    );
     let out = licensed()
         .args(["--check-config", "--config"])
-        .arg(d.path("nope.toml"))
+        .arg(&path)
+        .env("WISPANEL_LICENSE_CONFIG", &other)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(78));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("license_key = \"WISP-****SA6T\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("channel = \"stable\""), "{stdout}");
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("# socket activation: ") || last.starts_with("# no socket activation"),
+        "{stdout}"
+    );
+    assert_no_key(&stdout);
+    assert_no_key(&String::from_utf8_lossy(&out.stderr));
+}
+
+/// Exit 78, nothing on stdout, the error on stderr.
+#[test]
+fn the_binary_exits_78_on_a_mistake() {
+    let d = Dir::new();
+    let Mistake {
+        name, text, key, ..
+    } = mistakes(&d).swap_remove(0);
+    let path = d.config(&format!("license_key = \"{KEY}\"\n{text}"));
+    let out = licensed()
+        .args(["--check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{name}: {out:?}");
+    assert!(out.stdout.is_empty(), "{name}: {out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains(&path.display().to_string()),
+        "{name}: {stderr}"
+    );
+    assert!(stderr.contains(key), "{name}: {stderr}");
+    assert_no_key(&stderr);
 }
 
 #[test]
@@ -653,51 +739,11 @@ fn check_config_honours_the_environment() {
         stdout.contains("WISP-****SA6T from the systemd credential"),
         "{stdout}"
     );
-    // --config wins over the variable.
-    let other = d.file("other.toml", "product_version = \"1\"\n", 0o644);
-    let out = licensed()
-        .arg("--check-config")
-        .arg("--config")
-        .arg(&other)
-        .env("WISPANEL_LICENSE_CONFIG", &path)
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .contains("channel = \"stable\"")
-    );
+    assert_no_key(&stdout);
 }
 
 #[test]
 fn daemon_usage_error_exits_2() {
     let out = licensed().arg("--no-such-flag").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-}
-
-#[test]
-fn an_unknown_socket_group_is_a_configuration_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("license.toml");
-    std::fs::write(
-        &path,
-        "product_version = \"1.0.0\"\nsocket_group = \"no-such-group-wispanel-test\"\n",
-    )
-    .unwrap();
-    let e = wispanel_license::config::Config::load(&path)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("license.toml"), "{e}");
-    assert!(e.contains("socket_group"), "{e}");
-    assert!(e.contains("no group named"), "{e}");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wispanel-licensed"))
-        .arg("--config")
-        .arg(&path)
-        .arg("--check-config")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(78));
-    // A gid is taken as it is.
-    std::fs::write(&path, "product_version = \"1.0.0\"\nsocket_group = \"0\"\n").unwrap();
-    assert!(wispanel_license::config::Config::load(&path).is_ok());
 }

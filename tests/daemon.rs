@@ -1,33 +1,39 @@
-//! The daemon binary against the portal simulator (issue #4): first start,
-//! systemd notifications, grace and lapse, signals, kill -9,
-//! reloads, and the saved state. What needs no process is in-process on the
-//! harness: the refusals in `refusals.rs`, a changed hardware_id and a
-//! corrupt state in `daemon_in_process.rs`, the gate and restarts in
-//! `schedule.rs`.
+//! The daemon binary against the portal simulator (issue #4): what needs a
+//! process of its own: systemd's variables (`NOTIFY_SOCKET`, the watchdog),
+//! the signals (SIGTERM, SIGINT, SIGHUP) and kill -9. Six starts of the
+//! binary in all. The rest is in-process on the harness: grace and lapse,
+//! reloads, the key in force, a full disk, a changed hardware_id and a
+//! corrupt state in `daemon_in_process.rs`, the refusals in `refusals.rs`,
+//! the gate and restarts in `schedule.rs`.
 
 mod common;
 
 use common::*;
 use serde_json::{Value, json};
-use std::io::Write;
-use std::time::Duration;
+use std::io::{BufRead, Write};
+use std::time::{Duration, Instant};
 use wispanel_core::machine::Verdict;
-use wispanel_license::store::Store;
-use wispanel_portal_sim::{Endpoint, LicenseTerms, Outage};
+use wispanel_license::store::{Loaded, Store};
+use wispanel_portal_sim::{Endpoint, Outage};
 
-/// First start with a key: READY=1 before any portal request, activate at
-/// once, then `active`; STATUS= says so; the watchdog is pinged; SIGTERM
-/// sends STOPPING=1 and exits 0.
+/// First start with a key, under systemd's variables (`WATCHDOG_PID` the
+/// daemon's own pid, as systemd sets it): READY=1 before any portal request,
+/// activate at once, then `active`; STATUS= says so; the watchdog is pinged.
+/// Then, on the same process: SIGHUP with a changed key checks at once; a
+/// failed check turns the licence to grace, and STATUS= says so; SIGTERM
+/// sends STOPPING=1 and exits 0, the state saved and the socket removed.
 #[test]
-fn first_start_ready_before_request_then_activates() {
+fn first_start_ready_before_request_then_activates_reloads_and_stops() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::https(dir.path());
     // The first request never gets an answer until the outage ends, so a
     // daemon that waited for the portal before READY=1 cannot pass.
     sim.set_outage(Some(Outage::Stall));
     let (npath, nsock) = Notify::bind(dir.path());
-    let env = Env::in_dir(dir, Conf::for_sim(&sim, Some(keys::GOOD)));
-    let mut d = Daemon::spawn(
+    let mut conf = Conf::for_sim(&sim, Some(keys::GOOD));
+    conf.request_timeout = "1s".into();
+    let mut env = Env::in_dir(dir, conf);
+    let mut d = Daemon::spawn_watchdog_pid_self(
         &env,
         &[
             ("NOTIFY_SOCKET", npath.display().to_string()),
@@ -54,7 +60,7 @@ fn first_start_ready_before_request_then_activates() {
     );
 
     sim.set_outage(None);
-    // The stalled request times out (2 s), the retry activates.
+    // The stalled request times out (1 s), the retry activates.
     let s = env.wait_state("active");
     assert_eq!(s["license"]["licensed"], true);
     assert_eq!(s["license"]["key"], "WISP-****SA6T");
@@ -68,117 +74,54 @@ fn first_start_ready_before_request_then_activates() {
             .then_some(())
     });
 
-    // WATCHDOG_USEC=200000: a ping at least every 100 ms.
+    // WATCHDOG_USEC=200000: a ping at least every 100 ms, so 5 within 1.5 s.
     let before = notify.count("WATCHDOG=1");
-    std::thread::sleep(Duration::from_millis(1500));
-    let pings = notify.count("WATCHDOG=1") - before;
-    assert!(pings >= 5, "only {pings} WATCHDOG=1 in 1.5 s");
+    let t = Instant::now();
+    poll_until(WAIT, "5 more WATCHDOG=1", || {
+        (notify.count("WATCHDOG=1") >= before + 5).then_some(())
+    });
+    let took = t.elapsed();
+    assert!(
+        took < Duration::from_millis(1500),
+        "5 WATCHDOG=1 took {took:?}"
+    );
+
+    // SIGHUP with a changed key: checked at once.
+    env.conf.key = Some(keys::NO_UPDATES.into());
+    env.write_config();
+    d.sighup();
+    let s = env.wait_status("the new key active", |s| {
+        s["license"]["key"] == "WISP-****0005" && s["license"]["state"] == "active"
+    });
+    assert_eq!(s["license"]["state"], "active");
+    assert!(
+        sim.requests()
+            .iter()
+            .any(|r| r.endpoint == Endpoint::Activate && r.key_last4.as_deref() == Some("0005")),
+        "the new key was not activated"
+    );
+    d.wait_log("configuration reloaded");
+
+    // A failed check: grace, announced on STATUS=.
+    sim.set_outage(Some(Outage::Status(503)));
+    let r = env.post("/v1/check", None);
+    assert_eq!(r.status, 200, "a failed check still answers the document");
+    let s = r.json();
+    assert_eq!(s["license"]["state"], "grace", "{s:#}");
+    assert_eq!(s["portal"]["last_error"]["http_status"], 503);
+    poll_until(WAIT, "STATUS= naming the grace", || {
+        notify
+            .lines()
+            .iter()
+            .any(|(_, l)| l.starts_with("STATUS=licence grace"))
+            .then_some(())
+    });
 
     let status = d.stop();
     assert_eq!(status.code(), Some(0), "log:\n{}", d.log());
     notify.wait("STOPPING=1");
     assert!(!env.socket.exists(), "the socket is removed on exit");
-}
-
-/// `WATCHDOG_PID` naming the daemon: pings; naming another process: none.
-#[test]
-fn watchdog_honours_watchdog_pid() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::https(dir.path());
-    let env = Env::in_dir(dir, Conf::for_sim(&sim, Some(keys::GOOD)));
-    let notify = Notify::new(env.path());
-    let mut d =
-        Daemon::spawn_watchdog_pid_self(&env, &[notify.var(), ("WATCHDOG_USEC", "200000".into())]);
-    d.wait_ready(&env);
-    poll_until(WAIT, "WATCHDOG=1 with WATCHDOG_PID = own pid", || {
-        (notify.count("WATCHDOG=1") >= 3).then_some(())
-    });
-    assert_eq!(d.stop().code(), Some(0));
-
-    // Another pid: the watchdog is not meant for this process.
-    let other = Notify::new(&env.path().join("x").tap_mkdir());
-    let mut d = Daemon::spawn(
-        &env,
-        &[
-            other.var(),
-            ("WATCHDOG_USEC", "200000".into()),
-            ("WATCHDOG_PID", "1".into()),
-        ],
-    );
-    d.wait_ready(&env);
-    other.wait("READY=1");
-    std::thread::sleep(Duration::from_millis(1000));
-    assert_eq!(other.count("WATCHDOG=1"), 0, "{:?}", other.lines());
-    assert_eq!(d.stop().code(), Some(0));
-}
-
-trait TapMkdir {
-    fn tap_mkdir(self) -> Self;
-}
-
-impl TapMkdir for std::path::PathBuf {
-    fn tap_mkdir(self) -> Self {
-        std::fs::create_dir_all(&self).unwrap();
-        self
-    }
-}
-
-/// active → grace (a non-verdict) → lapsed once valid_until passes;
-/// grace_until is kept in lapsed; STATUS= follows each change.
-#[test]
-fn grace_then_lapse() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::https(dir.path());
-    sim.set_terms(LicenseTerms {
-        valid_for_secs: 8,
-        ..LicenseTerms::default()
-    });
-    let notify = Notify::new(dir.path());
-    let env = Env::in_dir(dir, Conf::for_sim(&sim, Some(keys::GOOD)));
-    let _d = Daemon::spawn(&env, &[notify.var()]);
-    let active = env.wait_state("active");
-    let grace_until = ts(&active["license"]["grace_until"]).expect("grace_until while active");
-    assert_eq!(
-        active["license"]["grace_until"], active["license"]["valid_until"],
-        "grace ends at the portal's valid_until"
-    );
-
-    sim.set_outage(Some(Outage::Status(503)));
-    let r = env.post("/v1/check", None);
-    assert_eq!(r.status, 200, "a failed check still answers the document");
-    let s = r.json();
-    if wispanel_license::clock::now() < grace_until {
-        assert_eq!(s["license"]["state"], "grace", "{s:#}");
-        assert_eq!(s["license"]["licensed"], true);
-        assert_eq!(
-            s["license"]["grace_until"],
-            active["license"]["grace_until"]
-        );
-    }
-    assert_eq!(s["portal"]["last_error"]["kind"], "http");
-    assert_eq!(s["portal"]["last_error"]["http_status"], 503);
-
-    let lapsed = env.wait_state("lapsed");
-    assert!(wispanel_license::clock::now() >= grace_until);
-    assert_eq!(lapsed["license"]["licensed"], false);
-    assert_eq!(
-        lapsed["license"]["grace_until"], active["license"]["grace_until"],
-        "grace_until stays set in lapsed"
-    );
-    let lines: Vec<String> = notify.lines().into_iter().map(|(_, l)| l).collect();
-    for want in [
-        "STATUS=licence active",
-        "STATUS=licence grace",
-        "STATUS=licence lapsed",
-    ] {
-        assert!(
-            lines.iter().any(|l| l.starts_with(want)),
-            "no {want:?} in {lines:?}"
-        );
-    }
-    // The portal comes back: active again.
-    sim.set_outage(None);
-    env.wait_state("active");
+    assert!(env.saved_core().licence.failing, "the grace is saved");
 }
 
 /// SIGTERM while a request stalls: exit 0 within 5 s, state saved.
@@ -219,72 +162,33 @@ fn sigterm_during_stalled_request_exits_quickly() {
     env.saved_core();
 }
 
-/// SIGINT is a clean shutdown too.
+/// SIGINT is a clean shutdown too; `WATCHDOG_PID` naming another process:
+/// the watchdog is not meant for this one, no WATCHDOG=1.
 #[test]
-fn sigint_exits_zero() {
-    let (_sim, env, mut d) = active_daemon(|_| {});
+fn sigint_exits_zero_and_watchdog_pid_of_another_process_is_not_pinged() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::https(dir.path());
+    let env = Env::in_dir(dir, Conf::for_sim(&sim, Some(keys::GOOD)));
+    let notify = Notify::new(env.path());
+    let mut d = Daemon::spawn(
+        &env,
+        &[
+            notify.var(),
+            ("WATCHDOG_USEC", "200000".into()),
+            ("WATCHDOG_PID", "1".into()),
+        ],
+    );
+    d.wait_ready(&env);
+    notify.wait("READY=1");
+    env.wait_state("active");
+    // Five periods of 100 ms at least since READY=1.
+    quiet_for(Duration::from_millis(500));
+    assert_eq!(notify.count("WATCHDOG=1"), 0, "{:?}", notify.lines());
     d.signal(2);
     let status = d.wait_exit(Duration::from_secs(5));
     assert_eq!(status.and_then(|s| s.code()), Some(0), "log:\n{}", d.log());
     assert!(!env.socket.exists());
     env.saved_core();
-}
-
-/// SIGHUP with a changed key checks at once; a broken file is logged and the
-/// old configuration kept, the daemon still answering.
-#[test]
-fn sighup_reload_good_and_bad() {
-    let (sim, mut env, d) = active_daemon(|_| {});
-    env.conf.key = Some(keys::NO_UPDATES.into());
-    env.write_config();
-    d.sighup();
-    let s = env.wait_status("the new key active", |s| {
-        s["license"]["key"] == "WISP-****0005" && s["license"]["state"] == "active"
-    });
-    assert_eq!(s["license"]["state"], "active");
-    assert!(
-        sim.requests()
-            .iter()
-            .any(|r| r.endpoint == Endpoint::Activate && r.key_last4.as_deref() == Some("0005")),
-        "the new key was not activated"
-    );
-    d.wait_log("configuration reloaded");
-
-    // socket_path and state_dir changes wait for a restart.
-    let moved = env.path().join("elsewhere.sock");
-    let text = std::fs::read_to_string(&env.config).unwrap().replace(
-        &format!("socket_path = \"{}\"", env.socket.display()),
-        &format!("socket_path = \"{}\"", moved.display()),
-    );
-    std::fs::write(&env.config, text).unwrap();
-    d.sighup();
-    d.wait_log("need a restart");
-    assert!(!moved.exists(), "the socket moved without a restart");
-    assert_eq!(env.status()["license"]["state"], "active");
-
-    std::fs::write(&env.config, "license_key = [this is not toml\n").unwrap();
-    let t = wispanel_license::clock::now();
-    d.sighup();
-    let log = d.wait_log("configuration reload failed");
-    assert!(log.contains("license.toml"), "the error names the file");
-    let s = env.status();
-    assert_eq!(
-        s["license"]["key"], "WISP-****0005",
-        "the old configuration is kept"
-    );
-    assert_eq!(s["license"]["state"], "active");
-    let h = env.get("/v1/health");
-    assert_eq!((h.status, h.json()), (200, json!({"ok": true})));
-    quiet_for(Duration::from_millis(500));
-    let licence: Vec<_> = sim
-        .since(t)
-        .into_iter()
-        .filter(|r| r.endpoint.is_license())
-        .collect();
-    assert!(
-        licence.is_empty(),
-        "a failed reload made a licence request: {licence:?}"
-    );
 }
 
 /// tests/fixtures/state-v1.json (saved by a real daemon, schema 1) still loads.
@@ -341,19 +245,48 @@ impl Rng {
     }
 }
 
-/// SIGKILL at random moments while the state changes all the time: the
-/// state.json left behind always parses.
+/// The leftovers of a kill in `state_dir`: state.json parses (with the
+/// daemon's own parser), nothing was moved aside as corrupt, and temporary
+/// files do not pile up (the next start removes a kill's one).
+fn assert_state_dir_survived(state_dir: &std::path::Path, after: &str) {
+    let state = state_dir.join("state.json");
+    if state.exists() {
+        let text = std::fs::read_to_string(&state).unwrap();
+        if let Err(e) = Store::parse(&text, &state) {
+            panic!("{after}, state.json does not parse: {e}\n{text}");
+        }
+    }
+    let names: Vec<String> = std::fs::read_dir(state_dir)
+        .map(|r| {
+            r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let corrupt: Vec<_> = names.iter().filter(|n| n.contains("corrupt")).collect();
+    assert!(
+        corrupt.is_empty(),
+        "{after}, a start found a file unreadable: {corrupt:?}"
+    );
+    let temps: Vec<_> = names.iter().filter(|n| n.contains(".tmp-")).collect();
+    assert!(
+        temps.len() <= 2,
+        "{after}, temporary files pile up: {temps:?}"
+    );
+}
+
+/// The daemon itself under kill -9 at random moments while the state
+/// changes (activations, the portal flipping between healthy and broken):
+/// three kills, each followed by a start on what the last one left. The
+/// many kills are the focused child's below.
 #[test]
-fn crash_consistency_under_sigkill() {
+fn the_daemon_under_sigkill_leaves_a_state_that_loads() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::https(dir.path());
     let env = Env::in_dir(dir, Conf::for_sim(&sim, None));
     let mut rng = Rng::new();
     let mut changes = 0usize;
-    let mut kills = 0usize;
     let body = format!("{{\"license_key\": \"{}\"}}", keys::GOOD);
-    let start = std::time::Instant::now();
-    while (changes < 200 || kills < 20) && start.elapsed() < Duration::from_secs(120) {
+    for kill in 1..=3 {
         let mut d = env.start();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (sock, b, st) = (env.socket.clone(), body.clone(), stop.clone());
@@ -369,8 +302,8 @@ fn crash_consistency_under_sigkill() {
             n
         });
         // Flip the portal between healthy and broken while activations run.
-        let deadline = std::time::Instant::now() + Duration::from_millis(100 + rng.below(400));
-        while std::time::Instant::now() < deadline {
+        let deadline = Instant::now() + Duration::from_millis(100 + rng.below(400));
+        while Instant::now() < deadline {
             sim.set_outage(if rng.below(2) == 0 {
                 Some(Outage::Status(503))
             } else {
@@ -382,205 +315,109 @@ fn crash_consistency_under_sigkill() {
         d.wait_exit(WAIT).expect("SIGKILL reaped");
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         changes += flipper.join().unwrap();
-        kills += 1;
-        if env.state_file().exists() {
-            let text = std::fs::read_to_string(env.state_file()).unwrap();
-            if let Err(e) = Store::parse(&text, &env.state_file()) {
-                panic!("after kill {kills}, state.json does not parse: {e}\n{text}");
-            }
-        }
-        let corrupt = std::fs::read_dir(&env.state_dir)
-            .map(|r| {
-                r.filter(|e| {
-                    e.as_ref()
-                        .unwrap()
-                        .file_name()
-                        .to_string_lossy()
-                        .contains("corrupt")
-                })
-                .count()
-            })
-            .unwrap_or(0);
-        assert_eq!(corrupt, 0, "a restart found state.json unreadable");
-        // A kill during a save may leave its temporary file; the next start
-        // removes it, so they never pile up.
-        let temps: Vec<String> = std::fs::read_dir(&env.state_dir)
-            .map(|r| {
-                r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.contains(".tmp-"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        assert!(temps.len() <= 2, "temporary files pile up: {temps:?}");
+        assert_state_dir_survived(&env.state_dir, &format!("after kill {kill}"));
         sim.set_outage(None);
     }
-    eprintln!("{kills} kills, {changes} state changes");
-    assert!(
-        kills >= 20 && changes >= 200,
-        "{kills} kills, {changes} changes"
-    );
+    eprintln!("3 kills, {changes} activations answered");
+    assert!(changes >= 3, "{changes} activations answered");
 }
 
-/// Mounts a 64 KiB tmpfs; unmounted on drop.
-struct Tmpfs(std::path::PathBuf);
+/// Set in the child of `state_writes_survive_sigkill_at_random_moments`:
+/// the state directory it writes to.
+const WRITER_CHILD: &str = "WISPANEL_SIGKILL_WRITER_CHILD";
 
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
+/// The focused child: what a daemon's start does to the state directory
+/// (stale temporary files removed, the state loaded or moved aside), then
+/// the state writer's saves (state.json, and the key file `activate` writes)
+/// back to back, each core numbered in `consecutive_failures`, until killed.
+fn writer_child(state_dir: &std::path::Path) {
+    let store = Store::open(state_dir).unwrap();
+    store.remove_stale_temp_files();
+    let now = wispanel_license::clock::now();
+    let mut core = match store.load(now) {
+        Loaded::Existing(core) => *core,
+        Loaded::Fresh => {
+            let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/state-v1.json");
+            Store::parse(&std::fs::read_to_string(&fixture).unwrap(), &fixture).unwrap()
+        }
+        Loaded::Corrupt { problem, .. } => panic!("corrupt after a kill: {problem}"),
+    };
+    let key = wispanel_core::key::LicenseKey::parse(keys::GOOD).unwrap();
+    println!("saving");
+    std::io::stdout().flush().unwrap();
+    // Numbered on from the last saved core: the number on disk counts every
+    // save that reached it, across kills.
+    for n in core.portal.consecutive_failures + 1.. {
+        core.portal.consecutive_failures = n;
+        core.licence.failing = n % 2 == 0;
+        store.save(&core, now).unwrap();
+        if n % 7 == 0 {
+            store.save_key(&key).unwrap();
+        } else if n % 7 == 3 {
+            store.remove_key().unwrap();
+        }
     }
 }
 
-/// A full disk: the save failure is logged, the daemon keeps serving from
-/// memory, and saves again once there is room.
+/// SIGKILL at random moments while the state writer saves all the time
+/// (a focused child: this test binary run again, see `writer_child`): after
+/// each of 20 kills the state.json left behind parses, the next start finds
+/// nothing corrupt, temporary files do not pile up; 200 saves at least.
 #[test]
-fn disk_full_is_logged_and_daemon_keeps_serving() {
-    if !is_root() {
-        eprintln!("SKIP disk_full: needs root to mount a tmpfs");
-        return;
+fn state_writes_survive_sigkill_at_random_moments() {
+    if let Ok(dir) = std::env::var(WRITER_CHILD) {
+        return writer_child(std::path::Path::new(&dir));
     }
     let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path().join("small");
-    std::fs::create_dir(&mnt).unwrap();
-    let ok = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok {
-        eprintln!("SKIP disk_full: `mount -t tmpfs` does not work here");
-        return;
-    }
-    let _guard = Tmpfs(mnt.clone());
-    let sim = Sim::https(dir.path());
-    let mut env = Env::in_dir(dir, Conf::for_sim(&sim, Some(keys::GOOD)));
-    env.state_dir = mnt.join("state");
-    env.write_config();
-    let d = env.start();
-    env.wait_state("active");
-    poll_until(WAIT, "state.json", || {
-        env.state_file().exists().then_some(())
-    });
-    // Fill the file system.
-    let filler = mnt.join("filler");
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&filler).unwrap();
-        let chunk = vec![0u8; 4096];
-        while f.write_all(&chunk).is_ok() {}
-        let _ = f.sync_all();
-    }
-    sim.set_outage(Some(Outage::Status(503)));
-    let r = env.post("/v1/check", None);
-    assert_eq!(r.status, 200);
-    d.wait_log("CANNOT SAVE THE STATE");
-    let s = env.status();
-    assert_eq!(s["license"]["state"], "grace", "served from memory");
-    assert_eq!(env.get("/v1/health").status, 200);
-    // state.json is still the old, readable one.
-    env.saved_core();
-    std::fs::remove_file(&filler).unwrap();
-    d.wait_log("the state is saved again");
-    let core = env.saved_core();
-    assert!(core.licence.failing, "the newer state reached the disk");
-}
-
-/// A key saved by `activate` is in force until the configuration names
-/// another key; then the configured key replaces it, and it is checked at once.
-#[test]
-fn a_new_configured_key_replaces_the_activated_one() {
-    let (sim, mut env, d) = active_daemon(|_| {});
-    let body = format!("{{\"license_key\": \"{}\"}}", keys::NO_UPDATES);
-    let r = env.post("/v1/activate", Some(&body));
-    if r.status == 403 {
-        eprintln!("skipping: not root, activation is refused as it should be");
-        return;
-    }
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(env.status()["license"]["key"], "WISP-****0005");
-    assert!(env.state_dir.join("license.key").exists());
-    // A reload with the same configuration keeps the activated key.
-    d.sighup();
-    d.wait_log("configuration reloaded");
-    assert_eq!(env.status()["license"]["key"], "WISP-****0005");
-    // The configuration now names another key.
-    env.conf.key = Some(keys::SUSPENDED.to_string());
-    env.write_config();
-    let t = wispanel_license::clock::now();
-    d.sighup();
-    let s = env.wait_state("suspended");
-    assert_eq!(s["license"]["key"], "WISP-****0002");
-    assert!(
-        !env.state_dir.join("license.key").exists(),
-        "the saved key is removed"
-    );
-    assert!(
-        sim.since(t)
-            .iter()
-            .any(|r| r.key_last4.as_deref() == Some("0002")),
-        "the new key was checked at once"
-    );
-    d.wait_log("replaces the key saved by `activate`");
-}
-
-/// SPEC "Which key is in force": key A configured, key B activated through
-/// the socket. The daemon, `update download` and `doctor` all use B.
-#[test]
-fn the_daemon_update_download_and_doctor_agree_on_the_key() {
-    let (sim, env, _d) = active_daemon(|_| {});
-    let body = format!("{{\"license_key\": \"{}\"}}", keys::NO_UPDATES);
-    let r = env.post("/v1/activate", Some(&body));
-    if r.status == 403 {
-        eprintln!("skipping: not root, activation is refused as it should be");
-        return;
-    }
-    assert_eq!(r.status, 200, "{}", r.text());
-    // The daemon: B.
-    assert_eq!(env.status()["license"]["key"], "WISP-****0005");
-
-    let run = |args: &[&str]| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wispanel-license"));
-        cmd.arg("--config").arg(&env.config).args(args);
-        for v in ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"] {
-            cmd.env_remove(v);
+    let state_dir = dir.path().join("state");
+    let mut rng = Rng::new();
+    let mut saves = 0u64;
+    let mut kills = 0usize;
+    let start = Instant::now();
+    while (saves < 200 || kills < 20) && start.elapsed() < Duration::from_secs(120) {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "state_writes_survive_sigkill_at_random_moments",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(WRITER_CHILD, &state_dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("saving") {
+            line.clear();
+            if out.read_line(&mut line).unwrap() == 0 {
+                let status = child.wait().unwrap();
+                let mut err = String::new();
+                let _ = std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err);
+                panic!("the writer ended by itself ({status}) after {kills} kills:\n{err}");
+            }
         }
-        cmd.env_remove("WISPANEL_LICENSE_SOCKET")
-            .env_remove("CREDENTIALS_DIRECTORY")
-            .output()
-            .unwrap()
-    };
-
-    // `update download`: the portal sees B (which has no updates: refused).
-    let out_dir = env.dir.path().join("out");
-    std::fs::create_dir(&out_dir).unwrap();
-    let t = wispanel_license::clock::now();
-    let out = run(&["update", "download", "--dir", out_dir.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let asked = sim.since(t);
-    assert!(!asked.is_empty(), "update download asked the portal");
-    for r in &asked {
-        assert_eq!(r.key_last4.as_deref(), Some("0005"), "{r:?}");
+        std::thread::sleep(Duration::from_millis(2 + rng.below(30)));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kills += 1;
+        assert_state_dir_survived(&state_dir, &format!("after kill {kills}"));
+        let state = state_dir.join("state.json");
+        if state.exists() {
+            let core = Store::parse(&std::fs::read_to_string(&state).unwrap(), &state).unwrap();
+            let n = u64::from(core.portal.consecutive_failures);
+            assert!(
+                n >= saves,
+                "after kill {kills}, an older state: {n} < {saves}"
+            );
+            saves = n;
+        }
+        if let Ok(store) = Store::open(&state_dir) {
+            assert!(store.load_key().is_ok(), "after kill {kills}, license.key");
+        }
     }
-
-    // `doctor`: reports B.
-    let out = run(&["doctor", "--json"]);
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let key = v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "licence key")
-        .unwrap_or_else(|| panic!("no licence key check: {v}"));
-    let found = key["found"].as_str().unwrap();
-    assert!(
-        found.starts_with("WISP-****0005 saved by `activate`"),
-        "{found}"
-    );
-    assert!(
-        found.contains("over the configured WISP-****SA6T"),
-        "{found}"
-    );
+    eprintln!("{kills} kills, {saves} saves");
+    assert!(kills >= 20 && saves >= 200, "{kills} kills, {saves} saves");
 }

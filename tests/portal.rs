@@ -115,7 +115,11 @@ async fn without_ca_file_the_sim_is_not_trusted() {
 #[tokio::test]
 async fn a_stall_hits_the_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let (h, c) = tls_sim(&dir, "self").await;
+    let (h, _) = tls_sim(&dir, "self").await;
+    // A stall waits out the whole request_timeout: 1 s here.
+    let limit = Duration::from_secs(1);
+    let c =
+        PortalClient::build(&h.base_url, Some(&dir.path().join("ca.pem")), None, limit).unwrap();
     h.push_answers(sim::Endpoint::Validate, vec![ScriptedAnswer::stall()]);
     let t = Instant::now();
     let r = c

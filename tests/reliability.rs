@@ -28,6 +28,10 @@ struct Active {
 }
 
 async fn active_daemon_with(https: bool) -> Active {
+    active_daemon_on(https, SIM_SCHED).await
+}
+
+async fn active_daemon_on(https: bool, sched: Sched) -> Active {
     let (guard, logs) = capture_logs();
     let ca = tempfile::tempdir().expect("a temporary directory");
     let opts = if https {
@@ -36,7 +40,7 @@ async fn active_daemon_with(https: bool) -> Active {
         SimOptions::plain()
     };
     let sim = sim::start(opts).await.expect("the simulator");
-    let mut h = Harness::real_portal(SIM_SCHED, wispanel_license::clock::now(), &sim.base_url);
+    let mut h = Harness::real_portal(sched, wispanel_license::clock::now(), &sim.base_url);
     if let Some(pem) = &sim.ca_pem_path {
         h.add_config(&format!("ca_file = \"{}\"", pem.display()));
     }
@@ -94,6 +98,9 @@ struct Case {
     recovers: bool,
     /// Plain HTTP instead of HTTPS.
     plain: bool,
+    /// The schedule (its `request_timeout` is real time: the client's
+    /// exchanges run on a runtime of their own).
+    sched: Sched,
 }
 
 impl Case {
@@ -105,7 +112,18 @@ impl Case {
             gate: Gate::Open,
             recovers: true,
             plain: false,
+            sched: SIM_SCHED,
         }
+    }
+
+    /// A stall waits out the whole `request_timeout`, in real time: 1 s
+    /// here rather than the schedule's 2 s.
+    fn quick_timeout(mut self) -> Case {
+        self.sched = Sched {
+            request_timeout: "1s",
+            ..SIM_SCHED
+        };
+        self
     }
 
     fn gate(mut self, lo_ms: i64, hi_ms: i64) -> Case {
@@ -122,7 +140,7 @@ async fn run(case: Case) {
         logs,
         _guard,
         _ca,
-    } = active_daemon_with(!case.plain).await;
+    } = active_daemon_on(!case.plain, case.sched).await;
     let t0 = h.now();
     sim.push_answers(Endpoint::Validate, vec![case.answer.clone()]);
     let s = post_check(&h).await;
@@ -396,7 +414,7 @@ async fn redirect_is_not_followed() {
 
 #[tokio::test(start_paused = true)]
 async fn stall_times_out() {
-    run(Case::new(ScriptedAnswer::stall(), "timeout", None)).await;
+    run(Case::new(ScriptedAnswer::stall(), "timeout", None).quick_timeout()).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -408,7 +426,8 @@ async fn stall_mid_body_times_out() {
         },
         "timeout",
         None,
-    ))
+    )
+    .quick_timeout())
     .await;
 }
 

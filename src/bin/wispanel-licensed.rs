@@ -1,10 +1,7 @@
 use clap::Parser;
-use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::ExitCode;
 use wispanel_license::cli::DaemonCli;
-use wispanel_license::config::Config;
-use wispanel_license::socket::activation;
 
 /// The listening socket systemd passed (socket activation), if any: the
 /// first of `LISTEN_FDS` when `LISTEN_PID` is this process.
@@ -19,24 +16,13 @@ fn passed_socket() -> Option<OwnedFd> {
 
 fn main() -> ExitCode {
     let cli = DaemonCli::parse();
-    if !cli.check_config {
-        return wispanel_license::daemon::main(cli.config, passed_socket());
+    if cli.check_config {
+        let code = wispanel_license::cli::check_config(
+            &cli.config,
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+        );
+        return ExitCode::from(code);
     }
-    match Config::load(&cli.config) {
-        Ok(config) => {
-            let unit = activation::installed_unit();
-            let text = format!(
-                "{}\n# {}\n",
-                config.to_effective_toml(),
-                activation::which_applies(&config, unit.as_ref())
-            );
-            // A closed stdout (`| head`) is not a configuration error.
-            let _ = std::io::stdout().write_all(text.as_bytes());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("wispanel-licensed: {e}");
-            ExitCode::from(wispanel_license::exit::CONFIG)
-        }
-    }
+    wispanel_license::daemon::main(cli.config, passed_socket())
 }

@@ -1,9 +1,11 @@
 //! `wispanel-license`, the command-line client: argument types ([`args`]),
 //! dispatch, and the subcommands. `hardware-id` works without the daemon;
 //! `update download` is in [`download`]; the others live in [`commands`], the
-//! status summary they print in [`render`].
+//! status summary they print in [`render`]. The daemon's `--check-config` is
+//! here too ([`check_config`]), beside its arguments ([`DaemonCli`]).
 
 pub mod args;
+mod check_config;
 pub mod commands;
 pub mod download;
 mod hardware_id;
@@ -15,6 +17,7 @@ pub use args::{
     ActivateArgs, Cli, Command, DaemonCli, DownloadArgs, HardwareIdArgs, HistoryArgs, StatusArgs,
     UpdateCommand,
 };
+pub use check_config::check_config;
 pub use hardware_id::run_hardware_id;
 
 use clap::Parser;

@@ -817,6 +817,22 @@ impl FleetReport {
 mod tests {
     use super::*;
 
+    /// One run of [`small`] per case, shared by the tests that read it (a
+    /// run takes seconds in a debug build); `deterministic_with_a_seed`
+    /// compares a shared run with a fresh one.
+    fn shared(outage_h: u64, update_checks: bool) -> &'static FleetReport {
+        use std::sync::OnceLock;
+        static RUNS: [OnceLock<FleetReport>; 4] = [const { OnceLock::new() }; 4];
+        let i = match (outage_h, update_checks) {
+            (1, false) => 0,
+            (6, false) => 1,
+            (1, true) => 2,
+            (6, true) => 3,
+            other => panic!("no shared run for {other:?}"),
+        };
+        RUNS[i].get_or_init(|| small(outage_h, update_checks))
+    }
+
     fn small(outage_h: u64, update_checks: bool) -> FleetReport {
         simulate(FleetParams {
             hosts: 5_000,
@@ -833,7 +849,7 @@ mod tests {
 
     #[test]
     fn steady_rate_matches_the_schedule() {
-        let r = small(1, false);
+        let r = shared(1, false);
         let want = r.params.core_steady_per_minute();
         let got = r.core_licence.steady;
         assert!((got - want).abs() / want < 0.1, "steady {got} vs {want}");
@@ -844,7 +860,7 @@ mod tests {
     #[test]
     fn grace_pacing_bounds_the_licence_load_where_naive_backoff_does_not() {
         for h in [1, 6] {
-            let r = small(h, false);
+            let r = shared(h, false);
             let c = &r.core_licence;
             assert!(c.during_mean / c.steady < 3.1, "{h}h: {}", r.render());
             assert!(c.during_ratio() < 3.5, "{h}h: {}", r.render());
@@ -852,14 +868,14 @@ mod tests {
             assert_eq!(c.unlicensed_at_end, 0);
         }
         // The baseline is what the pacing avoids: the check can fail.
-        let r = small(6, false);
+        let r = shared(6, false);
         assert!(r.naive.during_ratio() > 8.0, "{}", r.render());
     }
 
     #[test]
     fn paced_update_checks_keep_all_endpoints_within_the_goal() {
         for h in [1, 6] {
-            let r = small(h, true);
+            let r = shared(h, true);
             let c = &r.core_all;
             assert!(c.during_ratio() < 3.5, "{h}h: {}", r.render());
             assert!(c.after_ratio() < 3.5, "{h}h: {}", r.render());
@@ -905,7 +921,7 @@ mod tests {
 
     #[test]
     fn deterministic_with_a_seed() {
-        let a = small(1, true);
+        let a = shared(1, true);
         let b = small(1, true);
         assert_eq!(a.core_all.series.counts, b.core_all.series.counts);
         assert_eq!(a.naive.series.counts, b.naive.series.counts);
