@@ -175,7 +175,11 @@ fn check_without_key_and_with_a_closed_gate() {
 
     let env = Env::new(Conf::for_sim(&sim, Some(keys::GOOD)));
     let _d = env.serve();
-    env.wait_state("active");
+    // The first update check follows the activation: were it to meet the
+    // 429, it would close the gate before the licence check below.
+    env.wait_status("active and the first update check", |s| {
+        s["license"]["state"] == "active" && s["update"]["state"] == "available"
+    });
     sim.set_outage(Some(Outage::RateLimit {
         retry_after: Some("60".into()),
     }));
