@@ -1,5 +1,6 @@
-//! `wispanel-license` against a real daemon in each state: output, `--json`,
-//! and the monitoring-plugin exit codes of SPEC.
+//! `wispanel-license` (the binary) against a real daemon (in-process,
+//! `common::Served`, on the simulator) in each state: output, `--json`, and
+//! the monitoring-plugin exit codes of SPEC.
 
 mod common;
 
@@ -64,7 +65,7 @@ fn status_in_each_state_with_plugin_exit_codes() {
     let sim = Sim::https(dir.path());
     // unconfigured → 2, with advice.
     let env = Env::new(Conf::for_sim(&sim, None));
-    let _d = env.start();
+    let _d = env.serve();
     let o = cli(&env, &["status"]);
     assert_eq!(code(&o), 2, "{}", out(&o));
     assert!(out(&o).contains("unconfigured"), "{}", out(&o));
@@ -76,7 +77,7 @@ fn status_in_each_state_with_plugin_exit_codes() {
 
     // active → 0.
     let env = Env::new(Conf::for_sim(&sim, Some(keys::GOOD)));
-    let _d = env.start();
+    let _d = env.serve();
     env.wait_state("active");
     let o = cli(&env, &["status"]);
     assert_eq!(code(&o), 0, "{}{}", out(&o), err(&o));
@@ -116,7 +117,7 @@ fn refusal_states_exit_2_and_say_what_to_do() {
         ),
     ] {
         let env = Env::new(Conf::for_sim(&sim, Some(key)));
-        let _d = env.start();
+        let _d = env.serve();
         env.wait_state(state);
         let o = cli(&env, &["status"]);
         assert_eq!(code(&o), 2, "{key}: {}", out(&o));
@@ -130,7 +131,7 @@ fn hardware_mismatch_says_how_to_rebind() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::https(dir.path());
     let env = Env::new(Conf::for_sim(&sim, Some(keys::GOOD)));
-    let _d = env.start();
+    let _d = env.serve();
     env.wait_state("active");
     sim.set_license(keys::GOOD, LicenseBehaviour::HardwareMismatch);
     let o = cli(&env, &["check"]);
@@ -167,14 +168,18 @@ fn check_without_key_and_with_a_closed_gate() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::https(dir.path());
     let env = Env::new(Conf::for_sim(&sim, None));
-    let _d = env.start();
+    let _d = env.serve();
     let o = cli(&env, &["check"]);
     assert_eq!(code(&o), 2, "no key: the unconfigured state's code");
     assert!(err(&o).contains("no licence key"), "{}", err(&o));
 
     let env = Env::new(Conf::for_sim(&sim, Some(keys::GOOD)));
-    let _d = env.start();
-    env.wait_state("active");
+    let _d = env.serve();
+    // The first update check follows the activation: were it to meet the
+    // 429, it would close the gate before the licence check below.
+    env.wait_status("active and the first update check", |s| {
+        s["license"]["state"] == "active" && s["update"]["state"] == "available"
+    });
     sim.set_outage(Some(Outage::RateLimit {
         retry_after: Some("60".into()),
     }));
@@ -203,7 +208,7 @@ fn activate_reads_the_key_from_stdin_and_deactivate_releases_it() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::https(dir.path());
     let env = Env::new(Conf::for_sim(&sim, None));
-    let _d = env.start();
+    let _d = env.serve();
     // Tests run as root here; elsewhere the daemon refuses (403) and the CLI exits 1.
     let root = std::fs::metadata("/proc/self")
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
@@ -237,7 +242,7 @@ fn update_check_shows_the_release() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::https(dir.path());
     let env = Env::new(Conf::for_sim(&sim, Some(keys::GOOD)));
-    let _d = env.start();
+    let _d = env.serve();
     env.wait_status("update checked", |s| s["update"]["state"] == "available");
     let o = cli(&env, &["update", "check"]);
     assert_eq!(code(&o), 0, "{}{}", out(&o), err(&o));
@@ -266,7 +271,7 @@ fn metrics_pass_promtool_when_it_is_installed() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::https(dir.path());
     let env = Env::new(Conf::for_sim(&sim, Some(keys::GOOD)));
-    let _d = env.start();
+    let _d = env.serve();
     env.wait_state("active");
     let text = env.get("/metrics").text();
     let o = run_with_stdin(Command::new("promtool").args(["check", "metrics"]), &text);

@@ -1,11 +1,12 @@
 //! The history from outside: `wispanel-license history` (plain, `--json`,
 //! the file itself as root when the daemon is down), `status --wait`, and
 //! kill -9 during a burst of state changes: every change `GET /v1/status`
-//! showed before the kill is in the history after the restart.
+//! showed before the kill is in the history after the restart. The daemon
+//! runs in-process (`common::Served`) except where it is killed.
 
 mod common;
 
-use common::{Conf, Env, Sim, active_daemon_with, is_root, keys};
+use common::{Conf, Env, Sim, active_served_with, is_root, keys};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -52,7 +53,7 @@ fn served(env: &Env) -> Vec<Entry> {
 
 #[test]
 fn history_plain_json_and_from_the_file_when_the_daemon_is_down() {
-    let (_sim, env, mut d) = active_daemon_with(false, |_| {});
+    let (_sim, env, d) = active_served_with(false, |_| {});
     let o = cli(&env, &["history"]);
     assert_eq!(code(&o), 0, "{}", err(&o));
     let text = out(&o);
@@ -91,7 +92,7 @@ fn history_plain_json_and_from_the_file_when_the_daemon_is_down() {
     }
 
     // The daemon stops: root reads the file itself, same rule.
-    d.stop();
+    d.stop().expect("a clean stop");
     let o = cli(&env, &["history", "--json", "--limit", "2"]);
     if is_root() {
         assert_eq!(code(&o), 0, "{}", err(&o));
@@ -119,7 +120,7 @@ fn status_wait_waits_for_the_socket_and_for_a_verdict() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let _d = env.start();
+    let _d = env.serve();
     assert_eq!(env.status()["license"]["state"], "unknown");
     sim.set_outage(None);
     let o = child.wait_with_output().unwrap();
@@ -144,7 +145,7 @@ fn status_wait_gives_up_at_the_timeout_with_3() {
         err(&o)
     );
     // A daemon that stays `unknown`.
-    let _d = env.start();
+    let _d = env.serve();
     let t = Instant::now();
     let o = cli(&env, &["status", "--wait", "--timeout", "2s"]);
     assert_eq!(code(&o), 3, "{}", err(&o));
@@ -179,7 +180,7 @@ fn in_order(seen: &[LicenseState], recorded: &[LicenseState]) -> bool {
 
 #[test]
 fn kill_9_during_a_burst_loses_no_change_the_status_showed() {
-    let (_sim, mut env, d) = active_daemon_with(false, |_| {});
+    let (_sim, mut env, d) = active_served_with(false, |_| {});
     drop(d);
     // The two configurations the burst swaps in (atomically, by rename).
     env.conf.key = None;
@@ -191,6 +192,7 @@ fn kill_9_during_a_burst_loses_no_change_the_status_showed() {
     let mut rng = XorShift(0x5eed_1234_abcd_0001);
     for round in 0..3 {
         std::fs::write(&env.config, &with).unwrap();
+        // A process: only its kill -9 stops it at any instruction.
         let d = env.start();
         env.wait_state("active");
         let base = served(&env).len();
@@ -230,11 +232,13 @@ fn kill_9_during_a_burst_loses_no_change_the_status_showed() {
                 shown
             })
         };
-        // The burst: the key leaves and comes back (SIGHUP each time), so
-        // the state goes unconfigured <-> active as fast as it can.
+        // The burst: the key leaves and comes back (SIGHUP each time, the
+        // next change as soon as the status shows this one), so the state
+        // goes unconfigured <-> active as fast as it can.
         let driver = {
             let (stop, config) = (stop.clone(), env.config.clone());
             let (with, without) = (with.clone(), without.clone());
+            let sock = env.socket.clone();
             std::thread::spawn(move || {
                 let temp = config.with_extension("toml.new");
                 let mut key = true;
@@ -247,7 +251,17 @@ fn kill_9_during_a_burst_loses_no_change_the_status_showed() {
                         .args(["-HUP", &pid.to_string()])
                         .stderr(Stdio::null())
                         .status();
-                    std::thread::sleep(Duration::from_millis(20));
+                    let want = if key { "active" } else { "unconfigured" };
+                    let give_up = Instant::now() + common::WAIT;
+                    while !stop.load(Ordering::SeqCst) && Instant::now() < give_up {
+                        let shown = common::try_request(&sock, "GET", "/v1/status", &[], None)
+                            .ok()
+                            .and_then(|r| serde_json::from_slice::<serde_json::Value>(&r.body).ok())
+                            .is_some_and(|doc| doc["license"]["state"] == want);
+                        if shown {
+                            break;
+                        }
+                    }
                 }
             })
         };
@@ -259,7 +273,7 @@ fn kill_9_during_a_burst_loses_no_change_the_status_showed() {
             "round {round}: too few changes seen before the kill: {shown:?}"
         );
 
-        let _d = env.start();
+        let _d = env.serve();
         let all = served(&env);
         // Far from a rewrite: the indices still hold.
         assert!(all.len() < 1000, "{}", all.len());
@@ -281,7 +295,7 @@ fn status_wait_stops_at_once_when_the_socket_refuses_the_caller() {
         eprintln!("needs root and setpriv to run the client as another user");
         return;
     }
-    let (_sim, env, _d) = active_daemon_with(false, |_| {});
+    let (_sim, env, _d) = active_served_with(false, |_| {});
     // The test's directory is 0700 and root's: nobody cannot reach the socket.
     let t = Instant::now();
     let o = Command::new("setpriv")
@@ -326,27 +340,9 @@ fn status_wait_waits_in_the_socket_queue_until_the_daemon_serves() {
         (unix_sockets_at(&env.socket) >= 2).then_some(())
     });
     // Now the daemon starts, in-process, on that listener.
-    let config = wispanel_license::config::Config::load(&env.config).unwrap();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let daemon = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                listener.set_nonblocking(true).unwrap();
-                let listener = tokio::net::UnixListener::from_std(listener).unwrap();
-                let mut denv = wispanel_license::daemon::Env::production();
-                denv.systemd = false;
-                wispanel_license::daemon::run(config, listener, stop.cancelled_owned(), denv).await
-            })
-        })
-    };
+    let daemon = env.serve_on(listener);
     let o = child.wait_with_output().unwrap();
-    stop.cancel();
-    assert!(daemon.join().unwrap().is_ok());
+    assert!(daemon.stop().is_ok());
     assert_eq!(code(&o), 0, "{}{}", out(&o), err(&o));
     assert!(out(&o).starts_with("Licence:   active"), "{}", out(&o));
 }

@@ -178,7 +178,7 @@ fn the_daemons_answers_conform_to_the_document() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::https(dir.path());
     let env = Env::in_dir(dir, Conf::for_sim(&sim, None));
-    let _d = env.start();
+    let _d = env.serve();
 
     let served = env.get("/v1/openapi.json");
     assert_eq!(served.status, 200);

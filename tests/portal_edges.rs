@@ -3,7 +3,8 @@
 //! `Idempotency-Key`, the one `validate` before a refusal is final, a kill -9
 //! in between, a key conflict), and a portal whose clock is a day off.
 //! In-process on the harness under paused time (the real client), but for
-//! the kill -9, which needs the binary.
+//! the kill -9, which needs the binary (the restart after it is in-process,
+//! `common::Served`).
 
 mod common;
 
@@ -228,6 +229,7 @@ fn same_idempotency_key_after_kill_9() {
     // before it is killed.
     conf.request_timeout = "10m".into();
     let env = Env::in_dir(dir, conf);
+    // A process, for its kill -9.
     let mut d = env.start();
     let first = poll_until(WAIT, "the first activate", || {
         activate_keys(&sim).first().cloned().flatten()
@@ -240,7 +242,8 @@ fn same_idempotency_key_after_kill_9() {
     d.kill();
     assert_eq!(sim.seats(keys::GOOD), 1, "the killed request took the seat");
 
-    let _d = env.start();
+    // The restart needs no process: in-process, on the same directory.
+    let _d = env.serve();
     env.wait_state("active");
     let keys_sent = activate_keys(&sim);
     assert_eq!(keys_sent, vec![Some(first.clone()), Some(first)]);

@@ -561,7 +561,7 @@ fn curl_and_peer_credentials() {
         eprintln!("SKIP curl_and_peer_credentials: curl is missing");
         return;
     }
-    let (_sim, env, _d) = active_daemon(|c| c.socket_mode = "0666".into());
+    let (_sim, env, _d) = active_served(|c| c.socket_mode = "0666".into());
     let out = Command::new("curl")
         .args(["-sS", "--max-time", "20", "--unix-socket"])
         .arg(&env.socket)
@@ -673,7 +673,7 @@ fn read_events(s: &mut UnixStream, buf: &mut Vec<u8>, n: usize) -> Vec<Value> {
 
 #[test]
 fn events_stream_status_now_and_on_change() {
-    let (sim, env, _d) = active_daemon(|_| {});
+    let (sim, env, _d) = active_served(|_| {});
     env.wait_status("the first update check", |s| {
         s["update"]["state"] == "available"
     });
@@ -774,7 +774,7 @@ fn metric(m: &Metrics, name: &str, labels: &[(&str, &str)]) -> f64 {
 
 #[test]
 fn metrics_parse_and_name_the_spec_series() {
-    let (sim, env, _d) = active_daemon(|_| {});
+    let (sim, env, _d) = active_served(|_| {});
     env.wait_status("the first update check", |s| {
         s["update"]["state"] == "available"
     });
@@ -998,7 +998,8 @@ async fn socket_abuse_leaves_the_daemon_answering() {
 }
 
 /// A stale socket is replaced; a live daemon's socket is refused; a regular
-/// file at socket_path is never deleted.
+/// file at socket_path is never deleted. Each error is the one the binary
+/// logs before it exits 1 (`daemon::main`: load, bind, run, as `Served`).
 #[test]
 fn socket_file_life_cycle() {
     let dir = tempfile::tempdir().unwrap();
@@ -1009,21 +1010,15 @@ fn socket_file_life_cycle() {
     std::fs::create_dir_all(env.socket.parent().unwrap()).unwrap();
     drop(std::os::unix::net::UnixListener::bind(&env.socket).unwrap());
     assert!(env.socket.exists());
-    let d = env.start();
+    let d = env.serve();
     env.wait_state("active");
     assert!(d.log().contains("stale"), "{}", d.log());
 
     // Live: a second daemon must not take it.
-    let mut second = Daemon::spawn_config(&env.config, env.path(), &[]);
-    let status = second
-        .wait_exit(WAIT)
-        .unwrap_or_else(|| panic!("the second daemon kept running: {}", second.log()));
-    assert_ne!(status.code(), Some(0));
-    assert!(
-        second.log().contains("already listening"),
-        "{}",
-        second.log()
-    );
+    let second = env.try_serve().map(|d| d.log());
+    assert!(second.is_err(), "the second daemon started: {second:?}");
+    let second = second.unwrap_err();
+    assert!(second.contains("already listening"), "{second}");
     assert_eq!(
         env.status()["license"]["state"],
         "active",
@@ -1034,11 +1029,12 @@ fn socket_file_life_cycle() {
     // A regular file: refused, left alone.
     let _ = std::fs::remove_file(&env.socket);
     std::fs::write(&env.socket, b"precious").unwrap();
-    let mut third = Daemon::spawn_config(&env.config, env.path(), &[]);
-    let status = third
-        .wait_exit(WAIT)
-        .unwrap_or_else(|| panic!("the daemon started over a regular file: {}", third.log()));
-    assert_ne!(status.code(), Some(0));
-    assert!(third.log().contains("not a socket"), "{}", third.log());
+    let third = env.try_serve().map(|d| d.log());
+    assert!(
+        third.is_err(),
+        "the daemon started over a regular file: {third:?}"
+    );
+    let third = third.unwrap_err();
+    assert!(third.contains("not a socket"), "{third}");
     assert_eq!(std::fs::read(&env.socket).unwrap(), b"precious");
 }

@@ -1,6 +1,7 @@
 //! Warnings end to end: the `warnings` list in the status document, the
 //! `wispanel_license_warning` metrics, the CLI's exit code and advice, and
-//! the metrics textfile, against the real daemon and the portal simulator.
+//! the metrics textfile, against the real daemon (in-process,
+//! `common::Served`; the CLI is the binary) and the portal simulator.
 
 mod common;
 
@@ -105,7 +106,7 @@ fn an_active_licence_expiring_soon_warns_everywhere_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
     let sim = expiring_in_10_days(dir.path());
     let env = Env::new(Conf::for_sim(&sim, Some(keys::GOOD)));
-    let _d = env.start();
+    let _d = env.serve();
     let doc = env.wait_state("active");
     assert_eq!(codes(&doc), vec!["expiring_soon"], "{doc:#}");
     let w = &doc["warnings"][0];
@@ -167,7 +168,7 @@ fn grace_ending_comes_first_and_check_exits_1() {
         ..LicenseTerms::default()
     });
     let env = Env::new(Conf::for_sim(&sim, Some(keys::GOOD)));
-    let _d = env.start();
+    let _d = env.serve();
     env.wait_state("active");
     sim.set_outage(Some(Outage::Status(503)));
     let o = cli(&env, &["check"]);
@@ -196,7 +197,7 @@ fn warn_before_expiry_is_reloaded_and_a_change_of_warnings_is_an_event() {
     let dir = tempfile::tempdir().unwrap();
     let sim = expiring_in_10_days(dir.path());
     let mut env = Env::new(Conf::for_sim(&sim, Some(keys::GOOD)));
-    let mut d = env.start();
+    let d = env.serve();
     env.wait_status("the update check", |s| s["update"]["state"] == "available");
     let mut stream = events(&env);
     let mut buf = Vec::new();
@@ -207,7 +208,7 @@ fn warn_before_expiry_is_reloaded_and_a_change_of_warnings_is_an_event() {
     // the change of warnings is announced.
     env.conf.extra = "warn_before_expiry = \"5d\"\n".into();
     env.write_config();
-    d.sighup();
+    d.reload();
     let ev = read_events(&mut stream, &mut buf, 2);
     assert_eq!(codes(&ev[1]), Vec::<String>::new(), "{:#}", ev[1]);
     assert_eq!(ev[1]["license"]["state"], "active");
@@ -219,14 +220,16 @@ fn warn_before_expiry_is_reloaded_and_a_change_of_warnings_is_an_event() {
     // "0s" never warns, whatever the date.
     env.conf.extra = "warn_before_expiry = \"0s\"\n".into();
     env.write_config();
-    assert!(d.stop().success());
-    let _d = env.start();
+    assert!(d.stop().is_ok());
+    let _d = env.serve();
     let doc = env.wait_state("active");
     assert_eq!(codes(&doc), Vec::<String>::new());
 }
 
+/// The shutdown (what SIGTERM starts; asked for in-process here) leaves no
+/// temporary file behind.
 #[test]
-fn the_metrics_textfile_is_written_readable_and_left_clean_on_sigterm() {
+fn the_metrics_textfile_is_written_readable_and_left_clean_at_shutdown() {
     let dir = tempfile::tempdir().unwrap();
     let sim = expiring_in_10_days(dir.path());
     let textdir = dir.path().join("node-exporter");
@@ -237,7 +240,7 @@ fn the_metrics_textfile_is_written_readable_and_left_clean_on_sigterm() {
     let mut conf = Conf::for_sim(&sim, Some(keys::GOOD));
     conf.extra = format!("metrics_textfile = \"{}\"\n", file.display());
     let env = Env::in_dir(dir, conf);
-    let mut d = env.start();
+    let d = env.serve();
     env.wait_status("the update check", |s| s["update"]["state"] == "available");
     // The file says what /metrics says (both may move on in between: wait
     // until they agree), except the open connections: the request for
@@ -255,7 +258,7 @@ fn the_metrics_textfile_is_written_readable_and_left_clean_on_sigterm() {
     assert!(text.contains("wispanel_license_warning{code=\"expiring_soon\"} 1"));
     let mode = std::fs::metadata(&file).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o644, "readable by node_exporter's user");
-    assert!(d.stop().success());
+    assert!(d.stop().is_ok());
     let names: Vec<String> = std::fs::read_dir(&textdir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -271,12 +274,12 @@ fn a_missing_textfile_directory_is_logged_and_the_daemon_keeps_serving() {
     let mut conf = Conf::for_sim(&sim, Some(keys::GOOD));
     conf.extra = format!("metrics_textfile = \"{}\"\n", file.display());
     let env = Env::in_dir(dir, conf);
-    let mut d = env.start();
+    let d = env.serve();
     env.wait_state("active");
     let log = d.wait_log("does not exist");
     assert!(log.contains(&file.display().to_string()), "{log}");
     assert_eq!(env.get("/v1/health").status, 200);
-    assert!(d.stop().success());
+    assert!(d.stop().is_ok());
 }
 
 #[test]
@@ -286,7 +289,7 @@ fn an_activation_in_doubt_is_a_warning_whatever_the_state() {
     // Every answer is a 503: the first activate may have taken a seat.
     sim.set_outage(Some(Outage::Status(503)));
     let env = Env::in_dir(dir, Conf::for_sim(&sim, Some(keys::GOOD)));
-    let _d = env.start();
+    let _d = env.serve();
     let doc = env.wait_status("an activation in doubt", |s| {
         s["portal"]["activation_in_doubt"] == true
     });
@@ -321,7 +324,7 @@ fn a_portal_clock_two_minutes_off_is_clock_skew_and_exits_1() {
     // The portal's clock is 2 minutes behind ours: ours is ahead.
     sim.set_clock_offset(-120);
     let env = Env::in_dir(dir, Conf::for_sim(&sim, Some(keys::GOOD)));
-    let _d = env.start();
+    let _d = env.serve();
     let doc = env.wait_state("active");
     assert_eq!(codes(&doc), vec!["clock_skew"], "{doc:#}");
     let message = doc["warnings"][0]["message"].as_str().unwrap_or_default();
@@ -339,7 +342,7 @@ fn sample_status_output() {
     let dir = tempfile::tempdir().unwrap();
     let sim = expiring_in_10_days(dir.path());
     let env = Env::new(Conf::for_sim(&sim, Some(keys::GOOD)));
-    let _d = env.start();
+    let _d = env.serve();
     env.wait_state("active");
     let o = cli(&env, &["status"]);
     println!("{}exit status {:?}", out(&o), o.status.code());

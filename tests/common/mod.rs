@@ -1,8 +1,12 @@
 //! Shared helpers of the daemon's integration tests: the portal simulator on
 //! its own tokio runtime, a configuration in a temporary directory, the
-//! daemon binary as a child process that is always reaped, a tiny HTTP/1.1
-//! client over the status socket, a systemd notification socket, and a
-//! polling helper. Every wait is bounded; no fixed ports.
+//! daemon in-process ([`Env::serve`]: `daemon::run` on a thread of its own,
+//! in real time, with the real portal client) or the daemon binary as a
+//! child process that is always reaped ([`Env::start`]: only for what needs
+//! a process: signals, kill -9, `$NOTIFY_SOCKET`, the journal, socket
+//! activation), a tiny HTTP/1.1 client over the status socket, a systemd
+//! notification socket, and a polling helper. Every wait is bounded; no
+//! fixed ports.
 
 #![allow(dead_code)]
 
@@ -198,12 +202,38 @@ impl Env {
         std::fs::write(&self.config, t).unwrap();
     }
 
-    /// Starts the daemon with no systemd variables.
+    /// Runs the daemon in-process and waits until its socket answers; see
+    /// [`Served`].
+    pub fn serve(&self) -> Served {
+        let d = self
+            .try_serve()
+            .unwrap_or_else(|e| panic!("the in-process daemon did not start: {e}"));
+        d.wait_ready(self);
+        d
+    }
+
+    /// Runs the daemon in-process: loads the configuration and binds the
+    /// socket as the binary does (the error as the binary logs it, if
+    /// either fails), then `daemon::run` on a thread of its own.
+    pub fn try_serve(&self) -> Result<Served, String> {
+        Served::start(&self.config, None)
+    }
+
+    /// Runs the daemon in-process on a socket that already listens (what
+    /// systemd's socket activation hands over); waits until it answers.
+    pub fn serve_on(&self, listener: std::os::unix::net::UnixListener) -> Served {
+        let d = Served::start(&self.config, Some(listener))
+            .unwrap_or_else(|e| panic!("the in-process daemon did not start: {e}"));
+        d.wait_ready(self);
+        d
+    }
+
+    /// Starts the daemon binary with no systemd variables.
     pub fn spawn(&self) -> Daemon {
         Daemon::spawn(self, &[])
     }
 
-    /// Starts the daemon and waits until its socket answers.
+    /// Starts the daemon binary and waits until its socket answers.
     pub fn start(&self) -> Daemon {
         let d = self.spawn();
         d.wait_ready(self);
@@ -260,6 +290,190 @@ impl Env {
         let p = self.state_file();
         let text = std::fs::read_to_string(&p).unwrap();
         wispanel_license::store::Store::parse(&text, &p).unwrap()
+    }
+}
+
+/// The daemon in-process, as the binary runs it (`daemon::main`): the
+/// configuration loaded, the socket bound, `daemon::run` with the system
+/// clock, `rand`'s jitter and the real portal client (the simulator's URL
+/// and CA come from the configuration), on a `current_thread` runtime of
+/// its own on a thread of its own, in real time; the socket file removed
+/// at the end unless it was passed in ([`Env::serve_on`]). Only systemd is off (no `$NOTIFY_SOCKET` messages). The
+/// proxy variables are the test process's, as for the harness's real
+/// client: none is expected.
+///
+/// [`Served::reload`] is what SIGHUP does, [`Served::stop`] (and dropping
+/// it) what SIGTERM does; the daemon's log lines (INFO and up, plain text)
+/// are captured, from the runtime's thread and its blocking threads.
+pub struct Served {
+    stop: tokio_util::sync::CancellationToken,
+    reload: Arc<tokio::sync::Notify>,
+    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+    logs: wispanel_license::testing::Logs,
+}
+
+impl Served {
+    fn start(
+        config: &Path,
+        listening: Option<std::os::unix::net::UnixListener>,
+    ) -> Result<Served, String> {
+        use wispanel_license::{config::Config, daemon, socket};
+        let logs = wispanel_license::testing::Logs::default();
+        let writer = logs.clone();
+        let dispatch = tracing::Dispatch::new(
+            tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_max_level(tracing::Level::INFO)
+                .with_writer(move || writer.clone())
+                .finish(),
+        );
+        let stop = tokio_util::sync::CancellationToken::new();
+        let reload = Arc::new(tokio::sync::Notify::new());
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let config = config.to_path_buf();
+        let (token, notify) = (stop.clone(), reload.clone());
+        let thread = std::thread::Builder::new()
+            .name("in-process daemon".into())
+            .spawn(move || {
+                let _log = tracing::dispatcher::set_default(&dispatch);
+                let on_blocking = dispatch.clone();
+                let prepared = (|| -> Result<_, String> {
+                    let config = Config::load(&config).map_err(|e| e.to_string())?;
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        // The blocking pool's threads (saves, textfile writes)
+                        // log into the same capture for their whole life.
+                        .on_thread_start(move || {
+                            std::mem::forget(tracing::dispatcher::set_default(&on_blocking));
+                        })
+                        .build()
+                        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+                    let passed = listening.is_some();
+                    let listener = {
+                        let _rt = rt.enter();
+                        match listening {
+                            Some(l) => l
+                                .set_nonblocking(true)
+                                .and_then(|()| tokio::net::UnixListener::from_std(l))
+                                .map_err(|e| format!("the passed listener: {e}"))?,
+                            None => socket::bind(&config).map_err(|e| e.to_string())?,
+                        }
+                    };
+                    Ok((config, rt, listener, passed))
+                })();
+                let (config, rt, listener, passed) = match prepared {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::error!("{e}");
+                        let _ = started_tx.send(Err(e.clone()));
+                        return Err(e);
+                    }
+                };
+                let _ = started_tx.send(Ok(()));
+                let socket_path = config.socket_path.clone();
+                let mut env = daemon::Env::production();
+                env.systemd = false;
+                env.reload = notify;
+                let result =
+                    rt.block_on(daemon::run(config, listener, token.cancelled_owned(), env));
+                // As `daemon::main`: a passed socket is not the daemon's to remove.
+                if !passed {
+                    let _ = std::fs::remove_file(&socket_path);
+                }
+                result.map_err(|e| e.to_string())
+            })
+            .map_err(|e| format!("cannot start the daemon's thread: {e}"))?;
+        let served = Served {
+            stop,
+            reload,
+            thread: Some(thread),
+            logs,
+        };
+        match started_rx.recv_timeout(WAIT) {
+            Ok(Ok(())) => Ok(served),
+            Ok(Err(e)) => {
+                // The thread ends with this error: nothing to stop.
+                let mut served = served;
+                if let Some(t) = served.thread.take() {
+                    let _ = t.join();
+                }
+                Err(e)
+            }
+            Err(e) => Err(format!("the daemon's thread gave no word in {WAIT:?}: {e}")),
+        }
+    }
+
+    /// Waits until the socket answers `GET /v1/status` (or panics with the log).
+    pub fn wait_ready(&self, env: &Env) {
+        let ready = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            poll_until(WAIT, "the in-process daemon's socket", || {
+                let r = try_request(&env.socket, "GET", "/v1/status", &[], None).ok()?;
+                (r.status == 200).then_some(())
+            })
+        }));
+        if ready.is_err() {
+            panic!(
+                "the in-process daemon did not answer on its socket; log:\n{}",
+                self.log()
+            );
+        }
+    }
+
+    /// Asks for a reload of the configuration (what SIGHUP does).
+    pub fn reload(&self) {
+        self.reload.notify_one();
+    }
+
+    /// The daemon's log lines so far.
+    pub fn log(&self) -> String {
+        self.logs.text()
+    }
+
+    /// Waits until the log contains `what`; gives the log.
+    pub fn wait_log(&self, what: &str) -> String {
+        poll_until(WAIT, &format!("{what:?} in the log"), || {
+            let l = self.log();
+            l.contains(what).then_some(l)
+        })
+    }
+
+    /// Shuts down (what SIGTERM does) and waits for the end, at most
+    /// [`WAIT`]; `run`'s result, or why there is none.
+    pub fn stop(mut self) -> Result<(), String> {
+        self.finish()
+    }
+
+    fn finish(&mut self) -> Result<(), String> {
+        let Some(thread) = self.thread.take() else {
+            return Ok(());
+        };
+        self.stop.cancel();
+        let start = Instant::now();
+        while !thread.is_finished() {
+            if start.elapsed() > WAIT {
+                // Left running: the test fails rather than hangs.
+                return Err(format!(
+                    "the in-process daemon did not stop within {WAIT:?}; log:\n{}",
+                    self.log()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        match thread.join() {
+            Ok(r) => r,
+            Err(_) => Err("the in-process daemon's thread panicked".into()),
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let stopped = self.finish();
+        if std::thread::panicking() {
+            eprintln!("--- in-process daemon log ---\n{}", self.log());
+        } else if let Err(e) = stopped {
+            panic!("{e}");
+        }
     }
 }
 
@@ -640,13 +854,21 @@ impl Drop for Notify {
     }
 }
 
-/// A started sim + environment + daemon in state `active` with `keys::GOOD`.
-pub fn active_daemon(conf: impl FnOnce(&mut Conf)) -> (Sim, Env, Daemon) {
-    active_daemon_with(true, conf)
+/// A started sim + environment + in-process daemon in state `active` with
+/// `keys::GOOD`.
+pub fn active_served(conf: impl FnOnce(&mut Conf)) -> (Sim, Env, Served) {
+    active_served_with(true, conf)
 }
 
-/// As `active_daemon`, over HTTPS (`https`) or plain HTTP.
-pub fn active_daemon_with(https: bool, conf: impl FnOnce(&mut Conf)) -> (Sim, Env, Daemon) {
+/// As `active_served`, over HTTPS (`https`) or plain HTTP.
+pub fn active_served_with(https: bool, conf: impl FnOnce(&mut Conf)) -> (Sim, Env, Served) {
+    let (sim, env) = sim_and_env(https, conf);
+    let d = env.serve();
+    env.wait_state("active");
+    (sim, env, d)
+}
+
+fn sim_and_env(https: bool, conf: impl FnOnce(&mut Conf)) -> (Sim, Env) {
     let dir = tempfile::tempdir().unwrap();
     let sim = if https {
         Sim::https(dir.path())
@@ -655,7 +877,18 @@ pub fn active_daemon_with(https: bool, conf: impl FnOnce(&mut Conf)) -> (Sim, En
     };
     let mut c = Conf::for_sim(&sim, Some(keys::GOOD));
     conf(&mut c);
-    let env = Env::in_dir(dir, c);
+    (sim, Env::in_dir(dir, c))
+}
+
+/// A started sim + environment + daemon process in state `active` with
+/// `keys::GOOD`.
+pub fn active_daemon(conf: impl FnOnce(&mut Conf)) -> (Sim, Env, Daemon) {
+    active_daemon_with(true, conf)
+}
+
+/// As `active_daemon`, over HTTPS (`https`) or plain HTTP.
+pub fn active_daemon_with(https: bool, conf: impl FnOnce(&mut Conf)) -> (Sim, Env, Daemon) {
+    let (sim, env) = sim_and_env(https, conf);
     let d = env.start();
     env.wait_state("active");
     (sim, env, d)
