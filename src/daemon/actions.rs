@@ -94,14 +94,18 @@ impl Daemon {
             .call_keyed(Endpoint::Activate, &body, Some(&idempotency_key))
             .await
             .ok_or_else(shutting_down)?;
-        let held = lock(&self.state).core.record_candidate(
-            Endpoint::Activate,
-            &c,
-            &candidate,
-            &config.schedule.core,
-            self.now(),
-            &mut **self.jitter(),
-        );
+        let held = {
+            let mut st = lock(&self.state);
+            let now = self.observe(&mut st.core);
+            st.core.record_candidate(
+                Endpoint::Activate,
+                &c,
+                &candidate,
+                &config.schedule.core,
+                now,
+                &mut **self.jitter(),
+            )
+        };
         if held {
             // The activation is in doubt: one validate decides (SPEC).
             let body = self.body(Endpoint::Validate, &key, &hw, &version, &config);
@@ -109,12 +113,14 @@ impl Daemon {
                 .call(Endpoint::Validate, &body)
                 .await
                 .ok_or_else(shutting_down)?;
-            lock(&self.state).core.record_candidate(
+            let mut st = lock(&self.state);
+            let now = self.observe(&mut st.core);
+            st.core.record_candidate(
                 Endpoint::Validate,
                 &c,
                 &candidate,
                 &config.schedule.core,
-                self.now(),
+                now,
                 &mut **self.jitter(),
             );
         }
@@ -174,11 +180,12 @@ impl Daemon {
         let result = {
             let mut st = lock(&self.state);
             let released = st.configured_key.as_ref().map(LicenseKey::fingerprint);
+            let now = self.observe(&mut st.core);
             st.core.record_deactivation(
                 &c,
                 released,
                 &config.schedule.core,
-                self.now(),
+                now,
                 &mut **self.jitter(),
             );
             match &c.outcome {
@@ -240,6 +247,7 @@ impl Service for Daemon {
 
     fn status(&self) -> Arc<Snapshot> {
         self.refresh_hardware_if_stale();
+        self.notice_clock_step();
         self.snapshot()
     }
 
