@@ -21,9 +21,10 @@ if ! installed $pkgs; then
     fi
 fi
 # The parts of single scenarios (squid-openssl: squid built with ssl-bump,
-# which Debian's plain squid lacks): one that cannot be installed makes its
+# which Debian's plain squid lacks; faketime: libfaketime for the clock
+# scenario): one that cannot be installed makes its
 # scenario print SKIP with the reason, not the whole group.
-for p in squid-openssl openssl unbound; do
+for p in squid-openssl openssl unbound faketime; do
     installed $p && continue
     [ -n "$updated" ] || { apt-get update -qq || true; updated=1; }
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $p >/dev/null ||

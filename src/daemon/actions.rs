@@ -96,12 +96,13 @@ impl Daemon {
             .ok_or_else(shutting_down)?;
         let held = {
             let mut st = lock(&self.state);
+            let now = self.observe(&mut st.core);
             let held = st.core.record_candidate(
                 Endpoint::Activate,
                 &c,
                 &candidate,
                 &config.schedule.core,
-                self.now(),
+                now,
                 &mut **self.jitter(),
             );
             // A valid answer forgets a released key: the key in force may change.
@@ -116,12 +117,13 @@ impl Daemon {
                 .await
                 .ok_or_else(shutting_down)?;
             let mut st = lock(&self.state);
+            let now = self.observe(&mut st.core);
             st.core.record_candidate(
                 Endpoint::Validate,
                 &c,
                 &candidate,
                 &config.schedule.core,
-                self.now(),
+                now,
                 &mut **self.jitter(),
             );
             st.settle();
@@ -183,11 +185,12 @@ impl Daemon {
         let result = {
             let mut st = lock(&self.state);
             let released = st.configured_key.as_ref().map(LicenseKey::fingerprint);
+            let now = self.observe(&mut st.core);
             st.core.record_deactivation(
                 &c,
                 released,
                 &config.schedule.core,
-                self.now(),
+                now,
                 &mut **self.jitter(),
             );
             let result = match &c.outcome {
@@ -252,6 +255,7 @@ impl Service for Daemon {
 
     fn status(&self) -> Arc<Snapshot> {
         self.refresh_hardware_if_stale();
+        self.notice_clock_step();
         self.snapshot()
     }
 

@@ -24,9 +24,9 @@ impl Daemon {
         self.refresh_inputs();
         let config = self.config();
         let version = self.product_version(&config);
-        let now = self.now();
         let (endpoint, body, inputs, masked) = {
             let mut st = lock(&self.state);
+            let now = self.observe(&mut st.core);
             let inputs = st.inputs();
             if st.key().is_none() || st.hwid.is_err() {
                 return Ok(false);
@@ -61,7 +61,7 @@ impl Daemon {
         };
         {
             let mut st = lock(&self.state);
-            let answered_at = self.now();
+            let answered_at = self.observe(&mut st.core);
             st.core.record_licence(
                 endpoint,
                 &c,
@@ -125,6 +125,8 @@ pub(super) async fn licence_loop(d: Arc<Daemon>) {
     let _alive = Alive::new(&d, LICENCE_LOOP);
     async {
         loop {
+            // A step of the wall clock while asleep moves the plan first.
+            d.notice_clock_step();
             let now = d.now();
             let config = d.config();
             let (due, lapse, gate) = {

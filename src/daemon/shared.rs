@@ -309,6 +309,43 @@ impl Daemon {
         self.clock.now()
     }
 
+    /// The daemon's "now", with a reading of its clocks taken into `core`
+    /// (a step of the wall clock moves the plan and the deadlines read in
+    /// the portal's clock, see [`wispanel_core::portal_time`]). Every `now`
+    /// an answer is recorded at comes from here, under the state lock, so
+    /// that a step is never counted after the answer it preceded.
+    pub(super) fn observe(&self, core: &mut Core) -> Timestamp {
+        self.read_clocks(core).0
+    }
+
+    /// [`Daemon::observe`], and the step of the wall clock it noticed (ms,
+    /// 0: none), which it logs.
+    fn read_clocks(&self, core: &mut Core) -> (Timestamp, i64) {
+        let (now, reading) = self.clock.reading();
+        let step_ms = reading.map_or(0, |r| core.observe_clock(r));
+        if step_ms != 0 {
+            let way = if step_ms > 0 { "forward" } else { "back" };
+            let secs = wispanel_core::portal_time::round_secs(step_ms.abs());
+            warn!(
+                clock_step_s = wispanel_core::portal_time::round_secs(step_ms),
+                "the wall clock was set {way} by {secs} s (against CLOCK_BOOTTIME); the grace, the schedule and the gate follow the time elapsed until the portal answers again"
+            );
+        }
+        (now, step_ms)
+    }
+
+    /// Takes a reading of the clocks when a loop wakes or a status is
+    /// asked for; after a step of the wall clock the status is published
+    /// again and the loops, whose times moved, woken.
+    pub(super) fn notice_clock_step(&self) {
+        let (_, step_ms) = self.read_clocks(&mut lock(&self.state).core);
+        if step_ms != 0 {
+            self.publish();
+            self.wake_licence.notify_one();
+            self.wake_update.notify_one();
+        }
+    }
+
     /// The jitter, for one call into the core.
     pub(super) fn jitter(&self) -> MutexGuard<'_, Box<dyn Jitter + Send>> {
         lock(&self.jitter)
@@ -348,7 +385,7 @@ impl Daemon {
     /// never for a status request, and SPEC wants it done before the
     /// announcement.
     pub fn publish(&self) {
-        let now = self.now();
+        let now = self.observe(&mut lock(&self.state).core);
         let config = self.config();
         let proxy = self.client().proxy_shown();
         let build = |st: &Runtime| {

@@ -17,9 +17,9 @@ impl Daemon {
         let _portal = self.portal_lock.lock().await;
         let config = self.config();
         let version = self.product_version(&config);
-        let now = self.now();
         let body = {
-            let st = lock(&self.state);
+            let mut st = lock(&self.state);
+            let now = self.observe(&mut st.core);
             let (Some(key), Ok(hw)) = (st.key(), st.hwid.as_ref()) else {
                 return Ok(false);
             };
@@ -34,13 +34,17 @@ impl Daemon {
         let Some(c) = self.call(Endpoint::CheckUpdate, &body).await else {
             return Ok(false);
         };
-        lock(&self.state).core.record_update(
-            &c,
-            &version,
-            &config.schedule.core,
-            self.now(),
-            &mut **self.jitter(),
-        );
+        {
+            let mut st = lock(&self.state);
+            let now = self.observe(&mut st.core);
+            st.core.record_update(
+                &c,
+                &version,
+                &config.schedule.core,
+                now,
+                &mut **self.jitter(),
+            );
+        }
         self.publish();
         self.wake_licence.notify_one();
         Ok(true)
@@ -52,6 +56,7 @@ pub(super) async fn update_loop(d: Arc<Daemon>) {
     let _alive = Alive::new(&d, UPDATE_LOOP);
     async {
         loop {
+            d.notice_clock_step();
             let now = d.now();
             let due = lock(&d.state).core.update_due(now);
             if let Some(at) = due

@@ -11,6 +11,7 @@ use super::gate::{self, GateClose};
 use super::schedule::{self, Jitter};
 use super::{Endpoint, ErrorKind, LicenseState, PortalError, Reason, UpdateState};
 use crate::activation::PendingActivation;
+use crate::portal_time::ClockSteps;
 use crate::schedule::Schedule;
 use crate::timestamp::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -127,6 +128,10 @@ pub struct Core {
     pub update: Update,
     pub portal: PortalHealth,
     pub plan: Plan,
+    /// The steps of the wall clock seen while this process runs (never
+    /// saved; see [`crate::portal_time`]).
+    #[serde(skip)]
+    pub(crate) steps: ClockSteps,
 }
 
 /// What a licence request should be.
@@ -277,6 +282,8 @@ impl Core {
         self.portal.last_attempt_at = Some(now);
         if let Some(date) = c.portal_date {
             self.portal.clock_skew_seconds = Some((now.0 - date.0).div_euclid(1000));
+            // The portal's time is known again: steps count from here.
+            self.steps.mark_answer();
         }
         match &c.outcome {
             Outcome::Failed(e) => {
@@ -362,6 +369,7 @@ impl Core {
                         .clock_skew_seconds
                         .filter(|_| c.portal_date.is_some()),
                 });
+                self.steps.mark_verdict();
                 self.licence.failing = false;
                 self.licence.verdict_binding = binding.clone();
                 if matches!(endpoint, Endpoint::Activate | Endpoint::Validate) {
@@ -636,6 +644,18 @@ pub(crate) mod tests {
                 header: &h,
                 body: body.as_bytes(),
                 body_problem: None,
+            },
+            now,
+        )
+    }
+
+    /// No answer: the portal cannot be reached (a refused connection).
+    pub(crate) fn unreachable(endpoint: Endpoint, now: Timestamp) -> Classified {
+        classify(
+            endpoint,
+            &Exchange::Unsent {
+                kind: ErrorKind::Connect,
+                message: "connection refused".into(),
             },
             now,
         )

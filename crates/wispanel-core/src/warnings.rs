@@ -124,8 +124,14 @@ pub struct Facts {
     pub lapses_at: Option<Timestamp>,
     /// `license.expires_at` as the portal sent it.
     pub expires_at: Option<Timestamp>,
-    /// Local clock minus the portal's, in seconds, at the last answer.
+    /// Local clock minus the portal's now, in seconds: the last answer's
+    /// `clock_skew_seconds` plus the steps of the local clock since
+    /// ([`Core::clock_skew_estimate_ms`]); `None` before any answer with a
+    /// `Date`.
     pub clock_skew_seconds: Option<i64>,
+    /// The part of `clock_skew_seconds` that the local clock was stepped by
+    /// since the portal's last answer (an estimate until the next answer).
+    pub clock_stepped_secs: i64,
     /// The skew applied to the dates the portal sends
     /// ([`Core::deadline_skew_secs`]: 0 within the tolerance).
     pub deadline_skew_secs: i64,
@@ -163,7 +169,10 @@ impl Facts {
             grace_until,
             lapses_at: core.next_lapse(inputs, s, now),
             expires_at,
-            clock_skew_seconds: core.portal.clock_skew_seconds,
+            clock_skew_seconds: core
+                .clock_skew_estimate_ms()
+                .map(crate::portal_time::round_secs),
+            clock_stepped_secs: crate::portal_time::round_secs(core.stepped_since_answer_ms()),
             deadline_skew_secs: core.deadline_skew_secs(),
             hardware_changed: ctx.hardware_known && core.hardware_changed(inputs),
             activation_in_doubt: core.activation_in_doubt(),
@@ -255,14 +264,23 @@ pub fn warnings(f: &Facts, now: Timestamp) -> Vec<Warning> {
         && k.abs() > SKEW_TOLERANCE_SECS
     {
         let side = if k > 0 { "ahead of" } else { "behind" };
-        push(
-            WarningCode::ClockSkew,
-            format!(
-                "this host's clock is {} {side} the portal's",
-                span(k.unsigned_abs())
-            ),
-            None,
+        let mut message = format!(
+            "this host's clock is {} {side} the portal's",
+            span(k.unsigned_abs())
         );
+        // Stepped since the last answer: an estimate until the next one.
+        if f.clock_stepped_secs != 0 {
+            let way = if f.clock_stepped_secs > 0 {
+                "forward"
+            } else {
+                "back"
+            };
+            message.push_str(&format!(
+                " (estimated: it was set {way} by {} since the portal's last answer)",
+                span(f.clock_stepped_secs.unsigned_abs())
+            ));
+        }
+        push(WarningCode::ClockSkew, message, None);
     }
     if f.update_state == UpdateState::UpdatesExpired {
         push(
@@ -375,6 +393,7 @@ mod tests {
             lapses_at: Some(T0.add(7 * DAY)),
             expires_at: None,
             clock_skew_seconds: Some(0),
+            clock_stepped_secs: 0,
             deadline_skew_secs: 0,
             hardware_changed: false,
             activation_in_doubt: false,
@@ -707,6 +726,7 @@ mod tests {
             lapses_at: Some(lapse),
             expires_at: Some(T0.add(5 * DAY)),
             clock_skew_seconds: Some(-3600),
+            clock_stepped_secs: 0,
             deadline_skew_secs: -3600,
             hardware_changed: true,
             activation_in_doubt: true,
