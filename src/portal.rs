@@ -229,22 +229,32 @@ fn http_client_with(
         .timeout(timeout)
         .pool_idle_timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(1);
-    if let Some((path, pem)) = ca {
-        let certs =
-            reqwest::Certificate::from_pem_bundle(pem).map_err(|e| SetupError::CaParse {
+    let extra = match ca {
+        Some((path, pem)) => {
+            crate::net::tls::pem_certificates(pem).map_err(|message| SetupError::CaParse {
                 path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
-        if certs.is_empty() {
-            return Err(SetupError::CaParse {
-                path: path.to_path_buf(),
-                message: "no certificate found in the file".into(),
-            });
+                message,
+            })?
         }
-        b = b.tls_certs_merge(certs);
-    }
+        None => Vec::new(),
+    };
+    b = b.tls_backend_preconfigured(
+        tls_config(extra).map_err(|e| SetupError::Build(e.to_string()))?,
+    );
     b = with_proxy(b, proxy).map_err(|e| SetupError::Proxy(e.to_string()))?;
     b.build().map_err(|e| SetupError::Build(error_chain(&e)))
+}
+
+/// The TLS configuration of the portal client: the provider this program
+/// installed ([`crate::net::tls`]), the system's trust store plus `extra`
+/// (the `ca_file` certificates).
+fn tls_config(
+    extra: Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>,
+) -> Result<tokio_rustls::rustls::ClientConfig, tokio_rustls::rustls::Error> {
+    use crate::net::tls;
+    let provider = tls::provider()?;
+    let verifier = tls::platform_verifier(extra, provider.clone())?;
+    tls::client_config(provider, std::sync::Arc::new(verifier))
 }
 
 /// A client bound to one portal.

@@ -15,6 +15,8 @@ fn passed_socket() -> Option<OwnedFd> {
 }
 
 fn main() -> ExitCode {
+    // aws-lc-rs, X25519MLKEM768 first: docs/PERFORMANCE.md.
+    wispanel_license::net::tls::use_aws_lc_rs();
     let cli = DaemonCli::parse();
     if cli.check_config {
         let code = wispanel_license::cli::check_config(

@@ -99,7 +99,8 @@ pub trait Service: Send + Sync + 'static {
     ) -> impl Future<Output = ActionResult> + Send;
     /// `POST /v1/deactivate` (the caller is root).
     fn deactivate(&self, caller: Option<u32>) -> impl Future<Output = ActionResult> + Send;
-    /// `GET /v1/history`: the entries the query picks, oldest first.
+    /// `GET /v1/history`: the entries the query picks, oldest first. It may
+    /// read a file: the socket calls it on tokio's blocking pool.
     fn history(&self, query: &crate::history::Query) -> Vec<crate::history::Entry>;
     /// The fair-use books of the socket (`serve` asks once); the daemon
     /// keeps them to show their figures in `metrics_textfile` too.

@@ -319,17 +319,27 @@ async fn deactivate<S: Service>(State(app): State<App<S>>) -> Response {
     }
 }
 
-/// `GET /v1/history?since=&limit=`: read from the history file (plus any
-/// entries whose append failed); a bad parameter is 400 naming it, an
-/// unknown one is ignored.
+/// `GET /v1/history?since=&limit=`: read from `history.jsonl` (plus any
+/// entries whose append failed) on tokio's blocking pool, so that a long
+/// file never holds the runtime thread (the daemon runs one); a bad
+/// parameter is 400 naming it, an unknown one is ignored.
 async fn history<S: Service>(
     State(app): State<App<S>>,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Response {
     match crate::history::Query::parse(query.as_deref()) {
         Ok(q) => {
-            let entries = app.service.history(&q);
-            axum::Json(crate::history::Page { entries }).into_response()
+            let service = app.service.clone();
+            match tokio::task::spawn_blocking(move || service.history(&q)).await {
+                Ok(entries) => axum::Json(crate::history::Page { entries }).into_response(),
+                // Not seen in the daemon: its panic hook aborts the process,
+                // and a runtime that stops drops this handler with the task.
+                Err(e) => envelope(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "INTERNAL_ERROR",
+                    format!("reading the history failed: {e}"),
+                ),
+            }
         }
         Err(e) => envelope(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", e.to_string()),
     }

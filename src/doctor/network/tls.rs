@@ -218,11 +218,9 @@ pub(super) fn cert_problem(e: &rustls::Error) -> CertProblem {
 
 /// The CA certificates of `ca_file`.
 pub(super) fn ca_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    use tokio_rustls::rustls::pki_types::pem::PemObject;
     let pem =
         std::fs::read(path).map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
-    let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&pem).collect();
-    certs.map_err(|e| format!("ca_file {}: {e:?}", path.display()))
+    crate::net::tls::pem_certificates(&pem).map_err(|e| format!("ca_file {}: {e}", path.display()))
 }
 
 pub(super) async fn handshake(
@@ -231,32 +229,27 @@ pub(super) async fn handshake(
     ca_file: Option<&Path>,
     limit: Duration,
 ) -> TlsOutcome {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = match crate::net::tls::provider() {
+        Ok(p) => p,
+        Err(e) => return TlsOutcome::Failed(e.to_string()),
+    };
     let extra = match ca_file.map(ca_certs).transpose() {
         Ok(v) => v.unwrap_or_default(),
         Err(e) => return TlsOutcome::Failed(e),
     };
-    let inner =
-        match rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone()) {
-            Ok(v) => v,
-            Err(e) => return TlsOutcome::Failed(format!("no trust anchors: {e}")),
-        };
+    let inner = match crate::net::tls::platform_verifier(extra, provider.clone()) {
+        Ok(v) => v,
+        Err(e) => return TlsOutcome::Failed(format!("no trust anchors: {e}")),
+    };
     let seen = Arc::new(Mutex::new(None));
     let recorder = Recorder {
         inner: Arc::new(inner),
         seen: seen.clone(),
     };
-    let config = match rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-    {
-        Ok(b) => b,
+    let config = match crate::net::tls::client_config(provider, Arc::new(recorder)) {
+        Ok(c) => c,
         Err(e) => return TlsOutcome::Failed(e.to_string()),
     };
-    let mut config = config
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(recorder))
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let name = match ServerName::try_from(host.to_string()) {
         Ok(n) => n,
         Err(e) => return TlsOutcome::Failed(format!("{host} is not a valid server name: {e}")),
