@@ -1,4 +1,5 @@
-//! The fault matrix of issue #9 against the real daemon: every failure
+//! The fault matrix of issue #9 against the daemon (in-process, on the
+//! harness, with the real portal client and the simulator): every failure
 //! PORTAL.md lists, one at a time, after a valid verdict. For each: the
 //! daemon stays alive, the verdict stands (active → grace, never a refusal),
 //! `last_error.kind` is SPEC's, the gate closes only when SPEC says so and is

@@ -1,6 +1,7 @@
 //! `wispanel-license`, the command-line client: argument types ([`args`]),
-//! dispatch, and the subcommands. `hardware-id` works without the daemon;
-//! `update download` is in [`download`]; the others live in [`commands`], the
+//! dispatch, and the subcommands: `hardware-id` (without the daemon) in
+//! `hardware_id.rs`, `update download` in [`download`], `history` in
+//! `history.rs`, `status --wait` in `wait.rs`, the others in [`commands`], the
 //! status summary they print in [`render`]. The daemon's `--check-config` is
 //! here too ([`check_config`]), beside its arguments ([`DaemonCli`]).
 

@@ -39,7 +39,8 @@ pub(super) fn shown_str(raw: &str) -> String {
     cut.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 
-/// GETs `url`, following at most [`MAX_REDIRECTS`] redirects (https only),
+/// GETs `url`, following at most [`MAX_REDIRECTS`] redirects (https, or
+/// plain http to this machine only: `net::scheme::check_scheme`),
 /// until a 2xx with its headers; headers must come within `timeout`.
 pub(super) async fn fetch(
     client: &PortalClient,
