@@ -9,7 +9,7 @@ use crate::socket::{ActionError, ActionResult, Service, Snapshot};
 use std::sync::Arc;
 use tokio::sync::watch;
 use tracing::{error, info};
-use wispanel_core::classify::Outcome;
+use wispanel_core::classify::{Classified, Outcome};
 use wispanel_core::key::LicenseKey;
 use wispanel_core::machine::Inputs;
 use wispanel_core::timestamp::Timestamp;
@@ -94,12 +94,14 @@ impl Daemon {
             .call_keyed(Endpoint::Activate, &body, Some(&idempotency_key))
             .await
             .ok_or_else(shutting_down)?;
-        let held = {
+        // Records an answer about the candidate; true while the activation
+        // is in doubt.
+        let record = |endpoint: Endpoint, c: &Classified| {
             let mut st = lock(&self.state);
             let now = self.observe(&mut st.core);
             let held = st.core.record_candidate(
-                Endpoint::Activate,
-                &c,
+                endpoint,
+                c,
                 &candidate,
                 &config.schedule.core,
                 now,
@@ -109,24 +111,14 @@ impl Daemon {
             st.settle();
             held
         };
-        if held {
+        if record(Endpoint::Activate, &c) {
             // The activation is in doubt: one validate decides (SPEC).
             let body = self.body(Endpoint::Validate, &key, &hw, &version, &config);
             c = self
                 .call(Endpoint::Validate, &body)
                 .await
                 .ok_or_else(shutting_down)?;
-            let mut st = lock(&self.state);
-            let now = self.observe(&mut st.core);
-            st.core.record_candidate(
-                Endpoint::Validate,
-                &c,
-                &candidate,
-                &config.schedule.core,
-                now,
-                &mut **self.jitter(),
-            );
-            st.settle();
+            record(Endpoint::Validate, &c);
         }
         let result = {
             let mut st = lock(&self.state);
