@@ -3,8 +3,12 @@
 use super::*;
 
 /// Local clock minus the portal's `Date`, in whole seconds.
+/// Local clock minus the portal's `Date`, in whole seconds, as the daemon
+/// counts `clock_skew_seconds`: `Date` is the portal's second, floored, so
+/// the difference is floored too (truncating would make a clock exactly a
+/// day behind "86399 s behind").
 pub fn skew_secs(now: Timestamp, portal_date: Timestamp) -> i64 {
-    (now.millis() - portal_date.millis()) / 1000
+    (now.millis() - portal_date.millis()).div_euclid(1000)
 }
 
 pub fn skew_check(skew: Option<i64>) -> Check {
@@ -38,6 +42,11 @@ mod tests {
         let now = Timestamp::from_unix_secs(1_800_000_000);
         let at = |s: i64| Timestamp::from_unix_secs(1_800_000_000 - s);
         assert_eq!(skew_secs(now, at(120)), 120);
+        // A clock a day behind, read 300 ms into the portal's second.
+        let date = Timestamp::from_unix_secs(1_800_000_000 + 86_400);
+        let behind = Timestamp(now.millis() + 300);
+        assert_eq!(skew_secs(behind, date), -86_400);
+        assert_eq!(skew_secs(Timestamp(now.millis() + 999), now), 0);
         assert_eq!(skew_check(Some(0)).status, Status::Ok);
         assert_eq!(skew_check(Some(60)).status, Status::Ok);
         assert_eq!(skew_check(Some(61)).status, Status::Warn);
