@@ -26,6 +26,19 @@ pub fn write(
     bytes: &[u8],
     mode: u32,
 ) -> Result<(), WriteError> {
+    write_with(dir, target, temp, mode, |f| f.write_all(bytes))
+}
+
+/// As [`write`], with the content written by `fill` into the temporary file
+/// (through a buffer; `fill` need not flush): for a file too large to hold
+/// in memory twice. An error from `fill` is reported as a write of `temp`.
+pub fn write_with(
+    dir: &Path,
+    target: &Path,
+    temp: &Path,
+    mode: u32,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), WriteError> {
     let fail = |file: &Path, action: &'static str| {
         let file = file.to_path_buf();
         move |source| WriteError {
@@ -46,7 +59,11 @@ pub fn write(
         // modes; make sure.
         f.set_permissions(fs::Permissions::from_mode(mode))
             .map_err(fail(temp, "cannot set the mode of"))?;
-        f.write_all(bytes).map_err(fail(temp, "cannot write"))?;
+        let mut buffered = std::io::BufWriter::new(&mut f);
+        fill(&mut buffered)
+            .and_then(|()| buffered.flush())
+            .map_err(fail(temp, "cannot write"))?;
+        drop(buffered);
         f.sync_all().map_err(fail(temp, "cannot fsync"))?;
         drop(f);
         fs::rename(temp, target).map_err(fail(target, "cannot rename into place"))?;

@@ -26,7 +26,7 @@ pub struct Page {
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -63,47 +63,89 @@ pub struct FileContents {
     pub torn_tail: bool,
 }
 
+/// Past this length a line is not an entry (an entry is a few hundred bytes):
+/// it is counted as unreadable and never held whole in memory.
+const MAX_LINE: usize = 64 * 1024;
+
 /// Reads the history file; a missing file is an empty history. Lines that
 /// are not an entry are counted and skipped, never an error.
 pub fn read_file(path: &Path) -> Result<FileContents, HistoryError> {
-    let mut raw = Vec::new();
-    match File::open(path) {
-        Ok(mut f) => f.read_to_end(&mut raw).map_err(|source| HistoryError {
-            path: path.to_path_buf(),
-            action: "read",
-            source,
-        })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileContents::default()),
-        Err(source) => {
-            return Err(HistoryError {
-                path: path.to_path_buf(),
-                action: "open",
-                source,
-            });
-        }
-    };
-    Ok(parse(&raw))
+    let mut entries = Vec::new();
+    let mut contents = scan(path, |_, e| entries.push(e))?;
+    contents.entries = entries;
+    Ok(contents)
 }
 
-fn parse(raw: &[u8]) -> FileContents {
-    let mut out = FileContents {
-        torn_tail: !raw.is_empty() && !raw.ends_with(b"\n"),
-        ..Default::default()
+/// Reads the history file line by line, holding one line at a time, and
+/// gives `on_entry` each entry with its line (without the newline). The
+/// counts come back in a [`FileContents`] whose `entries` is empty.
+fn scan(path: &Path, on_entry: impl FnMut(&[u8], Entry)) -> Result<FileContents, HistoryError> {
+    let fail = |action: &'static str| {
+        move |source| HistoryError {
+            path: path.to_path_buf(),
+            action,
+            source,
+        }
     };
-    for (i, line) in raw.split(|&b| b == b'\n').enumerate() {
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
+    match File::open(path) {
+        Ok(f) => scan_lines(BufReader::new(f), on_entry).map_err(fail("read")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FileContents::default()),
+        Err(source) => Err(fail("open")(source)),
+    }
+}
+
+fn scan_lines(
+    mut r: impl BufRead,
+    mut on_entry: impl FnMut(&[u8], Entry),
+) -> std::io::Result<FileContents> {
+    let mut out = FileContents::default();
+    let mut line = Vec::new();
+    // The line being read is longer than MAX_LINE (its bytes are dropped).
+    let mut overlong = false;
+    let mut number = 0;
+    let mut last = None;
+    let mut finish = |line: &[u8], overlong: bool, number: usize, out: &mut FileContents| {
+        if !overlong && line.iter().all(u8::is_ascii_whitespace) {
+            return;
         }
         out.lines += 1;
         match serde_json::from_slice::<Entry>(line) {
-            Ok(e) => out.entries.push(e),
-            Err(_) => {
+            Ok(e) if !overlong => on_entry(line, e),
+            _ => {
                 out.skipped += 1;
-                out.first_skipped_line.get_or_insert(i + 1);
+                out.first_skipped_line.get_or_insert(number);
             }
         }
+    };
+    loop {
+        let buf = r.fill_buf()?;
+        let Some(&end) = buf.last() else { break };
+        last = Some(end);
+        let (piece, complete) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], true),
+            None => (buf, false),
+        };
+        if !overlong && line.len() + piece.len() > MAX_LINE {
+            overlong = true;
+            line = Vec::new();
+        }
+        if !overlong {
+            line.extend_from_slice(piece);
+        }
+        let used = piece.len() + usize::from(complete);
+        r.consume(used);
+        if complete {
+            number += 1;
+            finish(&line, overlong, number, &mut out);
+            line.clear();
+            overlong = false;
+        }
     }
-    out
+    if overlong || !line.is_empty() {
+        finish(&line, overlong, number + 1, &mut out);
+    }
+    out.torn_tail = last.is_some_and(|b| b != b'\n');
+    Ok(out)
 }
 
 /// The daemon's history: the file, and what could not be written to it yet.
@@ -129,7 +171,8 @@ impl History {
     /// appends still try to write to.
     pub fn open(state_dir: &Path) -> (History, Result<FileContents, HistoryError>) {
         let path = state_dir.join(FILE_NAME);
-        let read = read_file(&path);
+        // Only the counts: the entries stay on disk.
+        let read = scan(&path, |_, _| {});
         let (lines, torn_tail) = match &read {
             Ok(c) => (c.lines, c.torn_tail),
             Err(_) => (0, false),
@@ -251,25 +294,59 @@ impl History {
 
     /// Writes the newest [`KEEP`] of the file's entries, the unsaved ones and
     /// `entries` as the whole file, atomically: a crash leaves the old file
-    /// or the new one.
+    /// or the new one. The file is read twice, a line at a time (once to
+    /// count its entries, once to copy the newest), so that a rewrite holds
+    /// no more of it in memory than an append does (issue 22).
     fn rewrite(&self, inner: &mut Inner, entries: &[Entry]) -> Result<(), HistoryError> {
-        let mut all = read_file(&self.path)?.entries;
-        all.extend(inner.unsaved.iter().cloned());
-        all.extend(entries.iter().cloned());
-        let skip = all.len().saturating_sub(KEEP);
-        let kept = &all[skip..];
-        let text = Self::lines_of(kept.iter());
+        let counted = scan(&self.path, |_, _| {})?;
+        let on_disk = counted.lines - counted.skipped;
+        let new = Self::lines_of(inner.unsaved.iter().chain(entries));
+        let new_count = inner.unsaved.len() + entries.len();
+        let skip = (on_disk + new_count).saturating_sub(KEEP);
         let temp = self
             .dir
             .join(format!(".{FILE_NAME}.tmp-{}", std::process::id()));
-        crate::atomic_file::write(&self.dir, &self.path, &temp, &text, 0o600).map_err(|e| {
-            HistoryError {
-                path: e.file,
-                action: e.action,
-                source: e.source,
+        // A read error of the second pass, told apart from a write error.
+        let mut read_error = None;
+        let mut kept = 0;
+        let written = crate::atomic_file::write_with(&self.dir, &self.path, &temp, 0o600, |w| {
+            let mut seen = 0;
+            let mut write_error = None;
+            let copied = scan(&self.path, |line, _| {
+                seen += 1;
+                if seen > skip
+                    && write_error.is_none()
+                    && let Err(e) = w.write_all(line).and_then(|()| w.write_all(b"\n"))
+                {
+                    write_error = Some(e);
+                }
+            });
+            if let Some(e) = write_error {
+                return Err(e);
             }
+            if let Err(e) = copied {
+                read_error = Some(e);
+                return Err(std::io::Error::other("the history could not be read"));
+            }
+            kept = seen.saturating_sub(skip);
+            for line in new
+                .split_inclusive(|&b| b == b'\n')
+                .skip(skip.saturating_sub(seen))
+            {
+                w.write_all(line)?;
+                kept += 1;
+            }
+            Ok(())
+        });
+        if let Some(e) = read_error {
+            return Err(e);
+        }
+        written.map_err(|e| HistoryError {
+            path: e.file,
+            action: e.action,
+            source: e.source,
         })?;
-        inner.lines = kept.len();
+        inner.lines = kept;
         inner.unsaved.clear();
         inner.torn_tail = false;
         Ok(())

@@ -103,7 +103,14 @@ fn torn_and_damaged_lines_are_skipped_and_counted() {
     let text = format!("{}\nnot json\n{}\n{{\"at\":\"2027-01", good(1), good(2));
     std::fs::write(&path, text).unwrap();
     let (h, read) = History::open(dir.path());
+    // The daemon's open counts, and keeps none of the entries in memory.
     let c = read.unwrap();
+    assert!(c.entries.is_empty());
+    assert_eq!(
+        (c.lines, c.skipped, c.first_skipped_line, c.torn_tail),
+        (4, 2, Some(2), true)
+    );
+    let c = read_file(&path).unwrap();
     assert_eq!(versions(&c.entries), [1, 2]);
     assert_eq!(
         (c.skipped, c.first_skipped_line, c.torn_tail),
@@ -224,4 +231,108 @@ fn query_strings_parse_or_name_the_bad_parameter() {
         limit: 7,
     };
     assert_eq!(Query::parse(Some(&q.to_query_string())), Ok(q));
+}
+
+#[test]
+fn lines_are_read_alike_whatever_the_read_buffer_cuts() {
+    let good = |s| serde_json::to_string(&entry(s)).unwrap();
+    let text = format!("{}\n\n  \nnot json\n{}\n{}", good(1), good(2), good(3));
+    // Buffers smaller than a line, and the default one.
+    for cap in [1, 7, 64, 8192] {
+        let mut seen = Vec::new();
+        let c = scan_lines(
+            std::io::BufReader::with_capacity(cap, text.as_bytes()),
+            |line, e| seen.push((line.to_vec(), e)),
+        )
+        .unwrap();
+        let lines: Vec<Vec<u8>> = seen.iter().map(|(l, _)| l.clone()).collect();
+        assert_eq!(
+            lines,
+            [good(1), good(2), good(3)].map(String::into_bytes),
+            "buffer of {cap}"
+        );
+        let es: Vec<Entry> = seen.into_iter().map(|(_, e)| e).collect();
+        assert_eq!(versions(&es), [1, 2, 3]);
+        // Blank lines do not count; line numbers do count them.
+        assert_eq!(
+            (c.lines, c.skipped, c.first_skipped_line, c.torn_tail),
+            (4, 1, Some(4), true),
+            "buffer of {cap}"
+        );
+    }
+}
+
+#[test]
+fn an_overlong_line_is_unreadable_and_not_kept_whole() {
+    let good = serde_json::to_string(&entry(1)).unwrap();
+    // An entry padded past the limit with spaces (valid JSON otherwise).
+    let padded = format!("{}{}", " ".repeat(MAX_LINE), good);
+    let text = format!("{padded}\n{good}\n");
+    let mut longest = 0;
+    let c = scan_lines(std::io::BufReader::new(text.as_bytes()), |line, _| {
+        longest = longest.max(line.len())
+    })
+    .unwrap();
+    assert_eq!((c.lines, c.skipped, c.first_skipped_line), (2, 1, Some(1)));
+    assert_eq!(longest, good.len());
+    // At the end of a file without a newline, too.
+    let c = scan_lines(std::io::BufReader::new(padded.as_bytes()), |_, _| {
+        panic!("an overlong line is not an entry")
+    })
+    .unwrap();
+    assert_eq!((c.lines, c.skipped, c.torn_tail), (1, 1, true));
+}
+
+#[test]
+fn a_rewrite_copies_the_newest_good_lines_as_they_were_and_drops_damaged_ones() {
+    let dir = dir_for_many_appends();
+    let path = dir.path().join(FILE_NAME);
+    // A full file: 1990 entries with a damaged line among the newest, in a
+    // spelling of our own (key order, spaces) that a copy keeps and a
+    // re-serialisation would not.
+    let odd = |s: i64| {
+        let serde_json::Value::Object(fields) = serde_json::to_value(entry(s)).unwrap() else {
+            panic!("an entry is an object")
+        };
+        let fields: Vec<String> = fields
+            .iter()
+            .rev()
+            .map(|(k, v)| format!("{k:?}: {v}"))
+            .collect();
+        format!("{{ {} }}", fields.join(", "))
+    };
+    let mut text = String::new();
+    for s in 0..1990 {
+        text.push_str(&odd(s));
+        text.push('\n');
+        if s == 1500 {
+            text.push_str("{\"at\": damaged\n");
+        }
+    }
+    std::fs::write(&path, &text).unwrap();
+    assert_eq!(serde_json::from_str::<Entry>(&odd(7)).unwrap(), entry(7));
+    assert_ne!(odd(7), serde_json::to_string(&entry(7)).unwrap());
+    let (h, read) = History::open(dir.path());
+    assert_eq!(read.unwrap().lines, 1991);
+    // Ten more: past 2000, a rewrite with the newest 1000.
+    h.append(&(1990..2000).map(entry).collect::<Vec<_>>())
+        .unwrap();
+    let c = read_file(&path).unwrap();
+    assert_eq!(versions(&c.entries), (1000..2000).collect::<Vec<_>>());
+    assert_eq!((c.lines, c.skipped), (1000, 0));
+    let on_disk = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        on_disk.starts_with(&format!("{}\n", odd(1000))),
+        "{}",
+        &on_disk[..200]
+    );
+    assert_eq!(h.inner().lines, 1000);
+    // The count kept in memory is right: the next rewrite comes after
+    // another 1000 lines, not before.
+    h.append(&(2000..2999).map(entry).collect::<Vec<_>>())
+        .unwrap();
+    assert_eq!(read_file(&path).unwrap().lines, 1999);
+    h.append(&[entry(2999), entry(3000)]).unwrap();
+    let c = read_file(&path).unwrap();
+    assert_eq!(versions(&c.entries), (2001..=3000).collect::<Vec<_>>());
 }
