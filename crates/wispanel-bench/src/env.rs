@@ -56,7 +56,12 @@ pub fn bin_dir() -> Result<PathBuf> {
 }
 
 pub fn bin(name: &str) -> Result<PathBuf> {
-    let p = bin_dir()?.join(name);
+    bin_in(&bin_dir()?, name)
+}
+
+/// `name` in `dir` (a build's binaries: this one's, or an earlier one's).
+pub fn bin_in(dir: &Path, name: &str) -> Result<PathBuf> {
+    let p = dir.join(name);
     if !p.is_file() {
         bail!(
             "{} is missing: build it first (cargo build --release --bins)",
@@ -265,7 +270,12 @@ pub fn spawn_notify(mut cmd: Command) -> Result<Proc> {
 
 /// Spawns the daemon with `files`' configuration.
 pub fn spawn_daemon(files: &DaemonFiles) -> Result<Proc> {
-    let mut cmd = Command::new(bin("wispanel-licensed")?);
+    spawn_daemon_in(&bin_dir()?, files)
+}
+
+/// Spawns the daemon of the build in `dir` with `files`' configuration.
+pub fn spawn_daemon_in(dir: &Path, files: &DaemonFiles) -> Result<Proc> {
+    let mut cmd = Command::new(bin_in(dir, "wispanel-licensed")?);
     cmd.arg("--config").arg(&files.config);
     spawn_notify(cmd).context("wispanel-licensed")
 }

@@ -46,6 +46,11 @@ pub struct Args {
     /// fleet: also write each scenario's per-minute series as CSV into this directory.
     #[arg(long, value_name = "DIR")]
     pub csv: Option<PathBuf>,
+    /// daemon: an earlier build's binaries (a directory holding its
+    /// `wispanel-licensed` and `wispanel-license`), measured in the same run
+    /// and shown in a "before" column.
+    #[arg(long, value_name = "DIR")]
+    pub before: Option<PathBuf>,
     /// For the hidden baseline modes.
     #[arg(long, hide = true)]
     pub socket: Option<PathBuf>,
@@ -228,23 +233,13 @@ fn run_fleet(args: &Args) {
 async fn run_startup(args: &Args) -> Result<()> {
     let sim = env::start_sim(Transport::Https).await?;
     header("startup");
-    let mut daemon = Vec::new();
-    let mut baseline = Vec::new();
     let runs = args.runs.max(3) * 4;
-    for _ in 0..runs {
-        let files = DaemonFiles::new(&sim, "")?;
-        let d = env::spawn_daemon(&files)?;
-        daemon.push(d.ready_after.as_secs_f64() * 1e3);
-        d.stop();
-        let b = env::spawn_idle_baseline()?;
-        baseline.push(b.ready_after.as_secs_f64() * 1e3);
-        b.stop();
-    }
+    let (daemon, baseline) = ready_times(&env::bin_dir()?, &sim, runs)?;
     row(
         &format!("spawn to READY=1 (ms, {runs} runs)"),
-        format!("{:.2}", median(daemon)),
-        format!("{:.2}", median(baseline)),
-        "< 20 ms (baseline: bench baseline-idle)",
+        format!("{daemon:.2}"),
+        format!("{baseline:.2}"),
+        READY_GOAL,
     );
 
     let files = DaemonFiles::new(&sim, "")?;
@@ -313,19 +308,80 @@ async fn run_startup(args: &Args) -> Result<()> {
     Ok(())
 }
 
+const READY_GOAL: &str = "<= 10 ms (issue 22; baseline: bench baseline-idle)";
+const SOCKET_GOAL: &str = ">= 0.9x baseline (issue 22)";
+
+/// The medians of spawn to `READY=1` (ms) of the daemon in `dir` and of the
+/// idle baseline, alternating, `runs` each.
+fn ready_times(dir: &std::path::Path, sim: &env::Sim, runs: usize) -> Result<(f64, f64)> {
+    let mut daemon = Vec::new();
+    let mut baseline = Vec::new();
+    for _ in 0..runs {
+        let files = DaemonFiles::new(sim, "")?;
+        let d = env::spawn_daemon_in(dir, &files)?;
+        daemon.push(d.ready_after.as_secs_f64() * 1e3);
+        d.stop();
+        let b = env::spawn_idle_baseline()?;
+        baseline.push(b.ready_after.as_secs_f64() * 1e3);
+        b.stop();
+    }
+    Ok((median(daemon), median(baseline)))
+}
+
 // ---------------------------------------------------------------------------
 // daemon: memory and idle CPU
 // ---------------------------------------------------------------------------
 
 async fn run_daemon(args: &Args) -> Result<()> {
+    let now_dir = env::bin_dir()?;
+    let (now, base) = measure_build(&now_dir, "this build", args).await?;
+    let before = match &args.before {
+        Some(dir) => Some(measure_build(dir, "before", args).await?.0),
+        None => None,
+    };
+    print_summary(args, &now, before.as_ref(), &base);
+    Ok(())
+}
+
+/// What the `daemon` group measures of one build.
+struct BuildFigures {
+    daemon_bytes: u64,
+    cli_bytes: u64,
+    /// VmRSS idle over HTTPS (median, MiB).
+    idle: f64,
+    /// VmRSS after `early` checks, when that is fewer than all.
+    early: Option<(usize, f64)>,
+    /// VmRSS after all the checks.
+    after: f64,
+    cpu_per_check: f64,
+    ready_ms: f64,
+    socket: Vec<SocketFigure>,
+}
+
+/// The bare baseline processes of the same run.
+struct BaselineFigures {
+    idle: f64,
+    ready_ms: f64,
+}
+
+/// Measures the build in `dir` (sizes, memory idle and after the checks,
+/// idle CPU, CPU per check, spawn to `READY=1`, socket throughput), printing
+/// the details as it goes.
+async fn measure_build(
+    dir: &std::path::Path,
+    name: &str,
+    args: &Args,
+) -> Result<(BuildFigures, BaselineFigures)> {
+    println!("\n== daemon: {name} ({})", dir.display());
     header("daemon: binary sizes (as built, stripped by the release profile)");
-    for (name, goal) in [
-        ("wispanel-licensed", "<= 4.5 MB (issue 22)"),
-        ("wispanel-license", "<= 4.0 MB (issue 22)"),
+    let size = |bin: &str| -> Result<u64> { Ok(std::fs::metadata(env::bin_in(dir, bin)?)?.len()) };
+    let (daemon_bytes, cli_bytes) = (size("wispanel-licensed")?, size("wispanel-license")?);
+    for (bin, bytes, goal) in [
+        ("wispanel-licensed", daemon_bytes, DAEMON_SIZE_GOAL),
+        ("wispanel-license", cli_bytes, CLI_SIZE_GOAL),
     ] {
-        let bytes = std::fs::metadata(env::bin(name)?)?.len();
         row(
-            &format!("{name} (MB)"),
+            &format!("{bin} (MB)"),
             format!("{:.2}", bytes as f64 / 1e6),
             "-".into(),
             goal,
@@ -335,7 +391,7 @@ async fn run_daemon(args: &Args) -> Result<()> {
     let n = args.runs.max(1);
     // Plain HTTP first, measured and stopped; then HTTPS with the
     // simulator's own CA (as deployed), whose daemons stay for the rest.
-    let plain = idle_daemons(Transport::Plain, n).await?;
+    let plain = idle_daemons(dir, Transport::Plain, n).await?;
     let (p_rss, p_hwm) = memory(&plain.daemons)?;
     let p_parts = env::breakdown(plain.daemons[0].pid(), "wispanel-licensed")?;
     plain.stop().await;
@@ -344,7 +400,7 @@ async fn run_daemon(args: &Args) -> Result<()> {
         files,
         mut daemons,
         baselines,
-    } = idle_daemons(Transport::Https, n).await?;
+    } = idle_daemons(dir, Transport::Https, n).await?;
     let (d_rss, d_hwm) = memory(&daemons)?;
     let (b_rss, b_hwm) = memory(&baselines)?;
     let d_parts = env::breakdown(daemons[0].pid(), "wispanel-licensed")?;
@@ -352,7 +408,7 @@ async fn run_daemon(args: &Args) -> Result<()> {
         &format!("VmRSS idle after start, HTTPS (MiB, {n} procs)"),
         format!("{d_rss:.2}"),
         format!("{b_rss:.2}"),
-        "<= 6.0 MiB (baseline: bench baseline-idle)",
+        IDLE_GOAL,
     );
     row(
         &format!("VmRSS idle after start, plain HTTP (MiB, {n})"),
@@ -431,9 +487,9 @@ async fn run_daemon(args: &Args) -> Result<()> {
             sim.request_count(Endpoint::Activate) >= want
         })
         .await?;
-        if i + 1 == early {
+        if i + 1 == early && early < args.checks {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            rss_early = Some(env::memory_kib(d.pid())?.0 as f64 / 1024.0);
+            rss_early = Some((early, env::memory_kib(d.pid())?.0 as f64 / 1024.0));
         }
     }
     let took = t.elapsed();
@@ -442,13 +498,14 @@ async fn run_daemon(args: &Args) -> Result<()> {
     // Let the last state write finish.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (rss, hwm) = env::memory_kib(d.pid())?;
+    let after = rss as f64 / 1024.0;
     row(
         &format!("VmRSS after {} checks, HTTPS (MiB)", args.checks),
-        format!("{:.2}", rss as f64 / 1024.0),
+        format!("{after:.2}"),
         format!("{b_rss:.2}"),
-        "<= 6.5 MiB",
+        AFTER_GOAL,
     );
-    if let Some(e) = rss_early {
+    if let Some((early, e)) = rss_early {
         row(
             &format!("VmRSS after {early} checks, HTTPS (MiB)"),
             format!("{e:.2}"),
@@ -457,16 +514,16 @@ async fn run_daemon(args: &Args) -> Result<()> {
         );
         row(
             &format!("VmRSS growth, {early} to {} checks (MiB)", args.checks),
-            format!("{:+.2}", rss as f64 / 1024.0 - e),
+            format!("{:+.2}", after - e),
             "-".into(),
-            "<= 0.2 MiB",
+            GROWTH_GOAL,
         );
     }
     row(
         "CPU per licence check (reload + HTTPS request, ms)",
         format!("{cpu_per_check:.2}"),
         "-".into(),
-        "no worse than before (same bench on the old build)",
+        CPU_GOAL,
     );
     row(
         &format!("VmHWM after {} checks, HTTPS (MiB)", args.checks),
@@ -481,8 +538,130 @@ async fn run_daemon(args: &Args) -> Result<()> {
         took.as_secs_f64() * 1e3 / args.checks.max(1) as f64
     );
     d.stop();
+
+    // Startup and the socket, shorter than their own groups run them.
+    let runs = args.runs.max(3) * 2;
+    let (ready_ms, b_ready_ms) = ready_times(dir, &sim, runs)?;
+    row(
+        &format!("spawn to READY=1 (ms, {runs} runs)"),
+        format!("{ready_ms:.2}"),
+        format!("{b_ready_ms:.2}"),
+        READY_GOAL,
+    );
     sim.shutdown().await;
-    Ok(())
+    let (_, socket) = socket_figures(dir, Duration::from_secs(1), 3).await?;
+    for f in &socket {
+        row(
+            &format!("GET /v1/status, {:>2} clients (req/s, 3 x 1 s)", f.clients),
+            format!("{:.0}", f.rps()),
+            format!("{:.0}", f.baseline_rps()),
+            &format!("{SOCKET_GOAL} (is {:.2}x)", f.ratio()),
+        );
+    }
+    Ok((
+        BuildFigures {
+            daemon_bytes,
+            cli_bytes,
+            idle: d_rss,
+            early: rss_early,
+            after,
+            cpu_per_check,
+            ready_ms,
+            socket,
+        },
+        BaselineFigures {
+            idle: b_rss,
+            ready_ms: b_ready_ms,
+        },
+    ))
+}
+
+const DAEMON_SIZE_GOAL: &str = "<= 4.5 MB (issue 22)";
+const CLI_SIZE_GOAL: &str = "<= 4.0 MB (issue 22)";
+const IDLE_GOAL: &str = "<= 6.0 MiB (issue 22; baseline: bench baseline-idle)";
+const AFTER_GOAL: &str = "<= 6.5 MiB (issue 22)";
+const GROWTH_GOAL: &str = "<= 0.2 MiB (issue 22)";
+const CPU_GOAL: &str = "no worse than before (issue 22; --before DIR)";
+
+/// Issue 22's figures in one table: this build, the earlier one (`--before`)
+/// and the bare baselines, all from this run, beside their goals.
+fn print_summary(
+    args: &Args,
+    now: &BuildFigures,
+    before: Option<&BuildFigures>,
+    base: &BaselineFigures,
+) {
+    println!("\ndaemon: summary (issue 22), all from this run");
+    println!(
+        "  {:<44} {:>12} {:>12} {:>12}   goal",
+        "figure (median)", "this build", "before", "baseline"
+    );
+    let line = |figure: &str, f: &dyn Fn(&BuildFigures) -> String, baseline: String, goal: &str| {
+        let b = before.map_or_else(|| "-".to_string(), f);
+        println!(
+            "  {figure:<44} {:>12} {b:>12} {baseline:>12}   {goal}",
+            f(now)
+        );
+    };
+    line(
+        "wispanel-licensed (MB)",
+        &|f| format!("{:.2}", f.daemon_bytes as f64 / 1e6),
+        "-".into(),
+        DAEMON_SIZE_GOAL,
+    );
+    line(
+        "wispanel-license (MB)",
+        &|f| format!("{:.2}", f.cli_bytes as f64 / 1e6),
+        "-".into(),
+        CLI_SIZE_GOAL,
+    );
+    line(
+        "VmRSS idle, HTTPS (MiB)",
+        &|f| format!("{:.2}", f.idle),
+        format!("{:.2}", base.idle),
+        IDLE_GOAL,
+    );
+    line(
+        &format!("VmRSS after {} checks (MiB)", args.checks),
+        &|f| format!("{:.2}", f.after),
+        "-".into(),
+        AFTER_GOAL,
+    );
+    if let Some((early, _)) = now.early {
+        line(
+            &format!("VmRSS growth, {early} to {} checks (MiB)", args.checks),
+            &|f| {
+                f.early
+                    .map_or_else(|| "-".into(), |(_, e)| format!("{:+.2}", f.after - e))
+            },
+            "-".into(),
+            GROWTH_GOAL,
+        );
+    }
+    line(
+        "CPU per licence check (ms)",
+        &|f| format!("{:.2}", f.cpu_per_check),
+        "-".into(),
+        CPU_GOAL,
+    );
+    line(
+        "spawn to READY=1 (ms)",
+        &|f| format!("{:.2}", f.ready_ms),
+        format!("{:.2}", base.ready_ms),
+        READY_GOAL,
+    );
+    for (i, s) in now.socket.iter().enumerate() {
+        line(
+            &format!("GET /v1/status, {:>2} clients (x bare server)", s.clients),
+            &|f| {
+                f.socket
+                    .get(i)
+                    .map_or_else(|| "-".into(), |s| format!("{:.2}x", s.ratio()))
+            },
+            "1.00x".into(),
+            SOCKET_GOAL,
+        );
+    }
 }
 
 /// `runs` daemons (and as many idle baselines) after their first start.
@@ -506,14 +685,18 @@ impl IdleDaemons {
 
 /// Starts `n` daemons against a simulator reached over `transport`, and `n`
 /// baselines, side by side so they are measured over the same window.
-async fn idle_daemons(transport: Transport, n: usize) -> Result<IdleDaemons> {
+async fn idle_daemons(
+    dir: &std::path::Path,
+    transport: Transport,
+    n: usize,
+) -> Result<IdleDaemons> {
     let sim = env::start_sim(transport).await?;
     let mut files = Vec::new();
     let mut daemons = Vec::new();
     let mut baselines = Vec::new();
     for _ in 0..n {
         let f = DaemonFiles::new(&sim, "")?;
-        daemons.push(env::spawn_daemon(&f)?);
+        daemons.push(env::spawn_daemon_in(dir, &f)?);
         files.push(f);
         baselines.push(env::spawn_idle_baseline()?);
     }
@@ -567,9 +750,71 @@ fn print_breakdown(https: &env::Breakdown, plain: &env::Breakdown) {
 // ---------------------------------------------------------------------------
 
 async fn run_socket(args: &Args) -> Result<()> {
+    let secs = Duration::from_secs(args.socket_secs);
+    let (body_len, figures) = socket_figures(&env::bin_dir()?, secs, args.runs).await?;
+    header(&format!(
+        "status socket: GET /v1/status ({body_len} byte body), keep-alive, {} s per run",
+        args.socket_secs
+    ));
+    for f in &figures {
+        let ms = |v: &[socket::Load], g: fn(&socket::Load) -> Duration| {
+            median(v.iter().map(|l| g(l).as_secs_f64() * 1e3).collect())
+        };
+        row(
+            &format!("{:>2} clients: requests/s", f.clients),
+            format!("{:.0}", f.rps()),
+            format!("{:.0}", f.baseline_rps()),
+            &format!("{SOCKET_GOAL} (is {:.2}x)", f.ratio()),
+        );
+        row(
+            &format!("{:>2} clients: p50 / p99 latency (ms)", f.clients),
+            format!(
+                "{:.3} / {:.3}",
+                ms(&f.daemon, |l| l.p50),
+                ms(&f.daemon, |l| l.p99)
+            ),
+            format!(
+                "{:.3} / {:.3}",
+                ms(&f.baseline, |l| l.p50),
+                ms(&f.baseline, |l| l.p99)
+            ),
+            "",
+        );
+    }
+    Ok(())
+}
+
+/// `GET /v1/status` load on the daemon and on the bare server, one client
+/// count.
+struct SocketFigure {
+    clients: usize,
+    daemon: Vec<socket::Load>,
+    baseline: Vec<socket::Load>,
+}
+
+impl SocketFigure {
+    fn rps(&self) -> f64 {
+        median(self.daemon.iter().map(socket::Load::per_sec).collect())
+    }
+    fn baseline_rps(&self) -> f64 {
+        median(self.baseline.iter().map(socket::Load::per_sec).collect())
+    }
+    fn ratio(&self) -> f64 {
+        self.rps() / self.baseline_rps()
+    }
+}
+
+/// Loads the status socket of the daemon in `dir` and a bare hyper server
+/// answering the same bytes, alternating, `runs` runs of `secs` for 1, 16
+/// and 64 clients. Returns the body's length and the figures.
+async fn socket_figures(
+    dir: &std::path::Path,
+    secs: Duration,
+    runs: usize,
+) -> Result<(usize, Vec<SocketFigure>)> {
     let sim = env::start_sim(Transport::Https).await?;
     let files = DaemonFiles::new(&sim, "")?;
-    let d = env::spawn_daemon(&files)?;
+    let d = env::spawn_daemon_in(dir, &files)?;
     env::wait_for(Duration::from_secs(10), "the first activation", || {
         sim.request_count(Endpoint::CheckUpdate) >= 1
     })
@@ -589,39 +834,23 @@ async fn run_socket(args: &Args) -> Result<()> {
         .arg("--body-file")
         .arg(&body_file);
     let b = env::spawn_notify(cmd)?;
-    header(&format!(
-        "status socket: GET /v1/status ({} byte body), keep-alive, {} s per run",
-        body.len(),
-        args.socket_secs
-    ));
-    let secs = Duration::from_secs(args.socket_secs);
+    let mut figures = Vec::new();
     for clients in [1usize, 16, 64] {
-        let mut dr = Vec::new();
-        let mut br = Vec::new();
-        for _ in 0..args.runs.max(1) {
-            dr.push(socket::load(&files.socket, clients, secs).await?);
-            br.push(socket::load(&base_sock, clients, secs).await?);
-        }
-        let rps = |v: &[socket::Load]| median(v.iter().map(|l| l.per_sec()).collect());
-        let ms = |v: &[socket::Load], f: fn(&socket::Load) -> Duration| {
-            median(v.iter().map(|l| f(l).as_secs_f64() * 1e3).collect())
+        let mut f = SocketFigure {
+            clients,
+            daemon: Vec::new(),
+            baseline: Vec::new(),
         };
-        let (d_rps, b_rps) = (rps(&dr), rps(&br));
-        row(
-            &format!("{clients:>2} clients: requests/s"),
-            format!("{d_rps:.0}"),
-            format!("{b_rps:.0}"),
-            &format!(">= 0.8x baseline (is {:.2}x)", d_rps / b_rps),
-        );
-        row(
-            &format!("{clients:>2} clients: p50 / p99 latency (ms)"),
-            format!("{:.3} / {:.3}", ms(&dr, |l| l.p50), ms(&dr, |l| l.p99)),
-            format!("{:.3} / {:.3}", ms(&br, |l| l.p50), ms(&br, |l| l.p99)),
-            "",
-        );
+        for _ in 0..runs.max(1) {
+            f.daemon
+                .push(socket::load(&files.socket, clients, secs).await?);
+            f.baseline
+                .push(socket::load(&base_sock, clients, secs).await?);
+        }
+        figures.push(f);
     }
     b.stop();
     d.stop();
     sim.shutdown().await;
-    Ok(())
+    Ok((body.len(), figures))
 }
