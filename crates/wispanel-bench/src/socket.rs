@@ -162,6 +162,30 @@ pub fn run_baseline_server(socket: &Path, body_file: &Path) -> Result<()> {
     })
 }
 
+/// The bare axum baseline (issue 22's "bare axum"): a router with the one
+/// route `GET /v1/status` answering `body`, served by `axum::serve` on
+/// `socket`, on a current-thread runtime. Runs until killed.
+pub fn run_baseline_axum(socket: &Path, body_file: &Path) -> Result<()> {
+    let body = Bytes::from(std::fs::read(body_file)?);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let _ = std::fs::remove_file(socket);
+        let listener = tokio::net::UnixListener::bind(socket)?;
+        let app = axum::Router::new().route(
+            "/v1/status",
+            axum::routing::get(move || {
+                let body = body.clone();
+                async move { ([("content-type", "application/json")], body) }
+            }),
+        );
+        wispanel_license::systemd::ready("baseline axum server");
+        axum::serve(listener, app).await?;
+        Ok(())
+    })
+}
+
 /// A one-frame body (hyper 1 needs a `Body`; `http-body-util` is not a
 /// dependency, so this is its `Full` in a few lines).
 mod http_body_util_free {
