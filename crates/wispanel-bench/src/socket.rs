@@ -129,10 +129,18 @@ pub async fn load(path: &Path, clients: usize, duration: Duration) -> Result<Loa
     })
 }
 
-/// The baseline server: serves `body` (as `application/json`) to every
-/// request on `socket`, HTTP/1.1 keep-alive, on a current-thread runtime.
-/// Runs until killed.
-pub fn run_baseline_server(socket: &Path, body_file: &Path) -> Result<()> {
+/// Reads `body_file`, binds `socket` (a stale file replaced) on a
+/// current-thread runtime, sends `READY=1` and runs `serve` with both: the
+/// setup the two baseline servers share.
+fn run_baseline<Fut>(
+    socket: &Path,
+    body_file: &Path,
+    what: &str,
+    serve: impl FnOnce(UnixListener, Bytes) -> Fut,
+) -> Result<()>
+where
+    Fut: std::future::Future<Output = Result<()>>,
+{
     let body = Bytes::from(std::fs::read(body_file)?);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -140,50 +148,62 @@ pub fn run_baseline_server(socket: &Path, body_file: &Path) -> Result<()> {
     rt.block_on(async move {
         let _ = std::fs::remove_file(socket);
         let listener = UnixListener::bind(socket)?;
-        wispanel_license::systemd::ready("baseline server");
-        let body = Arc::new(body);
-        loop {
-            let (stream, _) = listener.accept().await?;
-            let body = body.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |_req| {
-                    let body = (*body).clone();
-                    async move {
-                        hyper::Response::builder()
-                            .header("content-type", "application/json")
-                            .body(Full::new(body))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
+        wispanel_license::systemd::ready(what);
+        serve(listener, body).await
     })
+}
+
+/// The baseline server: serves `body` (as `application/json`) to every
+/// request on `socket`, HTTP/1.1 keep-alive, on a current-thread runtime.
+/// Runs until killed.
+pub fn run_baseline_server(socket: &Path, body_file: &Path) -> Result<()> {
+    run_baseline(
+        socket,
+        body_file,
+        "baseline server",
+        |listener, body| async move {
+            let body = Arc::new(body);
+            loop {
+                let (stream, _) = listener.accept().await?;
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |_req| {
+                        let body = (*body).clone();
+                        async move {
+                            hyper::Response::builder()
+                                .header("content-type", "application/json")
+                                .body(Full::new(body))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        },
+    )
 }
 
 /// The bare axum baseline (issue 22's "bare axum"): a router with the one
 /// route `GET /v1/status` answering `body`, served by `axum::serve` on
 /// `socket`, on a current-thread runtime. Runs until killed.
 pub fn run_baseline_axum(socket: &Path, body_file: &Path) -> Result<()> {
-    let body = Bytes::from(std::fs::read(body_file)?);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async move {
-        let _ = std::fs::remove_file(socket);
-        let listener = tokio::net::UnixListener::bind(socket)?;
-        let app = axum::Router::new().route(
-            "/v1/status",
-            axum::routing::get(move || {
-                let body = body.clone();
-                async move { ([("content-type", "application/json")], body) }
-            }),
-        );
-        wispanel_license::systemd::ready("baseline axum server");
-        axum::serve(listener, app).await?;
-        Ok(())
-    })
+    run_baseline(
+        socket,
+        body_file,
+        "baseline axum server",
+        |listener, body| async move {
+            let app = axum::Router::new().route(
+                "/v1/status",
+                axum::routing::get(move || {
+                    let body = body.clone();
+                    async move { ([("content-type", "application/json")], body) }
+                }),
+            );
+            axum::serve(listener, app).await?;
+            Ok(())
+        },
+    )
 }
 
 /// A one-frame body (hyper 1 needs a `Body`; `http-body-util` is not a
